@@ -1,0 +1,122 @@
+/**
+ * The compiled configuration: validated, resolved (paths absolute, durations in ms,
+ * networks parsed), deep-frozen. Everything downstream reads this, never the raw YAML.
+ */
+import type { CidrSet } from '../net/cidr.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Where a value came from in the YAML file, for messages like `portcullis.yaml:12:7`. */
+export interface SourcePos {
+  file: string;
+  line: number;
+  col: number;
+}
+
+export type PolicyName = 'deny' | 'bypass' | 'password' | 'mfa';
+
+export interface CompiledRule {
+  /** 0-based position in the app's `rules` list. */
+  index: number;
+  pos: SourcePos;
+  policy: PolicyName;
+  /** null means the condition is absent (matches anything). */
+  paths: readonly PathMatcher[] | null;
+  methods: ReadonlySet<string> | null;
+  /** Union of the named networks and literal CIDRs. */
+  networks: CidrSet | null;
+  /** As written (names and CIDRs), for explanations. */
+  networkNames: readonly string[] | null;
+  groups: readonly string[] | null;
+  /** Short human description, e.g. `rules[1] {networks: [office]} -> password`. */
+  label: string;
+}
+
+export interface PathMatcher {
+  source: string;
+  test(path: string): boolean;
+}
+
+export interface CompiledApp {
+  name: string;
+  hosts: readonly string[];
+  /** `builtin:whoami` or an absolute http(s) URL with no path beyond `/`. */
+  upstream: { kind: 'builtin'; name: 'whoami' } | { kind: 'http'; url: URL; origin: string };
+  websocket: boolean;
+  rules: readonly CompiledRule[];
+  basicAuthPaths: readonly PathMatcher[];
+  pos: SourcePos;
+}
+
+export interface LoginLimits {
+  perIp: { maxFailures: number; windowMs: number; blockMs: number };
+  perUser: { maxFailures: number; windowMs: number; lockoutMs: number };
+  spray: { distinctUsers: number; windowMs: number; blockMs: number };
+  mfa: { maxFailures: number; windowMs: number };
+  ipv6Prefix: number;
+  /** At most this many password verifications run at once; past it, a fast 503. */
+  maxConcurrentHashes: number;
+}
+
+export interface PasswordPolicy {
+  minLength: number;
+  blocklist: 'common' | 'none';
+  minStrength: 0 | 1 | 2 | 3 | 4;
+  onWeak: 'deny' | 'change' | 'flag';
+}
+
+export interface TotpConfig {
+  issuer: string;
+  period: number;
+  digits: 6 | 8;
+  algorithm: 'SHA1' | 'SHA256' | 'SHA512';
+  skew: number;
+  /** Where a first device may be enrolled; empty set means nowhere. */
+  enrolNetworks: CidrSet;
+}
+
+export interface NotifyConfig {
+  webhook: string | null;
+  smtp: { url: string; from: string; to: readonly string[] } | null;
+  events: ReadonlySet<string>;
+}
+
+export interface CompiledConfig {
+  /** Absolute path of the YAML file. */
+  file: string;
+  /** Directory of the YAML file; relative paths resolve against it. */
+  baseDir: string;
+  listen: ListenAddress;
+  tls: { cert: string; key: string } | null;
+  trustedProxies: CidrSet;
+  proxyProtocol: boolean;
+  admin: { listen: ListenAddress; tokenFile: string };
+  dataDir: string;
+  store: { kind: 'memory' } | { kind: 'redis'; url: string };
+  workers: number;
+  networks: ReadonlyMap<string, CidrSet>;
+  usersFile: string;
+  session: { idleTimeoutMs: number; absoluteTimeoutMs: number; graceMs: number };
+  totp: TotpConfig;
+  passwordPolicy: PasswordPolicy;
+  loginLimits: LoginLimits;
+  lockdown: { networks: CidrSet; networkNames: readonly string[] };
+  notify: NotifyConfig;
+  audit: { file: string | null };
+  upstream: { connectTimeoutMs: number; headersTimeoutMs: number; idleTimeoutMs: number };
+  apps: readonly CompiledApp[];
+  /** Lower-case host (no port) to app. */
+  appsByHost: ReadonlyMap<string, CompiledApp>;
+}
+
+export interface ConfigIssue {
+  file: string;
+  line: number;
+  col: number;
+  /** Dotted key path, e.g. `apps[0].rules[2].networks[0]`. */
+  path: string;
+  message: string;
+}

@@ -1,0 +1,102 @@
+/**
+ * Narrow store ports. The core (auth, session, policy) depends only on these; `memory.ts`
+ * and `redis.ts` implement them. Every table an attacker can grow is bounded in the memory
+ * implementation and carries a TTL in Redis.
+ */
+
+export type Factor = 'pwd' | 'otp';
+
+export interface SessionRecord {
+  user: string;
+  /** Factors completed, in order: ['pwd'] or ['pwd', 'otp']. */
+  amr: Factor[];
+  /** What the holder must do next before the session opens apps. */
+  pending: 'none' | 'mfa' | 'enrol' | 'password';
+  createdAt: number;
+  lastSeenAt: number;
+  /** Client address at sign-in. */
+  ip: string;
+  /** Per-session CSRF secret (random, base64url). */
+  csrf: string;
+  /** Where to go once the pending step is done. */
+  rd?: string | undefined;
+}
+
+export interface SessionStore {
+  get(idHash: string): Promise<SessionRecord | null>;
+  /** Create or replace; `ttlMs` is the time until the record may be dropped. */
+  set(idHash: string, rec: SessionRecord, ttlMs: number): Promise<void>;
+  delete(idHash: string): Promise<boolean>;
+  list(user?: string): Promise<Array<{ idHash: string; rec: SessionRecord }>>;
+  /** Removes every session of `user`; returns how many. */
+  deleteByUser(user: string): Promise<number>;
+  deleteAll(): Promise<number>;
+  /** Called with an id hash whenever a session is deleted anywhere (local or, with Redis, another instance). */
+  onRevoked(listener: (idHash: string | '*', user?: string) => void): void;
+}
+
+export interface RateStore {
+  /**
+   * Record one event under `key` in a fixed window of `windowMs` that starts at the first event.
+   * With `member`, counts distinct members instead (password spraying: distinct user names).
+   * Returns the count in the current window after this event.
+   */
+  hit(key: string, windowMs: number, now: number, member?: string): Promise<number>;
+  /** The current count (0 when absent or expired). */
+  count(key: string, now: number): Promise<number>;
+  reset(key: string): Promise<void>;
+  /** Block `key` until `until` (ms epoch). */
+  block(key: string, until: number, reason: string): Promise<void>;
+  /** Block expiry if blocked now, else null. */
+  blockedUntil(key: string, now: number): Promise<{ until: number; reason: string } | null>;
+  unblock(key: string): Promise<boolean>;
+  listBlocks(now: number): Promise<Array<{ key: string; until: number; reason: string }>>;
+  /** Atomically claim `key` for `ttlMs`; true only for the first claimant (TOTP step replay). */
+  claim(key: string, ttlMs: number, now: number): Promise<boolean>;
+}
+
+export interface TotpRecord {
+  /** AES-256-GCM sealed base32 secret. */
+  secret: string;
+  enrolledAt: number;
+  /** 'enrolled' through the portal, 'provisioned' by `portcullis totp set`. */
+  source: 'enrolled' | 'provisioned';
+}
+
+export interface AppPasswordRecord {
+  label: string;
+  /** argon2id hash. */
+  hash: string;
+  createdAt: number;
+  lastUsedAt?: number | undefined;
+}
+
+/** Durable per-user credentials and gateway state (files in data_dir, or Redis). */
+export interface StateStore {
+  getTotp(user: string): Promise<TotpRecord | null>;
+  setTotp(user: string, rec: TotpRecord | null): Promise<void>;
+  /** Replace the user's recovery codes (stored as hashes). */
+  setRecoveryCodes(user: string, hashes: string[]): Promise<void>;
+  /** Atomically remove `hash` from the user's codes; true if it was there. */
+  consumeRecoveryCode(user: string, hash: string): Promise<boolean>;
+  countRecoveryCodes(user: string): Promise<number>;
+  listAppPasswords(user: string): Promise<AppPasswordRecord[]>;
+  addAppPassword(user: string, rec: AppPasswordRecord): Promise<void>;
+  revokeAppPassword(user: string, label: string): Promise<boolean>;
+  /** Network keys (e.g. `192.0.2.0/24`, `2001:db8::/64`) the user has signed in from. */
+  knownNetworks(user: string): Promise<string[]>;
+  addKnownNetwork(user: string, key: string): Promise<boolean>;
+  getLockdown(): Promise<{ on: boolean; since: number; by: string } | null>;
+  setLockdown(state: { on: boolean; since: number; by: string }): Promise<void>;
+  /** Forget every credential of a removed user. */
+  forgetUser(user: string): Promise<void>;
+}
+
+export interface Stores {
+  sessions: SessionStore;
+  rates: RateStore;
+  state: StateStore;
+  /** Whether the backing store answers now (memory: always). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
