@@ -106,7 +106,8 @@ export interface CompiledConfig {
   lockdown: { networks: CidrSet; networkNames: readonly string[] };
   notify: NotifyConfig;
   audit: { file: string | null };
-  upstream: { connectTimeoutMs: number; headersTimeoutMs: number; idleTimeoutMs: number };
+  /** `upstream_timeouts`: connect, response headers, idle body. */
+  upstreamTimeouts: { connectMs: number; headersMs: number; idleMs: number };
   apps: readonly CompiledApp[];
   /** Lower-case host (no port) to app. */
   appsByHost: ReadonlyMap<string, CompiledApp>;

@@ -20,6 +20,10 @@ export interface SessionRecord {
   csrf: string;
   /** Where to go once the pending step is done. */
   rd?: string | undefined;
+  /** During enrolment: the candidate TOTP secret, sealed (SecretBox, aad `enrol:<user>`). */
+  enrolSecret?: string | undefined;
+  /** Set when the password met the policy only at `on_weak: change`: the change is pending. */
+  mustChangePassword?: boolean | undefined;
 }
 
 export interface SessionStore {
@@ -65,7 +69,7 @@ export interface TotpRecord {
 
 export interface AppPasswordRecord {
   label: string;
-  /** argon2id hash. */
+  /** Keyed HMAC-SHA256 of `user NUL password` (app passwords are random 160-bit secrets). */
   hash: string;
   createdAt: number;
   lastUsedAt?: number | undefined;

@@ -1,0 +1,407 @@
+/**
+ * The login regulator: decides, before any password hash is computed, whether an attempt may
+ * proceed, and records the outcome afterwards. Pure logic over the RateStore / StateStore ports.
+ *
+ * What is counted (SPEC `login_limits`):
+ * - Per source (an IPv4 address, or an IPv6 /ipv6_prefix): `per_ip.max_failures` failures in
+ *   `window` block the source for `block`.
+ * - Per user, in two buckets, like Entra smart lockout: failures from networks the user has
+ *   signed in from before (familiar) and from anywhere else (unfamiliar) are counted apart.
+ *   `per_user.max_failures` locks only the bucket that reached it, for `lockout`, so an
+ *   attacker elsewhere cannot lock the user out of their usual network.
+ * - Spraying: one source failing for `spray.distinct_users` distinct users within `window`
+ *   is blocked for `block`.
+ * - Ceiling (NIST SP 800-63B 5.2.2: no more than 100 consecutive failed attempts on one
+ *   account): distinct wrong passwords per account, across every source and both buckets,
+ *   since the last success. At the 100th the account refuses every password attempt, from
+ *   everywhere, for `ceiling.blockMs` (24 h by default) or until an admin runs
+ *   `portcullis unblock --user`; the count then starts again. The count itself lapses 24 h after
+ *   the first failure it holds (`ceiling.windowMs`). So an account sees at most 100 wrong
+ *   guesses a day however many sources the attacker rotates through.
+ * - The same wrong password tried again for the same user within the window counts once
+ *   (a phone retrying a stale password must not block the office): per-user buckets and the
+ *   ceiling count distinct password fingerprints, the per-source count distinct
+ *   (user, fingerprint) pairs.
+ * - MFA: wrong codes are counted per (user, source) and per user; past `mfa.max_failures` per
+ *   (user, source), or twice that per user, further codes are refused for `mfa.window`.
+ *
+ * Success (NIST 5.2.2) forgets the source's failure count, the user's bucket for that kind of
+ * network, and the ceiling count. It does not forget the spray count: an attacker holding one
+ * valid account could otherwise launder a spray by signing in between rounds.
+ *
+ * Attacker-supplied strings never become unbounded keys: user names are normalised and long
+ * ones hashed, members are fixed-size hashes, and every table lives in a bounded store.
+ * Concurrent attempts may all pass `check` before the first failure is recorded; the hash
+ * budget bounds that overshoot to `max_concurrent_hashes`.
+ */
+import { createHash } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import type { LoginLimits } from '../config/types.js';
+import { PortcullisError } from '../errors.js';
+import { bytesToIpv6, ipv4ToBytes, ipv6ToBytes, maskBytes, parseIp, sourceKey } from '../net/ip.js';
+import type { RateStore, StateStore } from '../store/ports.js';
+
+export type ThrottleKind = 'ip' | 'user' | 'spray' | 'ceiling';
+
+export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfterSec: number; kind: ThrottleKind };
+
+export type Bucket = 'familiar' | 'unfamiliar';
+
+export interface BlockInfo {
+  kind: ThrottleKind | 'mfa';
+  /** The source key (IPv4 address or IPv6 network) for source blocks and per-source MFA blocks. */
+  source?: string;
+  /** The (normalised) user name for account locks and MFA blocks. */
+  user?: string;
+  /** Which bucket is locked, for kind `user`. */
+  bucket?: Bucket;
+  until: number;
+  retryAfterSec: number;
+}
+
+export interface CeilingOptions {
+  /** Distinct wrong passwords per account before it refuses attempts (default 100). */
+  maxFailures?: number;
+  /** How long the count lasts from its first failure (default 24 h). */
+  windowMs?: number;
+  /** How long the account refuses attempts once the ceiling is reached (default 24 h). */
+  blockMs?: number;
+}
+
+export interface LoginThrottleDeps {
+  limits: LoginLimits;
+  rates: RateStore;
+  state: StateStore;
+  clock: Clock;
+  /** The source an address is counted under; default: `sourceKey(ip, limits.ipv6Prefix)`. */
+  keyFor?: (ip: string) => string;
+  ceiling?: CeilingOptions;
+}
+
+const HOUR = 3_600_000;
+export const DEFAULT_CEILING = { maxFailures: 100, windowMs: 24 * HOUR, blockMs: 24 * HOUR } as const;
+/** Per-user MFA failures allowed, as a multiple of `mfa.max_failures` (which is per user and source). */
+const MFA_USER_FACTOR = 2;
+/** User names longer than this are keyed by their hash. */
+const MAX_USER_KEY = 128;
+
+/** Key namespace in the rate store; everything the throttle writes starts with it. */
+const NS = 'lt:';
+const K = {
+  ipBlock: (src: string) => `${NS}b:ip:${src}`,
+  ipFails: (src: string) => `${NS}f:ip:${src}`,
+  sprayUsers: (src: string) => `${NS}f:spray:${src}`,
+  userLock: (b: Bucket, u: string) => `${NS}b:${b === 'familiar' ? 'uf' : 'uu'}:${u}`,
+  userFails: (b: Bucket, u: string) => `${NS}f:${b === 'familiar' ? 'uf' : 'uu'}:${u}`,
+  ceilingLock: (u: string) => `${NS}b:uc:${u}`,
+  ceilingFails: (u: string) => `${NS}f:uc:${u}`,
+  mfaUserBlock: (u: string) => `${NS}b:m:${u}`,
+  mfaUserFails: (u: string) => `${NS}f:m:${u}`,
+  // source keys never contain a space; user names may, so they come last
+  mfaPairBlock: (src: string, u: string) => `${NS}b:ms:${src} ${u}`,
+  mfaPairFails: (src: string, u: string) => `${NS}f:ms:${src} ${u}`,
+};
+
+/**
+ * The network a source belongs to for familiarity: the /24 of an IPv4 address, the
+ * /ipv6Prefix of an IPv6 one (`192.0.2.0/24`, `2001:db8:1:2::/64`). Input that is not an IP
+ * address is returned unchanged (it then matches no known network).
+ */
+export function networkKeyFor(ip: string, ipv6Prefix: number): string {
+  const p = parseIp(ip);
+  if (!p) return ip;
+  if (p.family === 4) return `${maskBytes(ipv4ToBytes(p.address), 24).join('.')}/24`;
+  return `${bytesToIpv6(maskBytes(ipv6ToBytes(p.address)!, ipv6Prefix))}/${ipv6Prefix}`;
+}
+
+/** The user component of throttle keys: case- and compatibility-folded, long names hashed. */
+export function userKeyFor(user: string): string {
+  const u = user.normalize('NFKC').toLowerCase();
+  if (u.length <= MAX_USER_KEY && !/[\u0000-\u001f\u007f]/.test(u)) return u;
+  return `#${createHash('sha256').update(u).digest('base64url').slice(0, 32)}`;
+}
+
+/** A fixed-size member id (128 bits) for distinct counting. */
+function member(...parts: string[]): string {
+  return createHash('sha256').update(parts.join('\u0000')).digest('base64url').slice(0, 22);
+}
+
+export class LoginThrottle {
+  private readonly limits: LoginLimits;
+  private readonly rates: RateStore;
+  private readonly state: StateStore;
+  private readonly clock: Clock;
+  private readonly keyFor: (ip: string) => string;
+  private readonly ceiling: Required<CeilingOptions>;
+
+  constructor(deps: LoginThrottleDeps) {
+    validateLimits(deps.limits);
+    this.limits = deps.limits;
+    this.rates = deps.rates;
+    this.state = deps.state;
+    this.clock = deps.clock;
+    const prefix = deps.limits.ipv6Prefix;
+    this.keyFor = deps.keyFor ?? ((ip) => sourceKey(ip, prefix));
+    this.ceiling = { ...DEFAULT_CEILING, ...stripUndefined(deps.ceiling ?? {}) };
+    for (const [k, v] of Object.entries(this.ceiling)) {
+      if (!Number.isSafeInteger(v) || v < 1) throw new PortcullisError('PC_CONFIG_INVALID', `ceiling.${k} must be a positive integer`);
+    }
+  }
+
+  /** The source key an address is counted under. */
+  sourceOf(ip: string): string {
+    return this.keyFor(ip);
+  }
+
+  /** Whether `ip` lies in a network `user` has signed in from before. */
+  async isFamiliar(user: string, ip: string): Promise<boolean> {
+    const net = networkKeyFor(ip, this.limits.ipv6Prefix);
+    return (await this.state.knownNetworks(user)).includes(net);
+  }
+
+  /** Whether a password attempt may proceed. Call before computing any hash. */
+  async check(ctx: { ip: string; user: string }): Promise<ThrottleDecision> {
+    const now = this.clock.now();
+    const src = this.keyFor(ctx.ip);
+    const u = userKeyFor(ctx.user);
+    const [srcBlock, ceiling, fam, unf] = await Promise.all([
+      this.rates.blockedUntil(K.ipBlock(src), now),
+      this.rates.blockedUntil(K.ceilingLock(u), now),
+      this.rates.blockedUntil(K.userLock('familiar', u), now),
+      this.rates.blockedUntil(K.userLock('unfamiliar', u), now),
+    ]);
+    const found: Array<{ until: number; kind: ThrottleKind }> = [];
+    if (srcBlock) found.push({ until: srcBlock.until, kind: srcBlock.reason === 'spray' ? 'spray' : 'ip' });
+    if (ceiling) found.push({ until: ceiling.until, kind: 'ceiling' });
+    if (fam || unf) {
+      // only now is familiarity worth a state lookup
+      const familiar = await this.isFamiliar(ctx.user, ctx.ip);
+      const lock = familiar ? fam : unf;
+      if (lock) found.push({ until: lock.until, kind: 'user' });
+    }
+    return this.decide(found, now);
+  }
+
+  /**
+   * Record a wrong password. `passwordFingerprint` is a keyed HMAC of the attempted password
+   * (the caller's key), so repeats are recognised without storing anything guessable;
+   * `familiar` says whether the source is in a network the user signed in from before.
+   */
+  async recordFailure(ctx: {
+    ip: string;
+    user: string;
+    passwordFingerprint: string;
+    familiar: boolean;
+  }): Promise<{ lockedOut: boolean; ipBlocked: boolean }> {
+    const now = this.clock.now();
+    const L = this.limits;
+    const src = this.keyFor(ctx.ip);
+    const u = userKeyFor(ctx.user);
+    const bucket: Bucket = ctx.familiar ? 'familiar' : 'unfamiliar';
+    const pw = member(ctx.passwordFingerprint);
+
+    const [ipFails, sprayUsers, userFails, ceilingFails] = await Promise.all([
+      this.rates.hit(K.ipFails(src), L.perIp.windowMs, now, member(u, ctx.passwordFingerprint)),
+      this.rates.hit(K.sprayUsers(src), L.spray.windowMs, now, member(u)),
+      this.rates.hit(K.userFails(bucket, u), L.perUser.windowMs, now, pw),
+      this.rates.hit(K.ceilingFails(u), this.ceiling.windowMs, now, pw),
+    ]);
+
+    let ipBlocked = false;
+    let lockedOut = false;
+    const spraying = sprayUsers >= L.spray.distinctUsers;
+    const guessing = ipFails >= L.perIp.maxFailures;
+    if (spraying || guessing) {
+      // both may trip at once: the longer block wins
+      const useSpray = spraying && (!guessing || L.spray.blockMs >= L.perIp.blockMs);
+      const until = now + (useSpray ? L.spray.blockMs : L.perIp.blockMs);
+      await this.rates.block(K.ipBlock(src), until, useSpray ? 'spray' : 'ip');
+      await Promise.all([this.rates.reset(K.ipFails(src)), this.rates.reset(K.sprayUsers(src))]);
+      ipBlocked = true;
+    }
+    if (userFails >= L.perUser.maxFailures) {
+      await this.rates.block(K.userLock(bucket, u), now + L.perUser.lockoutMs, `user:${bucket}`);
+      await this.rates.reset(K.userFails(bucket, u));
+      lockedOut = true;
+    }
+    if (ceilingFails >= this.ceiling.maxFailures) {
+      await this.rates.block(K.ceilingLock(u), now + this.ceiling.blockMs, 'ceiling');
+      await this.rates.reset(K.ceilingFails(u));
+      lockedOut = true;
+    }
+    return { lockedOut, ipBlocked };
+  }
+
+  /**
+   * A correct password: forget the source's failures, the user's failures from this kind of
+   * network, and the account's consecutive-failure count.
+   */
+  async recordSuccess(ctx: { ip: string; user: string }): Promise<void> {
+    const src = this.keyFor(ctx.ip);
+    const u = userKeyFor(ctx.user);
+    const bucket: Bucket = (await this.isFamiliar(ctx.user, ctx.ip)) ? 'familiar' : 'unfamiliar';
+    await Promise.all([
+      this.rates.reset(K.ipFails(src)),
+      this.rates.reset(K.userFails(bucket, u)),
+      this.rates.reset(K.ceilingFails(u)),
+    ]);
+  }
+
+  /** Whether a second-factor code may be tried now. */
+  async checkMfa(ctx: { ip: string; user: string }): Promise<ThrottleDecision> {
+    const now = this.clock.now();
+    const src = this.keyFor(ctx.ip);
+    const u = userKeyFor(ctx.user);
+    const [pair, user] = await Promise.all([
+      this.rates.blockedUntil(K.mfaPairBlock(src, u), now),
+      this.rates.blockedUntil(K.mfaUserBlock(u), now),
+    ]);
+    const found: Array<{ until: number; kind: ThrottleKind }> = [];
+    if (pair) found.push({ until: pair.until, kind: 'user' });
+    if (user) found.push({ until: user.until, kind: 'user' });
+    return this.decide(found, now);
+  }
+
+  /** A wrong second-factor code; `throttled` when this failure imposed a block. */
+  async recordMfaFailure(ctx: { ip: string; user: string }): Promise<{ throttled: boolean }> {
+    const now = this.clock.now();
+    const { maxFailures, windowMs } = this.limits.mfa;
+    const src = this.keyFor(ctx.ip);
+    const u = userKeyFor(ctx.user);
+    const [pair, user] = await Promise.all([
+      this.rates.hit(K.mfaPairFails(src, u), windowMs, now),
+      this.rates.hit(K.mfaUserFails(u), windowMs, now),
+    ]);
+    let throttled = false;
+    if (pair >= maxFailures) {
+      await this.rates.block(K.mfaPairBlock(src, u), now + windowMs, 'mfa');
+      await this.rates.reset(K.mfaPairFails(src, u));
+      throttled = true;
+    }
+    if (user >= maxFailures * MFA_USER_FACTOR) {
+      await this.rates.block(K.mfaUserBlock(u), now + windowMs, 'mfa');
+      await this.rates.reset(K.mfaUserFails(u));
+      throttled = true;
+    }
+    return { throttled };
+  }
+
+  async recordMfaSuccess(ctx: { ip: string; user: string }): Promise<void> {
+    const src = this.keyFor(ctx.ip);
+    const u = userKeyFor(ctx.user);
+    await Promise.all([this.rates.reset(K.mfaPairFails(src, u)), this.rates.reset(K.mfaUserFails(u))]);
+  }
+
+  /**
+   * Lift every block on a user (both buckets, the ceiling, MFA) or on a source (password and
+   * MFA blocks), and forget the matching counts. Returns how many blocks were lifted.
+   */
+  async unblock(target: { user: string } | { ip: string }): Promise<number> {
+    const now = this.clock.now();
+    let lifted = 0;
+    if ('user' in target) {
+      const u = userKeyFor(target.user);
+      const blocks = [K.userLock('familiar', u), K.userLock('unfamiliar', u), K.ceilingLock(u), K.mfaUserBlock(u)];
+      for (const b of await this.rates.listBlocks(now)) {
+        const info = parseBlockKey(b.key);
+        if (info?.kind === 'mfa' && info.user === u && info.source !== undefined) blocks.push(b.key);
+      }
+      for (const k of blocks) if (await this.rates.unblock(k)) lifted++;
+      await Promise.all(
+        [K.userFails('familiar', u), K.userFails('unfamiliar', u), K.ceilingFails(u), K.mfaUserFails(u)].map((k) => this.rates.reset(k)),
+      );
+      return lifted;
+    }
+    const src = this.keyFor(target.ip);
+    const blocks = [K.ipBlock(src)];
+    const counts = [K.ipFails(src), K.sprayUsers(src)];
+    for (const b of await this.rates.listBlocks(now)) {
+      const info = parseBlockKey(b.key);
+      if (info?.kind === 'mfa' && info.source === src && info.user !== undefined) {
+        blocks.push(b.key);
+        counts.push(K.mfaPairFails(src, info.user));
+      }
+    }
+    for (const k of blocks) if (await this.rates.unblock(k)) lifted++;
+    await Promise.all(counts.map((k) => this.rates.reset(k)));
+    return lifted;
+  }
+
+  /** Every block in force, soonest to lapse first. */
+  async listBlocks(): Promise<BlockInfo[]> {
+    const now = this.clock.now();
+    const out: BlockInfo[] = [];
+    for (const b of await this.rates.listBlocks(now)) {
+      const info = parseBlockKey(b.key);
+      if (!info) continue;
+      if (info.kind === 'ip' && b.reason === 'spray') info.kind = 'spray';
+      out.push({ ...info, until: b.until, retryAfterSec: retryAfter(b.until, now) });
+    }
+    return out.sort((a, b) => a.until - b.until);
+  }
+
+  private decide(found: Array<{ until: number; kind: ThrottleKind }>, now: number): ThrottleDecision {
+    if (found.length === 0) return { allowed: true };
+    // the block that lasts longest decides, so a client told to come back is not refused again
+    const worst = found.reduce((a, b) => (b.until > a.until ? b : a));
+    return { allowed: false, retryAfterSec: retryAfter(worst.until, now), kind: worst.kind };
+  }
+}
+
+function retryAfter(until: number, now: number): number {
+  return Math.max(1, Math.ceil((until - now) / 1000));
+}
+
+function parseBlockKey(key: string): Omit<BlockInfo, 'until' | 'retryAfterSec'> | null {
+  if (!key.startsWith(`${NS}b:`)) return null;
+  const rest = key.slice(NS.length + 2);
+  const colon = rest.indexOf(':');
+  if (colon < 0) return null;
+  const tag = rest.slice(0, colon);
+  const subject = rest.slice(colon + 1);
+  switch (tag) {
+    case 'ip':
+      return { kind: 'ip', source: subject };
+    case 'uf':
+      return { kind: 'user', user: subject, bucket: 'familiar' };
+    case 'uu':
+      return { kind: 'user', user: subject, bucket: 'unfamiliar' };
+    case 'uc':
+      return { kind: 'ceiling', user: subject };
+    case 'm':
+      return { kind: 'mfa', user: subject };
+    case 'ms': {
+      const sp = subject.indexOf(' ');
+      if (sp < 0) return null;
+      return { kind: 'mfa', source: subject.slice(0, sp), user: subject.slice(sp + 1) };
+    }
+    default:
+      return null;
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function validateLimits(l: LoginLimits): void {
+  const checks: Array<[string, number]> = [
+    ['per_ip.max_failures', l.perIp.maxFailures],
+    ['per_ip.window', l.perIp.windowMs],
+    ['per_ip.block', l.perIp.blockMs],
+    ['per_user.max_failures', l.perUser.maxFailures],
+    ['per_user.window', l.perUser.windowMs],
+    ['per_user.lockout', l.perUser.lockoutMs],
+    ['spray.distinct_users', l.spray.distinctUsers],
+    ['spray.window', l.spray.windowMs],
+    ['spray.block', l.spray.blockMs],
+    ['mfa.max_failures', l.mfa.maxFailures],
+    ['mfa.window', l.mfa.windowMs],
+  ];
+  for (const [name, v] of checks) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new PortcullisError('PC_CONFIG_INVALID', `login_limits.${name} must be a positive integer`);
+  }
+  if (!Number.isInteger(l.ipv6Prefix) || l.ipv6Prefix < 1 || l.ipv6Prefix > 128) {
+    throw new PortcullisError('PC_CONFIG_INVALID', 'login_limits.ipv6_prefix must be between 1 and 128');
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Forward-auth endpoints for proxies beside the gateway: nginx `auth_request` (X-Original-URL,
+ * X-Original-Method) and Traefik / Caddy / HAProxy (X-Forwarded-Method/Proto/Host/Uri).
+ * These headers are believed only from `trusted_proxies`; from anyone else the request is
+ * malformed (400), never 200. The decision is the gate's, the same as in full-proxy mode.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ERRORS } from '../errors.js';
+import { peerAddress } from '../net/listener.js';
+import type { Runtime } from '../runtime.js';
+import { gate } from '../proxy/gate.js';
+import { readCookie } from '../proxy/headers.js';
+import { identityHeaders } from '../proxy/identity.js';
+import { wantsHtml } from '../proxy/handler.js';
+import { sessionCookieName } from '../session/sessions.js';
+import { clientInfo } from './request-context.js';
+
+function one(v: string | string[] | undefined): string | undefined {
+  if (Array.isArray(v)) return v.length === 1 ? v[0] : undefined;
+  return v;
+}
+
+const METHOD_RE = /^[A-Z]{1,20}$/;
+
+interface Original {
+  proto: 'http' | 'https';
+  /** host[:port] as the client asked for it. */
+  host: string;
+  /** Raw path and query: the gate normalises or refuses it exactly as in full-proxy mode. */
+  target: string;
+  method: string;
+}
+
+const HOST_RE = /^[a-zA-Z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9a-fA-F:.]{2,45}\](:\d{1,5})?$/;
+
+/** Split an absolute `X-Original-URL` without letting a URL parser rewrite its path. */
+export function parseOriginalUrl(raw: string | undefined, method: string | undefined): Original | null {
+  if (!raw || raw.length > 8192) return null;
+  const m = /^(https?):\/\/([^/?#\\@\s]+)(\/[^#\s]*)?$/i.exec(raw);
+  if (!m) return null;
+  return checked(m[1]!.toLowerCase(), m[2]!, m[3] ?? '/', method);
+}
+
+function checked(proto: string, host: string, target: string, method: string | undefined): Original | null {
+  if (proto !== 'http' && proto !== 'https') return null;
+  if (!HOST_RE.test(host)) return null;
+  if (!target.startsWith('/') || /[\s#]/.test(target)) return null;
+  const mth = method ?? 'GET';
+  if (!METHOD_RE.test(mth)) return null;
+  return { proto, host: host.toLowerCase(), target, method: mth };
+}
+
+export function authzRoutes(rt: Runtime) {
+  return async function (app: FastifyInstance): Promise<void> {
+    async function decideFor(req: FastifyRequest, reply: FastifyReply, o: Original | null, mode: 'auth-request' | 'forward-auth') {
+      const cfg = rt.config;
+      reply.header('cache-control', 'no-store');
+      const peer = peerAddress(req.raw.socket);
+      if (!cfg.trustedProxies.contains(peer)) {
+        rt.logger.warn({ peer, mode }, 'forward-auth request from a peer not in trusted_proxies');
+        return reply.code(400).send({ error: 'forwarded headers are only accepted from trusted_proxies' });
+      }
+      if (!o) return reply.code(400).send({ error: 'missing or malformed original request' });
+      const info = clientInfo(req.raw, cfg);
+      const cookieName = sessionCookieName(o.proto === 'https');
+      const r = await gate(rt, cfg, {
+        method: o.method,
+        target: o.target,
+        host: o.host,
+        ip: info.ip,
+        proto: o.proto,
+        sessionId: readCookie(req.headers.cookie, cookieName),
+        authorization: req.headers.authorization,
+      });
+      if (r.kind === 'proxy') {
+        if (r.identity) {
+          const id = await identityHeaders(rt, r.app, r.identity, info.ip);
+          reply.header('remote-user', id.user).header('remote-groups', id.groups.join(','));
+          if (id.email) reply.header('remote-email', id.email);
+          if (id.name) reply.header('remote-name', id.name);
+          reply.header('x-portcullis-assertion', id.assertion);
+        }
+        return reply.code(200).send();
+      }
+      const origin = `${o.proto}://${o.host}`;
+      if (r.kind === 'signin' || r.kind === 'step') {
+        if (r.kind === 'signin' && r.basic) return reply.code(401).header('www-authenticate', `Basic realm="${r.app.name}", charset="UTF-8"`).send();
+        const location = r.kind === 'step' ? `${origin}${r.location}` : `${origin}/.portcullis/login?rd=${encodeURIComponent(origin + o.target)}`;
+        // nginx auth_request understands only 2xx/401/403: 401 + Location, and nginx redirects browsers
+        if (mode === 'auth-request') return reply.code(401).header('location', location).send();
+        if (wantsHtml(req.raw) && (o.method === 'GET' || o.method === 'HEAD')) return reply.code(302).header('location', location).send();
+        return reply.code(401).header('www-authenticate', 'Portcullis realm="portcullis"').send();
+      }
+      const status = ERRORS[r.code].status;
+      if (mode === 'auth-request') return reply.code(status === 429 ? 429 : status === 400 ? 400 : 403).send();
+      return reply.code(status).send();
+    }
+
+    app.get('/.portcullis/authz/auth-request', async (req, reply) =>
+      decideFor(req, reply, parseOriginalUrl(one(req.headers['x-original-url']), one(req.headers['x-original-method'])), 'auth-request'),
+    );
+
+    app.get('/.portcullis/authz/forward-auth', async (req, reply) => {
+      const proto = one(req.headers['x-forwarded-proto']);
+      const host = one(req.headers['x-forwarded-host']);
+      const uri = one(req.headers['x-forwarded-uri']);
+      const o = proto && host && uri ? checked(proto.toLowerCase(), host, uri, one(req.headers['x-forwarded-method'])) : null;
+      return decideFor(req, reply, o, 'forward-auth');
+    });
+  };
+}

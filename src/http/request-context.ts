@@ -1,0 +1,35 @@
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { CompiledConfig } from '../config/types.js';
+import { resolveClient } from '../net/client-ip.js';
+import { peerAddress } from '../net/listener.js';
+import { sessionCookieName } from '../session/sessions.js';
+
+/** What the gateway knows about a request's origin, resolved once and attached to the request. */
+export interface ClientInfo {
+  cfg: CompiledConfig;
+  ip: string;
+  proto: 'http' | 'https';
+  /** Host the client asked for (Host header; from a trusted proxy, X-Forwarded-Host wins). */
+  host: string;
+  cookieName: string;
+}
+
+const KEY = Symbol('portcullis.client');
+
+export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInfo {
+  const have = (req as unknown as Record<symbol, ClientInfo | undefined>)[KEY];
+  if (have) return have;
+  const ownProto = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
+  const f = resolveClient(peerAddress(req.socket), req.headers, cfg.trustedProxies, ownProto);
+  const proto = f.proto ?? ownProto;
+  const info: ClientInfo = {
+    cfg,
+    ip: f.ip,
+    proto,
+    host: req.headers.host ?? '',
+    cookieName: sessionCookieName(proto === 'https'),
+  };
+  (req as unknown as Record<symbol, ClientInfo>)[KEY] = info;
+  return info;
+}

@@ -1,0 +1,145 @@
+/**
+ * A running gateway: config loaded and validated, runtime wired, listener bound, reload on file
+ * change and SIGHUP, graceful shutdown. `portcullis serve` and the end-to-end tests use this.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Clock, Random } from './clock.js';
+import type { CompiledConfig } from './config/types.js';
+import { loadConfigFile, formatIssues } from './config/index.js';
+import { createLogger, type Logger } from './audit/logger.js';
+import { ensureUsersFile, formatIssue, loadUsersFile } from './auth/users.js';
+import { PasswordHasher, paramsFromEnv, type Argon2Params } from './auth/password.js';
+import { LoginThrottle } from './auth/throttle.js';
+import { cryptoRandom } from './clock.js';
+import { createRuntime, type RuntimeImpl } from './bootstrap.js';
+import { createGatewayServer, type GatewayServer } from './http/server.js';
+import type { Stores } from './store/ports.js';
+
+export interface GatewayOptions {
+  configFile: string;
+  /** Override cfg.listen (tests pass 0). */
+  port?: number;
+  host?: string;
+  clock?: Clock;
+  random?: Random;
+  logger?: Logger;
+  argon2?: Argon2Params;
+  env?: NodeJS.ProcessEnv;
+  stores?: Stores;
+  /** Watch the config and users files (default true). */
+  watch?: boolean;
+  /** Where first-start messages go (the admin password). */
+  announce?: (line: string) => void;
+}
+
+export class Gateway {
+  private watchers: FSWatcher[] = [];
+  private reloadTimer: NodeJS.Timeout | null = null;
+  private reloading: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly rt: RuntimeImpl,
+    readonly http: GatewayServer,
+    readonly port: number,
+    private readonly opts: GatewayOptions,
+  ) {}
+
+  static async start(opts: GatewayOptions): Promise<Gateway> {
+    const logger = opts.logger ?? createLogger();
+    const loaded = await loadConfigFile(opts.configFile);
+    if (!loaded.ok) throw new Error(`configuration rejected:\n${formatIssues(loaded.issues)}`);
+    const cfg = loaded.config;
+    const env = opts.env ?? process.env;
+    const first = await ensureUsersFile(cfg.usersFile, new PasswordHasher(opts.argon2 ?? paramsFromEnv(env)), opts.random ?? cryptoRandom);
+    if (first.created && first.adminPassword) {
+      const say = opts.announce ?? ((l: string) => process.stderr.write(`${l}\n`));
+      say(`portcullis: created ${cfg.usersFile} with user "admin" and password: ${first.adminPassword}`);
+      say('portcullis: this password is shown once. Sign in and enrol an authenticator; change it with `portcullis user passwd admin --password-stdin`.');
+    }
+    const rt = await createRuntime(cfg, { ...opts, logger });
+    const server = await createGatewayServer(rt);
+    const port = await server.listen(opts.port, opts.host);
+    const gw = new Gateway(rt, server, port, opts);
+    if (opts.watch !== false) gw.watchFiles();
+    logger.info({ listen: `${opts.host ?? cfg.listen.host}:${port}`, apps: cfg.apps.map((a) => a.name) }, 'portcullis listening');
+    return gw;
+  }
+
+  /**
+   * Validate the whole new config (and users file) and swap it in at once, or keep the running
+   * one and record every error. Requests in flight keep the snapshot they started with.
+   */
+  reload(trigger = 'reload'): Promise<void> {
+    this.reloading = this.reloading.then(() => this.doReload(trigger)).catch(() => undefined);
+    return this.reloading;
+  }
+
+  private async doReload(trigger: string): Promise<void> {
+    const rt = this.rt;
+    const loaded = await loadConfigFile(this.opts.configFile);
+    if (!loaded.ok) {
+      rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: ${formatIssues(loaded.issues).replace(/\n/g, '; ')}` });
+      rt.logger.error({ errors: loaded.issues.length, trigger }, `configuration rejected, keeping the running one:\n${formatIssues(loaded.issues)}`);
+      return;
+    }
+    const next: CompiledConfig = loaded.config;
+    const users = await loadUsersFile(next.usersFile);
+    if (!users.ok) {
+      const text = users.issues.map(formatIssue).join('; ');
+      rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: users file: ${text}` });
+      rt.logger.error({ trigger }, `users file rejected, keeping the running one: ${text}`);
+      return;
+    }
+    const prevUsers = rt.users;
+    rt.config = next;
+    rt.users = users.users;
+    (rt as { throttle: LoginThrottle }).throttle = new LoginThrottle({ limits: next.loginLimits, rates: rt.stores.rates, state: rt.stores.state, clock: rt.clock });
+    this.http.pools.prune(next);
+    // sessions survive a reload, except those of users removed or disabled
+    for (const [name, u] of prevUsers) {
+      const now = users.users.get(name);
+      if (!now || (now.disabled && !u.disabled)) {
+        const n = await rt.stores.sessions.deleteByUser(name);
+        if (n > 0) rt.audit.record({ event: 'session_revoked', ip: '-', user: name, outcome: 'info', reason: now ? 'user disabled' : 'user removed' });
+      }
+    }
+    rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: trigger });
+    rt.logger.info({ trigger, apps: next.apps.length }, 'configuration reloaded');
+    if (this.watchers.length) this.watchFiles(); // the users file may have moved
+  }
+
+  private watchFiles(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    const cfg = this.rt.config;
+    // watch directories, not files: editors and our own atomic writes replace files by rename
+    const targets = new Map<string, Set<string>>();
+    for (const f of [this.opts.configFile, cfg.usersFile]) {
+      const d = dirname(f);
+      if (!targets.has(d)) targets.set(d, new Set());
+      targets.get(d)!.add(basename(f));
+    }
+    for (const [dir, names] of targets) {
+      try {
+        const w = watch(dir, { persistent: false }, (_ev, file) => {
+          if (file && !names.has(file.toString())) return;
+          if (this.reloadTimer) clearTimeout(this.reloadTimer);
+          this.reloadTimer = setTimeout(() => void this.reload('file changed'), 100);
+        });
+        w.on('error', () => undefined);
+        this.watchers.push(w);
+      } catch (err) {
+        this.rt.logger.warn({ dir, err: (err as Error).message }, 'cannot watch for changes; use SIGHUP to reload');
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const w of this.watchers) w.close();
+    if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    await this.http.close();
+    await this.rt.audit.close();
+    await this.rt.stores.close();
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The reverse proxy: streams request and response bodies both ways through undici with
+ * back-pressure (constant memory for any size), maps upstream failures to 502/504 pages, and
+ * leaves other apps unaffected by one app's trouble.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errors as undiciErrors } from 'undici';
+import type { CompiledApp, CompiledConfig } from '../config/types.js';
+import type { UpstreamPools } from './upstreams.js';
+import { clientResponseHeaders, upstreamRequestHeaders, type IdentityHeaders } from './headers.js';
+import { errorPage, PAGE_HEADERS } from '../portal/html.js';
+
+export interface ForwardContext {
+  cfg: CompiledConfig;
+  app: CompiledApp;
+  pools: UpstreamPools;
+  clientIp: string;
+  proto: 'http' | 'https';
+  host: string;
+  identity: IdentityHeaders | null;
+  sessionCookie: string;
+  dropAuthorization: boolean;
+  /** Observed upstream latency (seconds) per app, for metrics. */
+  observe?: (app: string, status: number, seconds: number) => void;
+}
+
+export function sendPage(res: ServerResponse, status: number, extra?: Record<string, string>, message?: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = errorPage(status, message);
+  res.writeHead(status, { ...PAGE_HEADERS, 'content-length': Buffer.byteLength(body), ...extra });
+  res.end(body);
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+}
+
+export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: string, ctx: ForwardContext): void {
+  const headers = upstreamRequestHeaders(req.headers, {
+    clientIp: ctx.clientIp,
+    proto: ctx.proto,
+    host: ctx.host,
+    identity: ctx.identity,
+    sessionCookie: ctx.sessionCookie,
+    dropAuthorization: ctx.dropAuthorization,
+  });
+  const up = ctx.app.upstream;
+  if (up.kind === 'builtin') {
+    whoami(req, res, rawTarget, headers);
+    return;
+  }
+  const pool = ctx.pools.get(ctx.cfg, up.origin);
+  const ac = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) ac.abort();
+  };
+  res.on('close', onClose);
+  const started = performance.now();
+  let status = 0;
+  pool
+    .stream(
+      {
+        path: rawTarget,
+        method: req.method as 'GET',
+        headers: headers as Record<string, string>,
+        body: hasBody(req) ? req : null,
+        signal: ac.signal,
+      },
+      ({ statusCode, headers: upHeaders }) => {
+        status = statusCode;
+        res.writeHead(statusCode, clientResponseHeaders(upHeaders as Record<string, string | string[]>, ctx.sessionCookie));
+        return res;
+      },
+    )
+    .then(
+      () => {
+        ctx.observe?.(ctx.app.name, status, (performance.now() - started) / 1000);
+      },
+      (err: unknown) => {
+        res.off('close', onClose);
+        ctx.observe?.(ctx.app.name, status || 502, (performance.now() - started) / 1000);
+        if (ac.signal.aborted) return; // the client went away
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError;
+        sendPage(res, timeout ? 504 : 502);
+      },
+    );
+}
+
+/** builtin:whoami: echoes what an app behind the gateway receives. */
+function whoami(req: IncomingMessage, res: ServerResponse, rawTarget: string, headers: Record<string, unknown>): void {
+  const q = rawTarget.indexOf('?');
+  const body = JSON.stringify(
+    { method: req.method, path: q < 0 ? rawTarget : rawTarget.slice(0, q), query: q < 0 ? '' : rawTarget.slice(q), headers },
+    null,
+    2,
+  );
+  req.resume();
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}

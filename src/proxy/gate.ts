@@ -1,0 +1,157 @@
+/**
+ * The access decision for one request, independent of any HTTP framework. The proxy handler, the
+ * WebSocket upgrade handler and the forward-auth endpoints all come through here, so the three
+ * can never disagree.
+ */
+import type { CompiledApp, CompiledConfig } from '../config/types.js';
+import type { ErrorCode } from '../errors.js';
+import type { AuditEventName } from '../audit/events.js';
+import { normalizeRequestTarget } from '../net/path.js';
+import { decide, type Decision, type Subject } from '../policy/decide.js';
+import type { Runtime } from '../runtime.js';
+import type { OpenSession } from '../session/sessions.js';
+import type { UserRecord } from '../auth/users.js';
+import type { Factor } from '../store/ports.js';
+import { checkBasicAuth } from './basic-auth.js';
+
+export interface GateRequest {
+  method: string;
+  /** Raw request-target (path and query) as received. */
+  target: string;
+  /** Host header value (may carry a port). */
+  host: string | undefined;
+  ip: string;
+  proto: 'http' | 'https';
+  /** Session cookie value, if any. */
+  sessionId: string | undefined;
+  authorization: string | undefined;
+}
+
+export interface Identity {
+  user: UserRecord;
+  amr: readonly Factor[];
+  /** Present for cookie sessions; null for app-password (Basic) requests. */
+  session: OpenSession | null;
+}
+
+export type GateResult =
+  | { kind: 'proxy'; app: CompiledApp; rawTarget: string; identity: Identity | null; decision: Decision }
+  | { kind: 'error'; code: ErrorCode; app: CompiledApp | null; reason: string }
+  /** Not signed in: browsers go to the login page, other clients get 401. */
+  | { kind: 'signin'; app: CompiledApp; basic: boolean; rd: string }
+  /** Signed in but a step is pending (second factor, enrolment, password change). */
+  | { kind: 'step'; app: CompiledApp; location: string };
+
+const REFUSED_METHODS = new Set(['CONNECT', 'TRACE']);
+
+/** Lower-case host without port; null if the header is unusable. */
+export function hostOnly(host: string | undefined): string | null {
+  if (!host || host.length > 255) return null;
+  let h = host.toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    if (end < 0) return null;
+    const rest = h.slice(end + 1);
+    if (rest && !/^:\d{1,5}$/.test(rest)) return null;
+    return h.slice(1, end);
+  }
+  const colon = h.indexOf(':');
+  if (colon >= 0) {
+    if (!/^\d{1,5}$/.test(h.slice(colon + 1))) return null;
+    h = h.slice(0, colon);
+  }
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h;
+}
+
+export function appForHost(cfg: CompiledConfig, host: string | undefined): CompiledApp | null {
+  const h = hostOnly(host);
+  return h === null ? null : cfg.appsByHost.get(h) ?? null;
+}
+
+export function lockedOut(rt: Runtime, cfg: CompiledConfig, ip: string): boolean {
+  return rt.lockdown.on && !cfg.lockdown.networks.contains(ip);
+}
+
+export function subjectOf(u: UserRecord): Subject {
+  return { name: u.name, groups: u.groups };
+}
+
+function audit(rt: Runtime, event: AuditEventName, req: GateRequest, app: CompiledApp | null, reason: string, user?: string): void {
+  rt.audit.record({ event, ip: req.ip, app: app?.name, user, outcome: 'denied', reason });
+}
+
+export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): Promise<GateResult> {
+  if (REFUSED_METHODS.has(req.method)) return { kind: 'error', code: 'PC_METHOD_REFUSED', app: null, reason: `method ${req.method}` };
+  const app = appForHost(cfg, req.host);
+  if (!app) return { kind: 'error', code: 'PC_HOST_UNKNOWN', app: null, reason: 'unknown host' };
+  const p = normalizeRequestTarget(req.target);
+  if (!p.ok) return { kind: 'error', code: 'PC_PATH_UNSAFE', app, reason: p.reason };
+  if (p.path.startsWith('/.portcullis/') || p.path === '/.portcullis') {
+    return { kind: 'error', code: 'PC_NOT_FOUND', app, reason: 'reserved path' };
+  }
+  if (lockedOut(rt, cfg, req.ip)) {
+    audit(rt, 'network_denied', req, app, 'lockdown');
+    return { kind: 'error', code: 'PC_LOCKDOWN', app, reason: 'lockdown' };
+  }
+
+  const anon = decide(app, { method: req.method, path: p.path, ip: req.ip, subject: null });
+  if (anon.policy === 'bypass') return { kind: 'proxy', app, rawTarget: req.target, identity: null, decision: anon };
+  if (anon.policy === 'deny') return denied(rt, req, app, anon);
+
+  // password or mfa (or a groups rule that needs to know the user): find out who this is
+  const basic = app.basicAuthPaths.length > 0 && app.basicAuthPaths.some((m) => m.test(p.path));
+  let identity: Identity | null = null;
+  if (basic && req.authorization && /^basic /i.test(req.authorization)) {
+    const r = await checkBasicAuth(rt, cfg, req, app);
+    if (r.kind !== 'ok') return r.result;
+    identity = { user: r.user, amr: ['pwd'], session: null };
+  } else {
+    const s = await rt.sessions.lookup(req.sessionId);
+    if (s) {
+      const user = rt.users.get(s.rec.user);
+      if (!user || user.disabled) {
+        await rt.sessions.destroy(s);
+      } else if (s.rec.pending !== 'none') {
+        return { kind: 'step', app, location: stepLocation(s.rec.pending) };
+      } else identity = { user, amr: s.rec.amr, session: s };
+    }
+  }
+  if (!identity) return { kind: 'signin', app, basic, rd: req.target };
+
+  const d = anon.needsSubject
+    ? decide(app, { method: req.method, path: p.path, ip: req.ip, subject: subjectOf(identity.user) })
+    : anon;
+  if (d.policy === 'deny') return denied(rt, req, app, d, identity.user.name);
+  if (d.policy === 'mfa' && !identity.amr.includes('otp')) {
+    if (!identity.session) {
+      // app passwords are a single factor; an mfa rule cannot be met over Basic
+      audit(rt, 'access_denied', req, app, `${d.reason}; app passwords cannot satisfy mfa`, identity.user.name);
+      return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: 'mfa required' };
+    }
+    return { kind: 'step', app, location: `/.portcullis/mfa?rd=${encodeURIComponent(req.target)}` };
+  }
+  return { kind: 'proxy', app, rawTarget: req.target, identity, decision: d };
+}
+
+function denied(rt: Runtime, req: GateRequest, app: CompiledApp, d: Decision, user?: string): GateResult {
+  if (d.networkDenied) {
+    audit(rt, 'network_denied', req, app, d.reason, user);
+    return { kind: 'error', code: 'PC_NETWORK_DENIED', app, reason: d.reason };
+  }
+  audit(rt, 'access_denied', req, app, d.reason, user);
+  return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: d.reason };
+}
+
+export function stepLocation(pending: 'mfa' | 'enrol' | 'password' | 'none'): string {
+  switch (pending) {
+    case 'mfa':
+      return '/.portcullis/mfa';
+    case 'enrol':
+      return '/.portcullis/enrol';
+    case 'password':
+      return '/.portcullis/password';
+    default:
+      return '/';
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The request path for everything that is not a reserved `/.portcullis/` route: resolve the
+ * client, ask the gate, then proxy, redirect or refuse. Plain node:http (no framework on the
+ * hot path); the reserved routes are served by the fastify app.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ERRORS } from '../errors.js';
+import type { Runtime } from '../runtime.js';
+import { clientInfo } from '../http/request-context.js';
+import { gate, type GateResult } from './gate.js';
+import { readCookie } from './headers.js';
+import { forward, sendPage } from './forward.js';
+import { identityHeaders } from './identity.js';
+import type { UpstreamPools } from './upstreams.js';
+
+/** Whether a client is a browser that can follow a redirect to the login page. */
+export function wantsHtml(req: IncomingMessage): boolean {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  if (req.headers['x-requested-with']) return false;
+  const accept = req.headers.accept;
+  return typeof accept === 'string' && accept.includes('text/html');
+}
+
+export interface ProxyHandlerDeps {
+  rt: Runtime;
+  pools: UpstreamPools;
+  observe?: (app: string, status: number, seconds: number) => void;
+  onError?: (err: unknown) => void;
+}
+
+export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const { rt } = deps;
+  return (req, res) => {
+    const cfg = rt.config;
+    const info = clientInfo(req, cfg);
+    gate(rt, cfg, {
+      method: req.method ?? 'GET',
+      target: req.url ?? '/',
+      host: req.headers.host,
+      ip: info.ip,
+      proto: info.proto,
+      sessionId: readCookie(req.headers.cookie, info.cookieName),
+      authorization: req.headers.authorization,
+    })
+      .then(async (r) => {
+        if (r.kind !== 'proxy') return render(req, res, r);
+        const identity = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;
+        forward(req, res, r.rawTarget, {
+          cfg,
+          app: r.app,
+          pools: deps.pools,
+          clientIp: info.ip,
+          proto: info.proto,
+          host: info.host,
+          identity,
+          sessionCookie: info.cookieName,
+          dropAuthorization: !!r.identity && !r.identity.session,
+          ...(deps.observe ? { observe: deps.observe } : {}),
+        });
+      })
+      .catch((err: unknown) => {
+        deps.onError?.(err);
+        const code = (err as { code?: string }).code;
+        sendPage(res, code === 'PC_STORE_UNAVAILABLE' ? 503 : code === 'PC_BUSY' ? 503 : 500);
+      });
+  };
+}
+
+export function render(req: IncomingMessage, res: ServerResponse, r: Exclude<GateResult, { kind: 'proxy' }>): void {
+  req.resume();
+  switch (r.kind) {
+    case 'error': {
+      const status = ERRORS[r.code].status;
+      const extra: Record<string, string> = status === 405 ? { allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS' } : {};
+      sendPage(res, status, extra, r.code === 'PC_LOCKDOWN' ? ERRORS.PC_LOCKDOWN.message : r.code === 'PC_NETWORK_DENIED' ? ERRORS.PC_NETWORK_DENIED.message : undefined);
+      return;
+    }
+    case 'signin':
+      if (r.basic) {
+        sendPage(res, 401, { 'www-authenticate': `Basic realm="${r.app.name}", charset="UTF-8"` });
+      } else if (wantsHtml(req)) {
+        redirect(res, `/.portcullis/login?rd=${encodeURIComponent(r.rd)}`);
+      } else {
+        sendPage(res, 401, { 'www-authenticate': 'Portcullis realm="portcullis"' });
+      }
+      return;
+    case 'step':
+      if (wantsHtml(req)) redirect(res, r.location);
+      else sendPage(res, 401);
+      return;
+  }
+}
+
+function redirect(res: ServerResponse, location: string): void {
+  res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 });
+  res.end();
+}

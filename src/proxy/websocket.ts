@@ -1,0 +1,111 @@
+/**
+ * WebSocket (and other HTTP/1.1 Upgrade) requests: the policy is checked on the upgrade request
+ * exactly as for any request, and no 101 reaches the client without a pass. Open tunnels are
+ * registered so lockdown and session revocation can close them.
+ */
+import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { ERRORS } from '../errors.js';
+import type { LiveConnection, Runtime } from '../runtime.js';
+import { clientInfo } from '../http/request-context.js';
+import { gate } from './gate.js';
+import { readCookie, upstreamRequestHeaders } from './headers.js';
+import { identityHeaders } from './identity.js';
+
+function refuse(socket: Duplex, status: number, extra = ''): void {
+  if (socket.destroyed) return;
+  const body = `${STATUS_CODES[status] ?? 'Error'}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n${extra}\r\n${body}`,
+  );
+}
+
+export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  return (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    const cfg = rt.config;
+    const info = clientInfo(req, cfg);
+    const isWs = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
+    gate(rt, cfg, {
+      method: req.method ?? 'GET',
+      target: req.url ?? '/',
+      host: req.headers.host,
+      ip: info.ip,
+      proto: info.proto,
+      sessionId: readCookie(req.headers.cookie, info.cookieName),
+      authorization: req.headers.authorization,
+    })
+      .then(async (r) => {
+        if (r.kind === 'error') return refuse(socket, ERRORS[r.code].status);
+        if (r.kind === 'signin' || r.kind === 'step') return refuse(socket, 401);
+        if (!isWs || !r.app.websocket || r.app.upstream.kind !== 'http') {
+          rt.audit.record({ event: 'access_denied', ip: info.ip, app: r.app.name, user: r.identity?.user.name, outcome: 'denied', reason: 'websocket not enabled for this app' });
+          return refuse(socket, 403);
+        }
+        const identity = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;
+        const headers = upstreamRequestHeaders(req.headers, {
+          clientIp: info.ip,
+          proto: info.proto,
+          host: info.host,
+          identity,
+          sessionCookie: info.cookieName,
+          dropAuthorization: !!r.identity && !r.identity.session,
+          keepUpgrade: true,
+        });
+        const url = r.app.upstream.url;
+        const t = cfg.upstreamTimeouts;
+        const upReq = (url.protocol === 'https:' ? httpsRequest : httpRequest)({
+          host: url.hostname,
+          port: url.port || (url.protocol === 'https:' ? 443 : 80),
+          method: 'GET',
+          path: r.rawTarget,
+          headers,
+          timeout: t.connectMs,
+        });
+        upReq.on('timeout', () => upReq.destroy(new Error('upstream timeout')));
+        upReq.on('error', () => refuse(socket, 502));
+        upReq.on('response', (upRes) => {
+          // the app declined the upgrade: relay its status, close
+          upRes.resume();
+          refuse(socket, upRes.statusCode ?? 502);
+        });
+        upReq.on('upgrade', (upRes, upSocket, upHead) => {
+          upReq.setTimeout(0);
+          if (socket.destroyed) {
+            upSocket.destroy();
+            return;
+          }
+          let out = `HTTP/1.1 101 Switching Protocols\r\n`;
+          const raw = upRes.rawHeaders;
+          for (let i = 0; i < raw.length; i += 2) out += `${raw[i]}: ${raw[i + 1]}\r\n`;
+          socket.write(`${out}\r\n`);
+          if (upHead.length) socket.write(upHead);
+          if (head.length) upSocket.write(head);
+          const conn: LiveConnection = {
+            user: r.identity?.user.name ?? null,
+            sessionHash: r.identity?.session?.idHash ?? null,
+            app: r.app.name,
+            ip: info.ip,
+            close: () => {
+              socket.destroy();
+              upSocket.destroy();
+            },
+          };
+          rt.live.add(conn);
+          const done = () => {
+            rt.live.delete(conn);
+            socket.destroy();
+            upSocket.destroy();
+          };
+          upSocket.on('error', done);
+          upSocket.on('close', done);
+          socket.on('close', done);
+          socket.pipe(upSocket);
+          upSocket.pipe(socket);
+        });
+        upReq.end();
+      })
+      .catch(() => refuse(socket, 503));
+  };
+}

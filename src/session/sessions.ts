@@ -1,0 +1,153 @@
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { Clock, Random } from '../clock.js';
+import type { Factor, SessionRecord, SessionStore } from '../store/ports.js';
+
+export interface SessionTimeouts {
+  idleMs: number;
+  absoluteMs: number;
+}
+
+export interface OpenSession {
+  /** The bearer id (cookie value). Never logged, never stored. */
+  id: string;
+  idHash: string;
+  rec: SessionRecord;
+}
+
+const ID_BYTES = 32; // 256 bits
+const ID_RE = /^[A-Za-z0-9_-]{43}$/;
+/** lastSeenAt is written back at most this often, so a signed-in request costs no store write. */
+const TOUCH_EVERY_MS = 60_000;
+
+/** SHA-256 of the id: the only form in which an id is stored or indexed. */
+export function hashSessionId(id: string): string {
+  return createHash('sha256').update(id).digest('base64url');
+}
+
+/**
+ * Sessions: 256-bit ids from a CSPRNG, stored only as a hash; idle and absolute timeouts; a new id
+ * at every privilege change (sign-in, second factor), so a planted id is worthless.
+ *
+ * With a remote store, `cacheMs` > 0 keeps verified records locally for that long; every deletion
+ * (here or, through the store's broadcast, on another instance) evicts at once.
+ */
+export class SessionManager {
+  private readonly cache: LRUCache<string, { rec: SessionRecord; at: number }> | null;
+
+  constructor(
+    private readonly deps: {
+      store: SessionStore;
+      clock: Clock;
+      random: Random;
+      timeouts: () => SessionTimeouts;
+      cacheMs?: number;
+      cacheMax?: number;
+    },
+  ) {
+    this.cache =
+      deps.cacheMs && deps.cacheMs > 0 ? new LRUCache({ max: deps.cacheMax ?? 50_000 }) : null;
+    deps.store.onRevoked((idHash) => {
+      if (!this.cache) return;
+      if (idHash === '*') this.cache.clear();
+      else this.cache.delete(idHash);
+    });
+  }
+
+  async create(init: {
+    user: string;
+    amr: Factor[];
+    pending: SessionRecord['pending'];
+    ip: string;
+    rd?: string | undefined;
+  }): Promise<OpenSession> {
+    const now = this.deps.clock.now();
+    const id = this.deps.random.bytes(ID_BYTES).toString('base64url');
+    const rec: SessionRecord = {
+      user: init.user,
+      amr: [...init.amr],
+      pending: init.pending,
+      createdAt: now,
+      lastSeenAt: now,
+      ip: init.ip,
+      csrf: this.deps.random.bytes(24).toString('base64url'),
+      rd: init.rd,
+    };
+    const idHash = hashSessionId(id);
+    await this.deps.store.set(idHash, rec, this.ttl(rec, now));
+    return { id, idHash, rec };
+  }
+
+  /** The live session for a cookie value, or null (unknown, malformed, expired). */
+  async lookup(id: string | undefined | null): Promise<OpenSession | null> {
+    if (!id || !ID_RE.test(id)) return null;
+    const idHash = hashSessionId(id);
+    const now = this.deps.clock.now();
+    let rec: SessionRecord | null = null;
+    const cached = this.cache?.get(idHash);
+    if (cached && now - cached.at < (this.deps.cacheMs ?? 0)) rec = cached.rec;
+    else {
+      rec = await this.deps.store.get(idHash);
+      if (rec && this.cache) this.cache.set(idHash, { rec, at: now });
+    }
+    if (!rec) return null;
+    const t = this.deps.timeouts();
+    if (now - rec.createdAt >= t.absoluteMs || now - rec.lastSeenAt >= t.idleMs) {
+      await this.destroyHash(idHash);
+      return null;
+    }
+    if (now - rec.lastSeenAt >= TOUCH_EVERY_MS) {
+      rec = { ...rec, lastSeenAt: now };
+      await this.deps.store.set(idHash, rec, this.ttl(rec, now));
+      this.cache?.set(idHash, { rec, at: now });
+    }
+    return { id, idHash, rec };
+  }
+
+  /** Replace the session with a new id carrying `changes` (privilege change: no fixation). */
+  async rotate(old: OpenSession, changes: Partial<SessionRecord>): Promise<OpenSession> {
+    await this.destroyHash(old.idHash);
+    const now = this.deps.clock.now();
+    const id = this.deps.random.bytes(ID_BYTES).toString('base64url');
+    const rec: SessionRecord = {
+      ...old.rec,
+      ...changes,
+      lastSeenAt: now,
+      csrf: this.deps.random.bytes(24).toString('base64url'),
+    };
+    const idHash = hashSessionId(id);
+    await this.deps.store.set(idHash, rec, this.ttl(rec, now));
+    return { id, idHash, rec };
+  }
+
+  /** Update the record in place (same id). */
+  async update(s: OpenSession, changes: Partial<SessionRecord>): Promise<OpenSession> {
+    const now = this.deps.clock.now();
+    const rec = { ...s.rec, ...changes };
+    await this.deps.store.set(s.idHash, rec, this.ttl(rec, now));
+    this.cache?.set(s.idHash, { rec, at: now });
+    return { ...s, rec };
+  }
+
+  async destroy(s: OpenSession): Promise<void> {
+    await this.destroyHash(s.idHash);
+  }
+
+  async destroyHash(idHash: string): Promise<void> {
+    this.cache?.delete(idHash);
+    await this.deps.store.delete(idHash);
+  }
+
+  private ttl(rec: SessionRecord, now: number): number {
+    const t = this.deps.timeouts();
+    return Math.max(1, Math.min(rec.createdAt + t.absoluteMs, rec.lastSeenAt + t.idleMs) - now);
+  }
+}
+
+/**
+ * Cookie name: `__Host-portcullis` over https (Secure, Path=/, no Domain: the browser enforces it);
+ * a plainly named development cookie over plain http, where `__Host-` cannot be used.
+ */
+export function sessionCookieName(secure: boolean): string {
+  return secure ? '__Host-portcullis' : 'portcullis_dev_session';
+}

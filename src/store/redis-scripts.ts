@@ -1,0 +1,296 @@
+/**
+ * Lua scripts for the Redis stores. Each runs atomically on the server, so several gateway
+ * instances sharing one Redis see one consistent state (no read-modify-write races).
+ *
+ * Conventions
+ * - Times (`now`, `until`) are milliseconds since the epoch from the caller's Clock; TTLs
+ *   (PEXPIRE/PX) are durations, so Redis drops every record at about the time the caller's
+ *   clock says it ends. Epoch values are written with `%.0f` so Lua never prints them in
+ *   exponent form.
+ * - A few scripts derive keys from a prefix passed in ARGV (session ids held in a per-user
+ *   index, blocked keys held in the block index). That is fine on a standalone or replicated
+ *   Redis; it is why Redis Cluster is not supported.
+ * - Scripts that delete sessions also PUBLISH the revocation, so a deletion and its broadcast
+ *   cannot be separated by a crash of the instance that made it.
+ */
+
+export interface ScriptDef {
+  /** null: variable, the caller passes the key count first. */
+  readonly numberOfKeys: number | null;
+  readonly lua: string;
+}
+
+/**
+ * Create or replace a session.
+ * KEYS: [1] session hash, [2] the user's session index (set of id hashes).
+ * ARGV: [1] id hash, [2] user, [3] sealed record, [4] ttl ms, [5] session key prefix,
+ *       [6] user index key prefix, [7] index size above which stale members are pruned.
+ */
+const sessionSet: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+local ttl = tonumber(ARGV[4])
+local prev = redis.call('HGET', KEYS[1], 'u')
+if prev and prev ~= ARGV[2] then
+  redis.call('SREM', ARGV[6] .. prev, ARGV[1])
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'r', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('SADD', KEYS[2], ARGV[1])
+if redis.call('PTTL', KEYS[2]) < ttl then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+if redis.call('SCARD', KEYS[2]) > tonumber(ARGV[7]) then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('HGET', ARGV[5] .. id, 'u') ~= ARGV[2] then
+      redis.call('SREM', KEYS[2], id)
+    end
+  end
+end
+return 1
+`,
+};
+
+/**
+ * Delete one session; returns its user, or nil when there was none.
+ * KEYS: [1] session hash.
+ * ARGV: [1] id hash, [2] user index key prefix, [3] revocation channel ('' = do not publish),
+ *       [4] origin (instance id).
+ */
+const sessionDelete: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local u = redis.call('HGET', KEYS[1], 'u')
+if not u then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', ARGV[2] .. u, ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], cjson.encode({o = ARGV[4], u = u, h = {ARGV[1]}}))
+end
+return u
+`,
+};
+
+/**
+ * Delete every session of a user; returns the deleted id hashes.
+ * KEYS: [1] the user's session index.
+ * ARGV: [1] session key prefix, [2] user, [3] revocation channel, [4] origin.
+ */
+const sessionDeleteByUser: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local deleted = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local k = ARGV[1] .. id
+  if redis.call('HGET', k, 'u') == ARGV[2] then
+    redis.call('DEL', k)
+    deleted[#deleted + 1] = id
+  end
+end
+redis.call('DEL', KEYS[1])
+if #deleted > 0 then
+  redis.call('PUBLISH', ARGV[3], cjson.encode({o = ARGV[4], u = ARGV[2], h = deleted}))
+end
+return deleted
+`,
+};
+
+/**
+ * The sessions of one user as a flat list [id, sealed, id, sealed, ...]; prunes index members
+ * whose session has expired or now belongs to someone else.
+ * KEYS: [1] the user's session index.  ARGV: [1] session key prefix, [2] user.
+ */
+const sessionList: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local v = redis.call('HMGET', ARGV[1] .. id, 'u', 'r')
+  if v[1] == ARGV[2] and v[2] then
+    out[#out + 1] = id
+    out[#out + 1] = v[2]
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return out
+`,
+};
+
+/**
+ * Delete the given session keys (found by SCAN) and their index entries; returns how many
+ * existed. Index keys themselves are left alone, so a session created meanwhile stays indexed.
+ * KEYS: session hashes (variable count).  ARGV: [1] user index key prefix, [2] session key prefix.
+ */
+const sessionDeleteMany: ScriptDef = {
+  numberOfKeys: null,
+  lua: `
+local n = 0
+local plen = #ARGV[2]
+for _, k in ipairs(KEYS) do
+  local u = redis.call('HGET', k, 'u')
+  if redis.call('DEL', k) == 1 then n = n + 1 end
+  if u then redis.call('SREM', ARGV[1] .. u, string.sub(k, plen + 1)) end
+end
+return n
+`,
+};
+
+/**
+ * Count one event in a fixed window that starts at the first event. The record is a hash:
+ * `e` = window end (caller's clock), `n` = count, and, when counting distinct members,
+ * one field `m:<digest>` per member (at most ARGV[4] of them; the count saturates there).
+ * KEYS: [1] counter.  ARGV: [1] now, [2] window ms, [3] member digest or '', [4] member cap.
+ * Returns the count after this event.
+ */
+const rateHit: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local now = tonumber(ARGV[1])
+local win = tonumber(ARGV[2])
+local e = tonumber(redis.call('HGET', KEYS[1], 'e'))
+if (not e) or now >= e then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'e', string.format('%.0f', now + win), 'n', 0)
+  redis.call('PEXPIRE', KEYS[1], win)
+end
+if ARGV[3] == '' then
+  return redis.call('HINCRBY', KEYS[1], 'n', 1)
+end
+local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
+if n < tonumber(ARGV[4]) and redis.call('HSETNX', KEYS[1], 'm:' .. ARGV[3], 1) == 1 then
+  n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+end
+return n
+`,
+};
+
+/**
+ * Block a key until a time, never shortening a longer block already in place.
+ * KEYS: [1] block hash, [2] block index (zset key -> until).
+ * ARGV: [1] blocked key, [2] until, [3] now, [4] reason.
+ * Returns 1 when the block was written, 0 when a longer one stands (or `until` is past).
+ */
+const block: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+local untilMs = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%.0f', now))
+local cur = tonumber(redis.call('HGET', KEYS[1], 'u'))
+if untilMs <= now or (cur and cur > now and cur >= untilMs) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'u', string.format('%.0f', untilMs), 'r', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', untilMs - now))
+redis.call('ZADD', KEYS[2], string.format('%.0f', untilMs), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+local ttl = tonumber(last[2]) - now
+if ttl > 0 and redis.call('PTTL', KEYS[2]) < ttl then
+  redis.call('PEXPIRE', KEYS[2], string.format('%.0f', ttl))
+end
+return 1
+`,
+};
+
+/**
+ * Lift a block.  KEYS: [1] block hash, [2] block index.  ARGV: [1] blocked key.
+ * Returns 1 when a block was there.
+ */
+const unblock: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+local n = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+`,
+};
+
+/**
+ * Blocks in force, soonest to end first, as a flat list [key, until, reason, ...]; prunes
+ * the index.  KEYS: [1] block index.  ARGV: [1] now, [2] block key prefix.
+ */
+const listBlocks: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local now = string.format('%.0f', tonumber(ARGV[1]))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local out = {}
+for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  local v = redis.call('HMGET', ARGV[2] .. k, 'u', 'r')
+  if v[1] and tonumber(v[1]) > tonumber(now) then
+    out[#out + 1] = k
+    out[#out + 1] = v[1]
+    out[#out + 1] = v[2] or ''
+  else
+    redis.call('ZREM', KEYS[1], k)
+  end
+end
+return out
+`,
+};
+
+/**
+ * Remember a network for a user, keeping only the most recently seen ARGV[3] of them.
+ * KEYS: [1] zset network -> last seen.  ARGV: [1] network key, [2] now, [3] cap.
+ * Returns 1 when the network was not known before.
+ */
+const knownNetworkAdd: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local added = redis.call('ZADD', KEYS[1], string.format('%.0f', tonumber(ARGV[2])), ARGV[1])
+local cap = tonumber(ARGV[3])
+local card = redis.call('ZCARD', KEYS[1])
+if card > cap then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, card - cap - 1)
+end
+return added
+`,
+};
+
+/** Replace a user's recovery code hashes.  KEYS: [1] set.  ARGV: the hashes. */
+const setRecoveryCodes: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+redis.call('DEL', KEYS[1])
+for i = 1, #ARGV do
+  redis.call('SADD', KEYS[1], ARGV[i])
+end
+return #ARGV
+`,
+};
+
+/**
+ * Store the lockdown state and announce it.
+ * KEYS: [1] lockdown key.  ARGV: [1] state JSON, [2] channel, [3] message.
+ */
+const setLockdown: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`,
+};
+
+export const SCRIPTS = {
+  pcSessionSet: sessionSet,
+  pcSessionDelete: sessionDelete,
+  pcSessionDeleteByUser: sessionDeleteByUser,
+  pcSessionList: sessionList,
+  pcSessionDeleteMany: sessionDeleteMany,
+  pcRateHit: rateHit,
+  pcBlock: block,
+  pcUnblock: unblock,
+  pcListBlocks: listBlocks,
+  pcKnownNetworkAdd: knownNetworkAdd,
+  pcSetRecoveryCodes: setRecoveryCodes,
+  pcSetLockdown: setLockdown,
+} as const satisfies Record<string, ScriptDef>;
+
+export type ScriptName = keyof typeof SCRIPTS;
