@@ -634,7 +634,12 @@ function compileTrustedProxies(r: Reader, v: Val): CidrSet | undefined {
       continue;
     }
     if (coversEveryone(s) || p.cidr.prefix === 0) {
-      const scope = s.includes(':') && p.cidr.family === 4 ? 'every IPv4 address (through ::ffff:0:0/96)' : 'every address';
+      const scope =
+        p.cidr.family === 6 && p.cidr.prefix === 0
+          ? 'every address'
+          : s.includes(':')
+            ? 'every IPv4 address (written as IPv6 through ::ffff:0:0/96 or ::/96)'
+            : 'every IPv4 address';
       r.issue(item.node, item.path, `"${s}" covers ${scope}; trusting it would let any client forge its address through X-Forwarded-For or a PROXY header. List the proxies' own addresses`);
       continue;
     }

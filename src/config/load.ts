@@ -104,9 +104,20 @@ export async function loadConfigFile(file: string, opts: LoadOptions = {}): Prom
   return loadConfigText(text, file, opts);
 }
 
-/** One issue a line: `FILE:LINE:COL key.path: message` (the key path is left out at the top level). */
+/**
+ * One issue a line: `FILE:LINE:COL key.path: message` (the key path is left out at the top level).
+ * Control characters quoted from the file (a CR/LF inside a URL, say) are shown escaped, so each
+ * issue stays on one line and nothing from the file reaches the terminal raw.
+ */
 export function formatIssues(issues: readonly ConfigIssue[]): string {
-  return issues.map((i) => `${i.file}:${i.line}:${i.col} ${i.path ? `${i.path}: ` : ''}${i.message}`).join('\n');
+  return issues.map((i) => `${i.file}:${i.line}:${i.col} ${i.path ? `${escapeControls(i.path)}: ` : ''}${escapeControls(i.message)}`).join('\n');
+}
+
+function escapeControls(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    const named: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+    return named[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
 }
 
 /** A configuration that was refused, carrying every issue. */

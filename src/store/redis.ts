@@ -13,7 +13,7 @@
  *   P c:<key>         claim marker (SET NX PX)            TTL = claim ttl
  *   P totp:<user>     JSON TotpRecord (secret sealed by the caller)      durable
  *   P rc:<user>       set of recovery code hashes                         durable
- *   P ap:<user>       hash label -> JSON AppPasswordRecord (argon2 hash)  durable
+ *   P ap:<user>       hash label -> JSON AppPasswordRecord (keyed hash)   durable
  *   P kn:<user>       zset network -> last seen, capped                   durable
  *   P lockdown:state  JSON {on, since, by}                                durable
  * Channels: `P revoked` (session deletions), `P lockdown` (lockdown changes).
@@ -145,6 +145,10 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 const FACTORS: ReadonlySet<string> = new Set<Factor>(['pwd', 'otp']);
 const PENDING: ReadonlySet<string> = new Set<SessionRecord['pending']>(['none', 'mfa', 'enrol', 'password']);
 
+/**
+ * Parse an opened (hence authentic) session record, checking the shape of every field the
+ * port defines. Fields added to SessionRecord later pass through unchanged.
+ */
 function parseSessionRecord(json: string): SessionRecord | null {
   let v: unknown;
   try {
@@ -153,36 +157,15 @@ function parseSessionRecord(json: string): SessionRecord | null {
     return null;
   }
   if (!isRecord(v)) return null;
-  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd } = v;
+  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword } = v;
   if (typeof user !== 'string' || typeof ip !== 'string' || typeof csrf !== 'string') return null;
   if (!Array.isArray(amr) || !amr.every((f) => typeof f === 'string' && FACTORS.has(f))) return null;
   if (typeof pending !== 'string' || !PENDING.has(pending)) return null;
   if (typeof createdAt !== 'number' || typeof lastSeenAt !== 'number') return null;
   if (rd !== undefined && typeof rd !== 'string') return null;
-  const rec: SessionRecord = {
-    user,
-    amr: amr as Factor[],
-    pending: pending as SessionRecord['pending'],
-    createdAt,
-    lastSeenAt,
-    ip,
-    csrf,
-  };
-  if (rd !== undefined) rec.rd = rd;
-  return rec;
-}
-
-function serializeSessionRecord(rec: SessionRecord): string {
-  return JSON.stringify({
-    user: rec.user,
-    amr: rec.amr,
-    pending: rec.pending,
-    createdAt: rec.createdAt,
-    lastSeenAt: rec.lastSeenAt,
-    ip: rec.ip,
-    csrf: rec.csrf,
-    rd: rec.rd,
-  });
+  if (enrolSecret !== undefined && typeof enrolSecret !== 'string') return null;
+  if (mustChangePassword !== undefined && typeof mustChangePassword !== 'boolean') return null;
+  return v as unknown as SessionRecord;
 }
 
 function parseJson(raw: string, what: string): unknown {
@@ -567,7 +550,7 @@ class RedisSessionStore implements SessionStore {
   ) {}
 
   private aad(idHash: string): string {
-    return `portcullis/session/${idHash}`;
+    return `session:${idHash}`;
   }
 
   private open(idHash: string, user: string, sealed: string): SessionRecord | null {
@@ -600,7 +583,7 @@ class RedisSessionStore implements SessionStore {
       await this.b.run((cmd) => this.b.script(cmd, 'pcSessionDelete', [k.session(idHash)], [idHash, k.userIndexPrefix, '', this.b.origin]));
       return;
     }
-    const sealed = this.box.seal(serializeSessionRecord(rec), this.aad(idHash));
+    const sealed = this.box.seal(JSON.stringify(rec), this.aad(idHash));
     await this.b.run((cmd) =>
       this.b.script(
         cmd,

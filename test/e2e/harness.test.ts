@@ -18,7 +18,7 @@ import { chromiumSkip, launchChromium } from '../helpers/chromium.js';
 import { haproxySkip, startHaproxy } from '../helpers/haproxy.js';
 import { authRequestConfig, nginxSkip, startNginx } from '../helpers/nginx.js';
 import { freePort, waitForPort } from '../helpers/ports.js';
-import { tmpDir } from '../helpers/tmp.js';
+import { tmpDir, toolSkip } from '../helpers/tmp.js';
 import { bigBodyByte, startUpstream, type EchoBody } from '../helpers/upstream.js';
 
 interface Reply {
@@ -79,6 +79,20 @@ test('tmpDir makes a private directory and cleanup removes it with its contents'
   await t.cleanup();
   assert.equal(existsSync(t.dir), false);
   await t.cleanup();
+});
+
+test('a missing tool skips the test on a developer machine but fails it in CI', (t) => {
+  const saved = process.env.CI;
+  t.after(() => {
+    if (saved === undefined) delete process.env.CI;
+    else process.env.CI = saved;
+  });
+  delete process.env.CI;
+  assert.equal(toolSkip('haproxy', true), false);
+  assert.match(String(toolSkip('haproxy', false)), /haproxy is not installed/);
+  process.env.CI = 'true';
+  assert.equal(toolSkip('haproxy', true), false);
+  assert.throws(() => toolSkip('haproxy', false), /CI must run every end-to-end test/);
 });
 
 // --- upstream ------------------------------------------------------------------------------------

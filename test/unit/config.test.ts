@@ -321,8 +321,8 @@ apps:
       - { policy: mfa }
 `;
   const expected: Array<[string, string, RegExp]> = [
-    ['"0.0.0.0/0"', 'trusted_proxies[1]', /covers every address/],
-    ['"::ffff:0:0/96"', 'trusted_proxies[2]', /covers every IPv4 address/],
+    ['"0.0.0.0/0"', 'trusted_proxies[1]', /"0\.0\.0\.0\/0" covers every IPv4 address; trusting it would let any client forge its address/],
+    ['"::ffff:0:0/96"', 'trusted_proxies[2]', /covers every IPv4 address \(written as IPv6 through ::ffff:0:0\/96/],
     ['192.0.2.300', 'networks.office[1]', /"192\.0\.2\.300\/32" is not a valid/],
     ['idle_timout', 'session.idle_timout', /unknown key "idle_timout"; did you mean "idle_timeout"\?/],
     ['12 hours', 'session.absolute_timeout', /"12 hours" is not a duration/],
@@ -477,6 +477,14 @@ describe('YAML structure', () => {
     assert.match(only(minimal('networks: ["192.0.2.0/24"]')).message, /expected a mapping of network names/);
     assert.match(only(minimal('session: { idle_timeout: 30 }')).message, /"30" has no unit/);
     assert.match(only(minimal('listen:')).message, /has no value/);
+    const bare = only(minimal('', 'upstream: builtin:whoami\n    rules: [{ policy }]'));
+    assert.deepEqual([bare.path, bare.message], ['apps[0].rules[0].policy', 'has no value; expected one of deny, bypass, password, mfa']);
+  });
+
+  it('prints one issue a line even when the file quotes line breaks or escape sequences', () => {
+    const r = loadConfigText(minimal('session: { idle_timeout: "1\\nh\\u001b[2J" }'), 'p.yaml');
+    const text = formatIssues(issues(r));
+    assert.equal(text, 'p.yaml:1:26 session.idle_timeout: "1\\nh\\u001b[2J" is not a duration; write a whole number and one unit: ms, s, m, h or d (e.g. 90s, 15m, 12h, 30d)');
   });
 
   it('refuses an empty file, several documents, merge keys and unknown tags', () => {
@@ -489,7 +497,7 @@ describe('YAML structure', () => {
 
 describe('values', () => {
   it('trusted_proxies refuses ranges that cover everyone, in every spelling', () => {
-    for (const everyone of ['0.0.0.0/0', '::/0', '::ffff:0:0/96', '::ffff:0.0.0.0/96', '::/96']) {
+    for (const everyone of ['0.0.0.0/0', '::/0', '::ffff:0:0/96', '::ffff:0.0.0.0/96', '::/96', '::/64', '::/1']) {
       const i = only(minimal(`trusted_proxies: ["${everyone}"]`));
       assert.equal(i.path, 'trusted_proxies[0]');
       assert.match(i.message, /covers every/, everyone);
@@ -507,6 +515,10 @@ describe('values', () => {
     assert.match(only(minimal('', 'upstream: builtin:whoami\n    rules: [{ networks: [], policy: mfa }]')).message, /empty networks list would never match/);
     const enrol = only(minimal('networks: { vpn: [] }\ntotp: { enrol: { networks: [vpn] } }'));
     assert.deepEqual([enrol.path, enrol.message], ['totp.enrol.networks[0]', 'totp.enrol relies on network "vpn" which has no entries']);
+    const broken = only(
+      minimal('networks: { vpn: ["10.0.0.1/8"] }', 'upstream: builtin:whoami\n    rules: [{ networks: [vpn], policy: mfa }]'),
+    );
+    assert.equal(broken.path, 'networks.vpn[0]', 'a network with a bad entry is reported once, not again where it is used');
     const lockdown = only(minimal('lockdown: { networks: [nowhere] }'));
     assert.match(lockdown.message, /unknown network "nowhere" \(no networks are defined\)/);
   });
@@ -611,6 +623,8 @@ describe('values', () => {
     assert.match(only(minimal('session: { idle_timeout: 13h }')).message, /cannot be longer than absolute_timeout \(12h\)/);
     assert.match(only(minimal('proxy_protocol: true')).message, /needs trusted_proxies/);
     assert.match(only(minimal('admin: { listen: "0.0.0.0:8080" }')).message, /cannot share/);
+    const clash = only(minimal('listen: "127.0.0.1:9090"'));
+    assert.deepEqual([clash.path, clash.message], ['listen', 'the admin listener (127.0.0.1:9090) and "listen" (127.0.0.1:9090) cannot share a port']);
     assert.match(only(minimal('listen: "localhost:8080"')).message, /not an IP address and port/);
   });
 

@@ -120,6 +120,9 @@ describe('Redis stores: two instances on one Redis', () => {
     await a.sessions.set('id-hash-1', rec, 60_000);
     assert.deepEqual(await b.sessions.get('id-hash-1'), rec);
     assert.equal(await b.sessions.get('id-hash-unknown'), null);
+    const enrolling = session('alice', clock, { pending: 'enrol', amr: ['pwd'], enrolSecret: 'sealed-candidate', mustChangePassword: true });
+    await b.sessions.set('id-hash-1', enrolling, 60_000);
+    assert.deepEqual(await a.sessions.get('id-hash-1'), enrolling);
   });
 
   test('Redis holds neither the CSRF secret nor a readable record, and every session key expires', async () => {
