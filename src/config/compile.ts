@@ -1045,6 +1045,7 @@ function compileApp(
     }
   }
 
+  // on an issue the placeholder is never used: a config with issues is not built
   const upstream = (a.upstream && compileUpstream(r, a.upstream)) || { kind: 'builtin' as const, name: 'whoami' as const };
   const websocket = opt(a.websocket, (x) => r.bool(x), false);
 

@@ -31,7 +31,7 @@ export interface CompiledRule {
   /** As written (names and CIDRs), for explanations. */
   networkNames: readonly string[] | null;
   groups: readonly string[] | null;
-  /** Short human description, e.g. `rules[1] {networks: [office]} -> password`. */
+  /** Short human description, e.g. `apps[0].rules[1] {networks: [office]} -> password`. */
   label: string;
 }
 
@@ -87,7 +87,7 @@ export interface NotifyConfig {
 export interface CompiledConfig {
   /** Absolute path of the YAML file. */
   file: string;
-  /** Directory of the YAML file; relative paths resolve against it. */
+  /** Directory relative paths were resolved against (the working directory at load). */
   baseDir: string;
   listen: ListenAddress;
   tls: { cert: string; key: string } | null;
