@@ -25,6 +25,7 @@ export const ERRORS = {
   PC_NOT_FOUND: { status: 404, message: 'not found' },
   PC_USER_EXISTS: { status: 409, message: 'user already exists' },
   PC_USER_UNKNOWN: { status: 404, message: 'no such user' },
+  PC_INTERNAL: { status: 500, message: 'internal error' },
   PC_WEAK_PASSWORD: { status: 400, message: 'the password does not meet the password policy' },
 } as const;
 

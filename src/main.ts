@@ -15,6 +15,9 @@ import { cryptoRandom } from './clock.js';
 import { createRuntime, type RuntimeImpl } from './bootstrap.js';
 import { createGatewayServer, type GatewayServer } from './http/server.js';
 import type { Stores } from './store/ports.js';
+import { GatewayMetrics } from './admin/metrics.js';
+import { followLockdown } from './admin/lockdown.js';
+import { startAdminServer, type AdminServer } from './admin/server.js';
 
 export interface GatewayOptions {
   configFile: string;
@@ -37,6 +40,8 @@ export class Gateway {
   private watchers: FSWatcher[] = [];
   private reloadTimer: NodeJS.Timeout | null = null;
   private reloading: Promise<void> = Promise.resolve();
+  private admin: AdminServer | null = null;
+  private metrics: GatewayMetrics | null = null;
 
   private constructor(
     readonly rt: RuntimeImpl,
@@ -58,11 +63,20 @@ export class Gateway {
       say('portcullis: this password is shown once. Sign in and enrol an authenticator; change it with `portcullis user passwd admin --password-stdin`.');
     }
     const rt = await createRuntime(cfg, { ...opts, logger });
-    const server = await createGatewayServer(rt);
+    const metrics = new GatewayMetrics(rt);
+    const server = await createGatewayServer(rt, { observe: metrics.observeUpstream });
     const port = await server.listen(opts.port, opts.host);
     const gw = new Gateway(rt, server, port, opts);
+    gw.metrics = metrics;
+    followLockdown(rt);
+    try {
+      gw.admin = await startAdminServer(rt, { metrics, reload: (trigger) => gw.reload(trigger) });
+    } catch (err) {
+      await gw.close();
+      throw new Error(`admin listener ${cfg.admin.listen.host}:${cfg.admin.listen.port}: ${(err as Error).message}`, { cause: err });
+    }
     if (opts.watch !== false) gw.watchFiles();
-    logger.info({ listen: `${opts.host ?? cfg.listen.host}:${port}`, apps: cfg.apps.map((a) => a.name) }, 'portcullis listening');
+    logger.info({ listen: `${opts.host ?? cfg.listen.host}:${port}`, admin: gw.admin.url, apps: cfg.apps.map((a) => a.name) }, 'portcullis listening');
     return gw;
   }
 
@@ -135,9 +149,17 @@ export class Gateway {
     }
   }
 
+  /** The port the admin listener is bound to. */
+  get adminPort(): number {
+    return this.admin?.port ?? 0;
+  }
+
   async close(): Promise<void> {
     for (const w of this.watchers) w.close();
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    await this.admin?.close();
+    this.admin = null;
+    this.metrics?.close();
     await this.http.close();
     await this.rt.audit.close();
     await this.rt.stores.close();

@@ -160,12 +160,16 @@ export class AssertionSigner {
     await this.serialised(() => this.rotateNow());
   }
 
-  /** Pick up keys (and rotations) other workers wrote to the shared file. */
+  /**
+   * Pick up keys (and rotations) other workers wrote to the shared file; if the file lacks a key
+   * this process knows (a concurrent writer replaced it), write the union back.
+   */
   async refresh(): Promise<void> {
-    const stored = await this.readFile();
-    if (stored) this.keys = await this.merge(stored);
-    this.lastRefresh = this.clock.now();
+    const stored = (await this.readFile()) ?? [];
+    this.keys = await this.merge(stored);
     this.prune();
+    this.lastRefresh = this.clock.now();
+    if (!sameKeys(stored, this.keys)) await writeFileAtomic(this.file, serialise(this.keys), { mode: 0o600 });
   }
 
   private active(): LiveKey | undefined {
@@ -217,13 +221,20 @@ export class AssertionSigner {
     for (let attempt = 0; attempt < 5; attempt++) {
       const keys = await this.merge((await this.readFile()) ?? []);
       const now = this.clock.now();
-      for (const k of keys) if (k.retiredAt === null) k.retiredAt = now;
-      keys.push({ ...fresh });
-      this.keys = keys;
+      if (attempt === 0) {
+        for (const k of keys) if (k.retiredAt === null) k.retiredAt = now;
+        keys.push({ ...fresh });
+      } else if (!keys.some((k) => k.kid === fresh.kid)) {
+        // A concurrent writer replaced the file without our key. Put it back: as the newest
+        // active key it wins, unless a newer one exists (then merge already retired ours).
+        keys.push({ ...fresh });
+      }
+      this.keys = normalise(keys, now);
       this.prune();
       await writeFileAtomic(this.file, serialise(this.keys), { mode: 0o600 });
       const check = (await this.readFile()) ?? [];
-      if (check.some((k) => k.kid === fresh.kid && k.retiredAt === null)) {
+      // Present is enough: if another worker has since retired it, it rotated after us.
+      if (check.some((k) => k.kid === fresh.kid)) {
         this.lastRefresh = now;
         return;
       }
@@ -232,30 +243,21 @@ export class AssertionSigner {
   }
 
   /**
-   * Union of `stored` and the keys in memory. A key retired on either side is retired; of the
-   * keys still active, only the newest stays so (two workers that rotated at once converge on
-   * the same signing key).
+   * Union of `stored` and the keys in memory. A key retired on either side is retired, at the
+   * latest time anyone still signed with it (for a key this process was signing with: now), so
+   * it stays published until all its tokens have expired. Of the keys still active, only the
+   * newest stays so: two workers that rotated at once converge on the same signing key.
    */
   private async merge(stored: StoredKey[]): Promise<LiveKey[]> {
+    const now = this.clock.now();
     const byKid = new Map<string, LiveKey>();
     for (const k of this.keys) byKid.set(k.kid, { ...k });
     for (const s of stored) {
       const mine = byKid.get(s.kid);
-      if (mine) {
-        if (s.retiredAt !== null && (mine.retiredAt === null || s.retiredAt < mine.retiredAt)) mine.retiredAt = s.retiredAt;
-      } else {
-        byKid.set(s.kid, await live(s));
-      }
+      if (!mine) byKid.set(s.kid, await live(s));
+      else if (s.retiredAt !== null) mine.retiredAt = Math.max(s.retiredAt, mine.retiredAt ?? now);
     }
-    const keys = [...byKid.values()].sort((a, b) => a.createdAt - b.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0));
-    let newer: LiveKey | undefined;
-    for (let i = keys.length - 1; i >= 0; i--) {
-      const k = keys[i]!;
-      if (k.retiredAt !== null) continue;
-      if (newer) k.retiredAt = newer.createdAt;
-      else newer = k;
-    }
-    return keys;
+    return normalise([...byKid.values()], now);
   }
 
   /** Drop retired keys whose every token has expired. */
@@ -277,6 +279,19 @@ export class AssertionSigner {
   }
 }
 
+/** Sort by age; of the keys still active, only the newest stays so (the others retire `now`). */
+function normalise(keys: LiveKey[], now: number): LiveKey[] {
+  keys.sort((a, b) => a.createdAt - b.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0));
+  let newest = true;
+  for (let i = keys.length - 1; i >= 0; i--) {
+    const k = keys[i]!;
+    if (k.retiredAt !== null) continue;
+    if (newest) newest = false;
+    else k.retiredAt = now;
+  }
+  return keys;
+}
+
 async function newKey(now: number): Promise<StoredKey> {
   const { privateKey } = await generateKeyPair(ALG, { extractable: true });
   const jwk = await exportJWK(privateKey);
@@ -294,6 +309,12 @@ async function live(s: StoredKey): Promise<LiveKey> {
 
 function publicPart(jwk: JWK): JWK {
   return { kty: jwk.kty!, crv: jwk.crv!, x: jwk.x!, y: jwk.y! };
+}
+
+/** Whether the file already says what `keys` says (ignoring keys dropped as expired). */
+function sameKeys(stored: readonly StoredKey[], keys: readonly StoredKey[]): boolean {
+  const onDisk = new Map(stored.map((k) => [k.kid, k.retiredAt]));
+  return keys.every((k) => onDisk.has(k.kid) && onDisk.get(k.kid) === k.retiredAt);
 }
 
 function serialise(keys: ReadonlyArray<StoredKey>): string {

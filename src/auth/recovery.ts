@@ -21,7 +21,9 @@ const MAX_INPUT = 64;
 export function generateRecoveryCodes(random: Random, n = 10): string[] {
   if (!Number.isInteger(n) || n < 1 || n > 100) throw new RangeError('recovery code count must be 1..100');
   const codes = new Set<string>();
-  while (codes.size < n) {
+  // A working CSPRNG repeats a 50-bit code essentially never; a broken one must not hang us.
+  for (let attempts = 0; codes.size < n; attempts++) {
+    if (attempts >= n * 4) throw new RangeError('the random source keeps repeating itself');
     const b = random.bytes(CODE_CHARS);
     if (b.length !== CODE_CHARS) throw new RangeError('the random source returned too few bytes');
     let s = '';

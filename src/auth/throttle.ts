@@ -29,8 +29,9 @@
  * network, and the ceiling count. It does not forget the spray count: an attacker holding one
  * valid account could otherwise launder a spray by signing in between rounds.
  *
- * Attacker-supplied strings never become unbounded keys: user names are normalised and long
- * ones hashed, members are fixed-size hashes, and every table lives in a bounded store.
+ * Attacker-supplied strings never become unbounded keys or members: user names are normalised
+ * and long ones hashed, fingerprints truncated to 32 characters, and every table lives in a
+ * bounded store.
  * Concurrent attempts may all pass `check` before the first failure is recorded; the hash
  * budget bounds that overshoot to `max_concurrent_hashes`.
  */
@@ -118,12 +119,18 @@ export function networkKeyFor(ip: string, ipv6Prefix: number): string {
 export function userKeyFor(user: string): string {
   const u = user.normalize('NFKC').toLowerCase();
   if (u.length <= MAX_USER_KEY && !/[\u0000-\u001f\u007f]/.test(u)) return u;
-  return `#${createHash('sha256').update(u).digest('base64url').slice(0, 32)}`;
+  return `#${createHash('sha256').update(u).digest().toString('base64url', 0, 24)}`;
 }
 
-/** A fixed-size member id (128 bits) for distinct counting. */
-function member(...parts: string[]): string {
-  return createHash('sha256').update(parts.join('\u0000')).digest('base64url').slice(0, 22);
+/** A fixed-size member id (128 bits) for distinct counting of a (user, password) pair. */
+function pairMember(userKey: string, fingerprint: string): string {
+  // encode only the 16 bytes kept: a flat 22-character string, not a slice pinning a longer one
+  return createHash('sha256').update(`${userKey}\u0000${fingerprint}`).digest().toString('base64url', 0, 16);
+}
+
+/** The caller's fingerprint is a keyed HMAC, already uniform: a prefix is a bounded member. */
+function fingerprintMember(fingerprint: string): string {
+  return fingerprint.length <= 32 ? fingerprint : fingerprint.slice(0, 32);
 }
 
 export class LoginThrottle {
@@ -184,7 +191,8 @@ export class LoginThrottle {
 
   /**
    * Record a wrong password. `passwordFingerprint` is a keyed HMAC of the attempted password
-   * (the caller's key), so repeats are recognised without storing anything guessable;
+   * (the caller's key, base64url or hex), so repeats are recognised without storing anything
+   * guessable; its first 32 characters must tell passwords apart (they do for any HMAC-SHA256);
    * `familiar` says whether the source is in a network the user signed in from before.
    */
   async recordFailure(ctx: {
@@ -198,11 +206,11 @@ export class LoginThrottle {
     const src = this.keyFor(ctx.ip);
     const u = userKeyFor(ctx.user);
     const bucket: Bucket = ctx.familiar ? 'familiar' : 'unfamiliar';
-    const pw = member(ctx.passwordFingerprint);
+    const pw = fingerprintMember(ctx.passwordFingerprint);
 
     const [ipFails, sprayUsers, userFails, ceilingFails] = await Promise.all([
-      this.rates.hit(K.ipFails(src), L.perIp.windowMs, now, member(u, ctx.passwordFingerprint)),
-      this.rates.hit(K.sprayUsers(src), L.spray.windowMs, now, member(u)),
+      this.rates.hit(K.ipFails(src), L.perIp.windowMs, now, pairMember(u, ctx.passwordFingerprint)),
+      this.rates.hit(K.sprayUsers(src), L.spray.windowMs, now, u),
       this.rates.hit(K.userFails(bucket, u), L.perUser.windowMs, now, pw),
       this.rates.hit(K.ceilingFails(u), this.ceiling.windowMs, now, pw),
     ]);

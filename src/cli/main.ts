@@ -22,10 +22,10 @@ const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
 const USAGE = `usage: portcullis <command> [--config FILE] ...
   serve | check-config | explain --url URL --ip IP [--user U] [--method M]
   user add NAME [--email E] [--groups a,b] --password-stdin | user passwd|disable|enable|remove NAME | user list
-  totp set NAME --secret BASE32 | totp reset NAME
+  totp set NAME --secret BASE32 (or --secret - to read stdin) | totp reset NAME
   app-password add NAME --label L | list NAME | revoke NAME LABEL
   allow add|remove NETWORK CIDR... | allow list
-  sessions list [--user U] | sessions revoke (--user U | --all)
+  sessions list [--user U] | sessions revoke (--user U | --all | --handle H)
   unblock (--user U | --ip IP) | lockdown on|off|status
   report [--since 24h] [--format text|json] | hash-password (reads stdin)
 `;

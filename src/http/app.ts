@@ -19,14 +19,18 @@ export async function buildApp(rt: Runtime, opts: { serverFactory?: Parameters<t
     trustProxy: false,
     bodyLimit: 16 * 1024,
     requestIdHeader: false,
-    disableRequestLogging: true,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, caseSensitive: true },
     ...(opts.serverFactory ? { serverFactory: opts.serverFactory } : {}),
   } as never) as unknown as FastifyInstance;
 
   await app.register(fastifyCookie);
+  // The portal's POSTs are HTML forms and nothing else: no JSON or text/plain bodies (415).
+  app.removeAllContentTypeParsers();
   await app.register(fastifyFormbody);
+  // The dummy hash that unknown and disabled users are verified against is made now, not on the
+  // first such attempt (which would otherwise take twice as long as a wrong password).
+  await rt.hasher.warmUp();
 
   // The same path rules as the proxy: a reserved route reached through an unsafe path is refused.
   app.addHook('onRequest', async (req, reply) => {

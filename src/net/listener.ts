@@ -49,7 +49,25 @@ export function createListener(opts: ListenerOptions): net.Server {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError('headerTimeoutMs must be a positive number of milliseconds');
   const isTls = server instanceof tls.Server;
 
-  const listener = net.createServer({ noDelay: true }, (socket) => {
+  // Accept sockets with the options `server` would have used had it listened itself
+  // (allowHalfOpen, TCP_NODELAY, keep-alive), so that a connection behaves the same either way.
+  // net.Server keeps them as plain fields.
+  const own = server as unknown as {
+    allowHalfOpen?: boolean;
+    noDelay?: boolean;
+    keepAlive?: boolean;
+    keepAliveInitialDelay?: number;
+    highWaterMark?: number;
+  };
+  const socketOptions: net.ServerOpts = {
+    allowHalfOpen: own.allowHalfOpen ?? false,
+    noDelay: own.noDelay ?? true,
+    keepAlive: own.keepAlive ?? false,
+    keepAliveInitialDelay: own.keepAliveInitialDelay ?? 0,
+  };
+  if (typeof own.highWaterMark === 'number') socketOptions.highWaterMark = own.highWaterMark;
+
+  const listener = net.createServer(socketOptions, (socket) => {
     let enabled: boolean;
     let trustedPeer = false;
     const peer = normalizeIp(socket.remoteAddress ?? '') ?? '';

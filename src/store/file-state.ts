@@ -6,8 +6,10 @@
  *   renamed over the old one, and the directory fsynced; a crash leaves the old or the new
  *   state, never a torn one.
  * - Every operation runs through one queue, so mutations never interleave.
- * - Before each operation the file is stat'ed; if another process (the CLI) replaced it, it is
- *   read again, so a `portcullis totp reset` is seen by a running gateway and not overwritten.
+ * - If another process (the CLI) replaced the file, it is read again: before every mutation,
+ *   so that change is never overwritten, and before a read at most once per `recheckMs`
+ *   (default 1 s), so a `portcullis totp reset` is seen by a running gateway within a second
+ *   without a file-system call on every login attempt.
  * - A file that cannot be parsed is refused (the store does not open) rather than treated as
  *   empty: silently losing TOTP secrets would let anyone enrol a new authenticator.
  * - Per-user lists are bounded: known networks (most recent 50), recovery codes and app
@@ -15,6 +17,7 @@
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { systemClock, type Clock } from '../clock.js';
 import { PortcullisError } from '../errors.js';
 import type { AppPasswordRecord, StateStore, TotpRecord } from './ports.js';
 
@@ -23,6 +26,14 @@ export const MAX_KNOWN_NETWORKS = 50;
 export const MAX_RECOVERY_CODES = 100;
 export const MAX_APP_PASSWORDS = 100;
 const FORMAT_VERSION = 1;
+export const DEFAULT_RECHECK_MS = 1000;
+
+export interface FileStateOptions {
+  /** Paces re-reading the file for changes made by other processes (default: system time). */
+  clock?: Clock;
+  /** Reads trust the loaded copy for this long before checking the file again (default 1000). */
+  recheckMs?: number;
+}
 
 interface UserState {
   totp?: TotpRecord;
@@ -51,24 +62,30 @@ export class FileStateStore implements StateStore {
   private queue: Promise<unknown> = Promise.resolve();
   private seq = 0;
   private closed = false;
+  private lastCheck: number;
 
   private constructor(
     readonly dir: string,
     data: StateData,
     signature: string | null,
+    private readonly clock: Clock,
+    private readonly recheckMs: number,
   ) {
     this.file = join(dir, STATE_FILE);
     this.data = data;
     this.signature = signature;
+    this.lastCheck = clock.now();
   }
 
   /** Open (creating `dataDir` with mode 0700 if needed) and load `state.json` if it exists. */
-  static async open(dataDir: string): Promise<FileStateStore> {
+  static async open(dataDir: string, opts: FileStateOptions = {}): Promise<FileStateStore> {
+    const recheckMs = opts.recheckMs ?? DEFAULT_RECHECK_MS;
+    if (!Number.isFinite(recheckMs) || recheckMs < 0) throw new RangeError('recheckMs must be a non-negative number');
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     await removeOrphanTempFiles(dataDir);
     const file = join(dataDir, STATE_FILE);
     const { data, signature } = await load(file);
-    return new FileStateStore(dataDir, data, signature);
+    return new FileStateStore(dataDir, data, signature, opts.clock ?? systemClock, recheckMs);
   }
 
   /** Waits for pending writes; later operations are refused. */
@@ -203,7 +220,7 @@ export class FileStateStore implements StateStore {
   // ---- machinery
 
   private read<T>(fn: (d: StateData) => T): Promise<T> {
-    return this.enqueue(async () => fn(this.data));
+    return this.enqueue(async () => fn(this.data), false);
   }
 
   /**
@@ -223,10 +240,14 @@ export class FileStateStore implements StateStore {
     });
   }
 
-  private enqueue<T>(op: () => Promise<T>): Promise<T> {
+  private enqueue<T>(op: () => Promise<T>, mutation = true): Promise<T> {
     const run = async (): Promise<T> => {
       if (this.closed) throw new PortcullisError('PC_STORE_UNAVAILABLE', 'the state store is closed');
-      await this.refreshIfChanged();
+      const now = this.clock.now();
+      if (mutation || now - this.lastCheck >= this.recheckMs || now < this.lastCheck) {
+        await this.refreshIfChanged();
+        this.lastCheck = now;
+      }
       return op();
     };
     const p = this.queue.then(run, run);

@@ -126,7 +126,7 @@ function v2Header(src: number[] | string, sport: number, opts: { local?: boolean
   return Buffer.concat([V2_SIGNATURE, fixed, addr]);
 }
 
-describe('listener with proxy_protocol on, the proxy trusted', () => {
+describe('listener with proxy_protocol on, the proxy trusted', { timeout: 20_000 }, () => {
   let gw: Gateway;
   before(async () => {
     gw = await startGateway({ trusted: LOOPBACK, proxyProtocol: true, headerTimeoutMs: 300 });
@@ -199,7 +199,7 @@ describe('listener with proxy_protocol on, the proxy trusted', () => {
   });
 });
 
-describe('listener with proxy_protocol on, the peer not trusted', () => {
+describe('listener with proxy_protocol on, the peer not trusted', { timeout: 20_000 }, () => {
   let gw: Gateway;
   before(async () => {
     gw = await startGateway({ trusted: ELSEWHERE, proxyProtocol: true });
@@ -222,7 +222,7 @@ describe('listener with proxy_protocol on, the peer not trusted', () => {
   });
 });
 
-describe('listener with proxy_protocol off', () => {
+describe('listener with proxy_protocol off', { timeout: 20_000 }, () => {
   let gw: Gateway;
   before(async () => {
     gw = await startGateway({ trusted: LOOPBACK, proxyProtocol: false });
@@ -241,7 +241,7 @@ describe('listener with proxy_protocol off', () => {
   });
 });
 
-describe('listener and the http server timeouts', () => {
+describe('listener and the http server timeouts', { timeout: 20_000 }, () => {
   it('still enforces headersTimeout against clients that never finish their request', { timeout: 10_000 }, async () => {
     const server = http.createServer({ headersTimeout: 300, requestTimeout: 1000, connectionsCheckingInterval: 50 }, whoami);
     const gw = await startGateway({ trusted: ELSEWHERE, proxyProtocol: true, server });
@@ -256,7 +256,7 @@ describe('listener and the http server timeouts', () => {
   });
 });
 
-describe('listener in front of an https server', () => {
+describe('listener in front of an https server', { timeout: 20_000 }, () => {
   let dir: { dir: string; cleanup(): Promise<void> };
   let creds: { key: Buffer; cert: Buffer };
   before(async () => {
@@ -311,7 +311,7 @@ describe('listener in front of an https server', () => {
   });
 });
 
-describe('listener behind a real HAProxy', () => {
+describe('listener behind a real HAProxy', { timeout: 20_000 }, () => {
   /** GET through HAProxy from 127.0.0.2, so the PROXY source differs from HAProxy's own address. */
   function getVia(port: number): Promise<{ peer: string }> {
     return new Promise((resolve, reject) => {

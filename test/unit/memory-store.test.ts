@@ -234,15 +234,25 @@ describe('FileStateStore', () => {
 
   it('sees changes another process made to the file, and does not overwrite them', async () => {
     const dir = await freshDir();
-    const gateway = await FileStateStore.open(dir);
+    const clock = new ManualClock();
+    const gateway = await FileStateStore.open(dir, { clock });
     await gateway.setTotp('alice', { secret: 'old', enrolledAt: 1, source: 'enrolled' });
     const cli = await FileStateStore.open(dir);
     await cli.setTotp('alice', null); // `portcullis totp reset alice`
-    assert.equal(await gateway.getTotp('alice'), null);
+
+    // a write checks the file first, so it cannot resurrect the old secret
     await gateway.addKnownNetwork('alice', '192.0.2.0/24');
+    assert.equal(await gateway.getTotp('alice'), null);
     const fresh = await FileStateStore.open(dir);
     assert.equal(await fresh.getTotp('alice'), null, 'the reset survived the gateway writing');
     assert.deepEqual(await fresh.knownNetworks('alice'), ['192.0.2.0/24']);
+
+    // reads look at the file at most once per recheckMs
+    await cli.setTotp('alice', { secret: 'new', enrolledAt: 2, source: 'provisioned' });
+    clock.advance(999);
+    assert.equal(await gateway.getTotp('alice'), null, 'within the second, the loaded copy');
+    clock.advance(1);
+    assert.equal((await gateway.getTotp('alice'))?.secret, 'new');
   });
 
   it('refuses to open a damaged file rather than start empty, and leaves it alone', async () => {

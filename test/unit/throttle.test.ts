@@ -10,6 +10,8 @@ import { after, describe, it } from 'node:test';
 import { ManualClock } from '../../src/clock.js';
 import type { LoginLimits } from '../../src/config/types.js';
 import { LoginThrottle, networkKeyFor, userKeyFor } from '../../src/auth/throttle.js';
+import { HashBudget } from '../../src/auth/hash-budget.js';
+import { isPortcullisError } from '../../src/errors.js';
 import { createMemoryStores } from '../../src/store/memory.js';
 import { FileStateStore } from '../../src/store/file-state.js';
 import { tmpDir, type TmpDir } from '../helpers/tmp.js';
@@ -310,5 +312,48 @@ describe('LoginThrottle: keys an attacker controls', () => {
       () => new LoginThrottle({ limits: { ...LIMITS, perIp: { ...LIMITS.perIp, maxFailures: 0 } }, rates: stores.rates, state, clock }),
       /per_ip\.max_failures/,
     );
+  });
+});
+
+describe('HashBudget', () => {
+  it('runs at most `max` verifications at once and refuses the rest at once with PC_BUSY', async () => {
+    const budget = new HashBudget(2);
+    const gates: Array<() => void> = [];
+    const slow = () => new Promise<string>((resolve) => gates.push(() => resolve('verified')));
+    const a = budget.tryRun(slow);
+    const b = budget.tryRun(slow);
+    assert.equal(budget.inFlight, 2);
+
+    let called = false;
+    await assert.rejects(
+      budget.tryRun(async () => {
+        called = true;
+        return 'never';
+      }),
+      (e) => isPortcullisError(e, 'PC_BUSY') && e.status === 503,
+    );
+    assert.equal(called, false, 'the refused request costs no hash');
+    assert.equal(budget.rejected, 1);
+
+    gates.shift()!();
+    assert.equal(await a, 'verified');
+    assert.equal(budget.inFlight, 1);
+    assert.equal(await budget.tryRun(async () => 'room again'), 'room again');
+    gates.shift()!();
+    await b;
+    assert.equal(budget.inFlight, 0);
+    assert.equal(budget.completed, 3);
+  });
+
+  it('frees the slot when a verification throws', async () => {
+    const budget = new HashBudget(1);
+    await assert.rejects(budget.tryRun(async () => Promise.reject(new Error('argon2 failed'))), /argon2 failed/);
+    assert.equal(budget.inFlight, 0);
+    assert.equal(await budget.tryRun(async () => 1), 1);
+  });
+
+  it('refuses a budget that is not a positive integer', () => {
+    assert.throws(() => new HashBudget(0), (e) => isPortcullisError(e, 'PC_CONFIG_INVALID'));
+    assert.throws(() => new HashBudget(1.5), (e) => isPortcullisError(e, 'PC_CONFIG_INVALID'));
   });
 });

@@ -1,0 +1,165 @@
+/**
+ * The admin listener (`admin.listen`): a fastify app of its own, separate from the gateway's
+ * listener, never reachable through an app host.
+ *
+ *   GET /readyz     200 {"status":"ready"} when the config is loaded and the store answers, else
+ *                   503 with the reason. No token: orchestrators probe it; it says nothing more.
+ *   GET /metrics    Prometheus exposition. Needs the token, unless the listener is on loopback
+ *                   (only local processes can reach it, and metrics carry no user names,
+ *                   addresses or secrets; a scraper elsewhere sends the token:
+ *                   `authorization: { credentials_file: ... }` in prometheus.yml).
+ *   /api/...        the admin API (see api.ts), always behind `Authorization: Bearer <token>`.
+ *
+ * `buildAdminApp` returns the app without listening (tests call `inject()`); `startAdminServer`
+ * opens the token file (creating it on first start) and listens.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { ERRORS, isPortcullisError } from '../errors.js';
+import { CidrSet } from '../net/cidr.js';
+import type { Runtime } from '../runtime.js';
+import { adminApi } from './api.js';
+import { AdminAuth, type AdminAuthLimits } from './auth.js';
+import type { GatewayMetrics } from './metrics.js';
+import { AdminToken } from './token.js';
+
+export interface AdminAppDeps {
+  token: AdminToken;
+  metrics: GatewayMetrics;
+  /** Gateway.reload; without it POST /api/reload answers 404. */
+  reload?: ((trigger: string) => Promise<void>) | undefined;
+  /** Serve /metrics without a token. Default: only when `admin.listen` is a loopback address. */
+  publicMetrics?: boolean;
+  /** Per-source limits on failed token checks. */
+  authLimits?: Partial<AdminAuthLimits>;
+}
+
+const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.contains(host);
+}
+
+const JSON_HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+} as const;
+
+function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
+  return reply.code(status).headers(JSON_HEADERS).send({ error: { code, message } });
+}
+
+export async function buildAdminApp(rt: Runtime, deps: AdminAppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    trustProxy: false,
+    bodyLimit: 16 * 1024,
+    requestIdHeader: false,
+    return503OnClosing: true,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    routerOptions: { ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, caseSensitive: true },
+  } as never) as unknown as FastifyInstance;
+
+  const publicMetrics = deps.publicMetrics ?? isLoopback(rt.config.admin.listen.host);
+  let blockLogged = 0;
+  const auth = new AdminAuth(deps.token, rt.clock, deps.authLimits ?? {}, (source, blocked) => {
+    deps.metrics.adminAuthFailed();
+    if (blocked) {
+      // one line per block, not per attempt: a scanner must not flood the log
+      const now = rt.clock.now();
+      if (now - blockLogged > 1000) rt.logger.warn({ source }, 'admin listener: too many requests without a valid token; source blocked for a while');
+      blockLogged = now;
+    }
+  });
+
+  const requireToken = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const v = await auth.check(req.ip, req.headers.authorization);
+    if (v.ok) return undefined;
+    if (v.code === 'PC_THROTTLED') {
+      reply.header('retry-after', String(v.retryAfterSec));
+      return sendError(reply, 429, 'PC_THROTTLED', 'too many failed admin token attempts from this address; try again later');
+    }
+    reply.header('www-authenticate', 'Bearer realm="portcullis-admin"');
+    return sendError(reply, 401, 'PC_ADMIN_UNAUTHORIZED', v.reason === 'missing' ? 'admin token required (Authorization: Bearer <token>)' : 'wrong admin token');
+  };
+
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.headers(JSON_HEADERS);
+    return payload;
+  });
+
+  app.setNotFoundHandler((_req, reply) => sendError(reply, 404, 'PC_NOT_FOUND', ERRORS.PC_NOT_FOUND.message));
+  app.setErrorHandler((err, req, reply) => {
+    if (isPortcullisError(err)) {
+      if (err.status >= 500) rt.logger.error({ code: err.code, url: req.routeOptions.url }, err.message);
+      if (err.status === 503) reply.header('retry-after', '5');
+      return sendError(reply, err.status, err.code, err.message);
+    }
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500) return sendError(reply, status, 'PC_BAD_REQUEST', (err as Error).message);
+    rt.logger.error({ err: (err as Error).message, url: req.routeOptions.url }, 'admin request failed');
+    return sendError(reply, 500, 'PC_INTERNAL', 'internal error; see the gateway log');
+  });
+
+  app.get('/readyz', async (_req, reply) => {
+    const reason = !rt.config ? 'no configuration loaded' : !rt.stores.healthy() ? 'the session and state store is unavailable' : null;
+    if (reason !== null) return reply.code(503).header('retry-after', '5').send({ status: 'not ready', reason });
+    return { status: 'ready' };
+  });
+
+  app.get('/metrics', { onRequest: publicMetrics ? [] : [requireToken] }, async (_req, reply) => {
+    const m = await deps.metrics.render();
+    return reply.header('content-type', m.contentType).send(m.body);
+  });
+
+  await app.register(async (api) => {
+    api.addHook('onRequest', requireToken);
+    await api.register(adminApi(rt, { reload: deps.reload }));
+  });
+  await app.ready();
+  return app;
+}
+
+export interface AdminServer {
+  app: FastifyInstance;
+  host: string;
+  port: number;
+  /** `http://host:port` */
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface StartAdminOptions extends Omit<AdminAppDeps, 'token'> {
+  /** Default: read (and on first start create) `admin.token_file`. */
+  token?: AdminToken;
+  /** Override `admin.listen` (tests). */
+  port?: number;
+  host?: string;
+}
+
+export async function startAdminServer(rt: Runtime, opts: StartAdminOptions): Promise<AdminServer> {
+  const cfg = rt.config;
+  const token = opts.token ?? (await AdminToken.open(cfg.admin.tokenFile, { random: rt.random, clock: rt.clock, logger: rt.logger }));
+  const host = opts.host ?? cfg.admin.listen.host;
+  const loopback = isLoopback(host);
+  const app = await buildAdminApp(rt, { ...opts, token, publicMetrics: opts.publicMetrics ?? loopback });
+  await app.listen({ host, port: opts.port ?? cfg.admin.listen.port });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? cfg.admin.listen.port);
+  if (!loopback) {
+    rt.logger.warn(
+      { listen: `${host}:${port}` },
+      'the admin listener is reachable from the network over plain HTTP: the admin token crosses it in clear. Prefer a loopback address (the CLI runs on this host), or reach it only through a TLS tunnel.',
+    );
+  }
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    app,
+    host,
+    port,
+    url: `http://${urlHost}:${port}`,
+    async close() {
+      await app.close();
+    },
+  };
+}
