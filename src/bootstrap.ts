@@ -15,8 +15,7 @@ import { PasswordGuidance } from './auth/guidance.js';
 import { AssertionCache, AssertionSigner } from './auth/assertion.js';
 import { SecretBox } from './auth/secret-box.js';
 import { loadUsersFile, formatIssue } from './auth/users.js';
-import { createMemoryStores } from './store/memory.js';
-import { FileStateStore } from './store/file-state.js';
+import { openStores } from './store/open.js';
 import type { Stores } from './store/ports.js';
 import type { LiveConnection, Runtime } from './runtime.js';
 
@@ -88,7 +87,7 @@ export async function createRuntime(cfg: CompiledConfig, opts: RuntimeOptions = 
   const logger = opts.logger ?? createLogger();
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   const box = await SecretBox.fromDataDir(cfg.dataDir, env, random);
-  const stores = opts.stores ?? createMemoryStores({ clock, state: await FileStateStore.open(cfg.dataDir) });
+  const stores = opts.stores ?? (await openStores(cfg, { clock, box, logger }));
   const audit = new AuditLog({ file: cfg.audit.file, clock, logger });
   const rtRef: { rt: RuntimeImpl | null } = { rt: null };
   const sessions = new SessionManager({
@@ -99,7 +98,10 @@ export async function createRuntime(cfg: CompiledConfig, opts: RuntimeOptions = 
       const c = rtRef.rt?.config ?? cfg;
       return { idleMs: c.session.idleTimeoutMs, absoluteMs: c.session.absoluteTimeoutMs };
     },
+    // with a shared store, a short local cache (evicted by revocation broadcasts) keeps a
+    // signed-in request to at most one store round trip, usually none
     ...(cfg.store.kind === 'redis' ? { cacheMs: 2_000 } : {}),
+    graceMs: () => (rtRef.rt?.config ?? cfg).session.graceMs,
   });
   const hasher = new PasswordHasher(opts.argon2 ?? paramsFromEnv(env));
   const throttle = new LoginThrottle({ limits: cfg.loginLimits, rates: stores.rates, state: stores.state, clock });
@@ -108,8 +110,13 @@ export async function createRuntime(cfg: CompiledConfig, opts: RuntimeOptions = 
   const rt = new RuntimeImpl(cfg, clock, random, logger, audit, stores, sessions, hasher, throttle, budget, signer, new AssertionCache(), box);
   rtRef.rt = rt;
   await rt.reloadUsers();
-  const ld = await stores.state.getLockdown();
-  if (ld) rt.lockdown = ld;
+  try {
+    const ld = await stores.state.getLockdown();
+    if (ld) rt.lockdown = ld;
+  } catch (err) {
+    // the store is down at start: serve (fail closed for sign-ins); lockdown state follows on reconnect
+    logger.error({ err: (err as Error).message }, 'cannot read the lockdown state yet');
+  }
   // a session deleted anywhere closes its open WebSockets here
   stores.sessions.onRevoked((idHash) => {
     rt.closeLive((c) => idHash === '*' || c.sessionHash === idHash, 'session revoked');

@@ -78,20 +78,19 @@ export class PasswordGuidance {
   assess(pw: string, ctx: { user: string; email?: string | null }): Assessment {
     init();
     const p = this.policy;
-    const nfc = pw.normalize('NFC');
-    const codePoints = Array.from(nfc);
+    const { length, head } = codePointsOf(pw.normalize('NFC'), ZXCVBN_MAX_CODE_POINTS);
     const reasons: GuidanceReason[] = [];
 
-    if (codePoints.length < p.minLength) reasons.push('too_short');
+    if (length < p.minLength) reasons.push('too_short');
 
     const folded = fold(pw);
     const names = userNames(ctx);
-    const head = codePoints.slice(0, ZXCVBN_MAX_CODE_POINTS).join('');
     // always pass an array: zxcvbn keeps the last call's user inputs otherwise
     const result = zxcvbn(head, names);
     const score = result.score as Score;
+    const whole = length <= ZXCVBN_MAX_CODE_POINTS;
 
-    if (p.blocklist === 'common' && (common().has(folded) || isDisguisedCommon(result.sequence, head))) {
+    if (p.blocklist === 'common' && (common().has(folded) || (whole && isDisguisedCommon(result.sequence, head)))) {
       reasons.push('common');
     }
     if (names.some((n) => folded.includes(n))) reasons.push('contains_user');
@@ -99,6 +98,17 @@ export class PasswordGuidance {
 
     return { ok: reasons.length === 0, reasons, score };
   }
+}
+
+/** The number of code points in `s`, and its first `max` of them. */
+function codePointsOf(s: string, max: number): { length: number; head: string } {
+  let length = 0;
+  let end = 0;
+  for (const ch of s) {
+    if (length < max) end += ch.length;
+    length++;
+  }
+  return { length, head: s.slice(0, end) };
 }
 
 /** The user's names to keep out of the password, folded, at least MIN_NAME_LENGTH long. */

@@ -39,7 +39,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { LoginLimits } from '../config/types.js';
 import { PortcullisError } from '../errors.js';
-import { bytesToIpv6, ipv4ToBytes, ipv6ToBytes, maskBytes, parseIp, sourceKey } from '../net/ip.js';
+import { bytesToIpv6, ipv6ToBytes, maskBytes, parseIp, sourceKey } from '../net/ip.js';
 import type { RateStore, StateStore } from '../store/ports.js';
 
 export type ThrottleKind = 'ip' | 'user' | 'spray' | 'ceiling';
@@ -74,7 +74,7 @@ export interface LoginThrottleDeps {
   rates: RateStore;
   state: StateStore;
   clock: Clock;
-  /** The source an address is counted under; default: `sourceKey(ip, limits.ipv6Prefix)`. */
+  /** The source an address is counted under (no spaces); default: `sourceKey(ip, limits.ipv6Prefix)`. */
   keyFor?: (ip: string) => string;
   ceiling?: CeilingOptions;
 }
@@ -111,7 +111,7 @@ const K = {
 export function networkKeyFor(ip: string, ipv6Prefix: number): string {
   const p = parseIp(ip);
   if (!p) return ip;
-  if (p.family === 4) return `${maskBytes(ipv4ToBytes(p.address), 24).join('.')}/24`;
+  if (p.family === 4) return `${p.address.slice(0, p.address.lastIndexOf('.'))}.0/24`;
   return `${bytesToIpv6(maskBytes(ipv6ToBytes(p.address)!, ipv6Prefix))}/${ipv6Prefix}`;
 }
 

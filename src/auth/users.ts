@@ -58,7 +58,6 @@ export function checkEmail(e: string): string | null {
 export function checkDisplayName(n: string): string | null {
   if (n.length === 0 || n.length > MAX_DISPLAY_NAME) return `a display name is 1 to ${MAX_DISPLAY_NAME} characters`;
   // Control characters (CR, LF, NUL...) would corrupt the Remote-Name header.
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(n)) return 'a display name must not contain control characters';
   return null;
 }
@@ -285,8 +284,8 @@ export async function editUsersFile(
       );
     }
     mutate(doc as unknown as Document);
-    // lineWidth 0: never fold a long quoted hash across lines.
-    const out = doc.toString({ lineWidth: 0 });
+    // lineWidth 0: never fold a long quoted hash across lines; `[a, b]` stays as people write it.
+    const out = doc.toString({ lineWidth: 0, flowCollectionPadding: false });
     const checked = parseUsersText(out, file);
     if (!checked.ok) throw new UsersFileInvalid(checked.issues);
     await writeFileAtomic(file, out, { mode: 0o600 });

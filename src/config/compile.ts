@@ -665,7 +665,11 @@ function compileStore(r: Reader, v: Val): CompiledConfig['store'] | undefined {
   const u = checkUrl(r, v, s, ['redis:', 'rediss:']);
   if (!u) return undefined;
   if (!/^(\/([0-9]|[1-9][0-9]{1,3})?)?$/.test(u.pathname)) return r.issue(v.node, v.path, `the path of a Redis URL is the database number (/0), found "${u.pathname}"`);
-  if (s.includes('?')) return r.issue(v.node, v.path, 'a Redis URL cannot have a query string');
+  for (const k of u.searchParams.keys()) {
+    if (k !== 'prefix') return r.issue(v.node, v.path, `a Redis URL takes only the "prefix" parameter (key prefix, to keep gateways apart), found "${k}"`);
+  }
+  const prefix = u.searchParams.get('prefix');
+  if (prefix !== null && !/^[A-Za-z0-9._:-]{1,64}$/.test(prefix)) return r.issue(v.node, v.path, `the Redis key prefix "${prefix}" may use letters, digits and . _ : - (at most 64)`);
   return { kind: 'redis', url: s };
 }
 

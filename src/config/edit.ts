@@ -138,6 +138,9 @@ export function editNetworks(text: string, file: string, op: NetworkEdit, opts: 
 
   if (op.kind === 'add') {
     created = !where.exists;
+    if (created && networkReferences(doc, lc, data, op.network).length === 0) {
+      notes.push(`network "${op.network}" is new and nothing uses it yet: name it in a rule's networks for it to admit anyone`);
+    }
     for (const c of parsed) {
       if (existing.some((e) => e.canon === c.text)) {
         unchanged.push(c.text);
@@ -153,14 +156,22 @@ export function editNetworks(text: string, file: string, op: NetworkEdit, opts: 
       const known = Object.keys(isRecord(data.networks) ? data.networks : {});
       return refuse(`there is no network "${op.network}" (${known.length ? `defined: ${known.join(', ')}` : 'no networks are defined'})`);
     }
+    // every entry equal to a given CIDR goes (`10.0.0.0/8` written twice, or as ::ffff:10.0.0.0/104)
     const missing: string[] = [];
+    const removeIdx = new Set<number>();
     for (const c of parsed) {
-      const hit = existing.find((e) => e.canon === c.text && !plan.removeRaw.includes(e.raw));
-      if (!hit) missing.push(c.text);
+      const hits = existing.flatMap((e, i) => (e.canon === c.text ? [i] : []));
+      if (hits.length === 0) missing.push(c.text);
       else {
-        plan.removeRaw.push(hit.raw);
+        for (const i of hits) removeIdx.add(i);
         changed.push(c.text);
       }
+    }
+    plan.removeRaw = existing.filter((_, i) => removeIdx.has(i)).map((e) => e.raw);
+    const remaining = existing.filter((_, i) => !removeIdx.has(i));
+    for (const c of parsed) {
+      const wider = remaining.find((e) => e.canon !== null && covers(e.canon, c));
+      if (wider && changed.includes(c.text)) notes.push(`${c.text} is still admitted: ${wider.raw} in the same network covers it`);
     }
     if (missing.length > 0) {
       const has = existing.map((e) => e.raw);
@@ -168,7 +179,7 @@ export function editNetworks(text: string, file: string, op: NetworkEdit, opts: 
         `nothing changed: network "${op.network}" does not contain ${missing.join(', ')} (it has: ${has.length ? has.join(', ') : 'no entries'})`,
       );
     }
-    if (plan.removeRaw.length === existing.length) {
+    if (remaining.length === 0) {
       const users = networkReferences(doc, lc, data, op.network);
       if (users.length > 0) {
         return refuse(
@@ -182,7 +193,9 @@ export function editNetworks(text: string, file: string, op: NetworkEdit, opts: 
 
   if (changed.length === 0) return { ok: true, text, changed, unchanged, created: false, notes, reformatted: false };
 
-  const expectedList = [...existing.map((e) => e.raw).filter((r) => !plan.removeRaw.includes(r)), ...plan.add];
+  const kept = [...existing.map((e) => e.raw)];
+  for (const r of plan.removeRaw) kept.splice(kept.indexOf(r), 1);
+  const expectedList = [...kept, ...plan.add];
   const expected = { ...data, networks: { ...(isRecord(data.networks) ? data.networks : {}), [op.network]: expectedList } };
   let out = splice(text, plan);
   let reformatted = false;
@@ -342,7 +355,7 @@ function splice(text: string, plan: Plan): string | null {
   const eol = text.includes('\r\n') ? '\r\n' : '\n';
   let t = text;
   for (const raw of plan.removeRaw) {
-    const next = spliceRemove(t, plan.network, raw, eol);
+    const next = spliceRemove(t, plan.network, raw);
     if (next === null) return null;
     t = next;
   }
@@ -411,7 +424,18 @@ function spliceAdd(text: string, name: string, values: string[], eol: string): s
   const entry = `${formatKey(name)}: ${flowList}`;
   const nets = loc.networksPair?.value;
   if (isMap(nets)) return insertPair(text, nets, entry, eol);
-  if (loc.networksPair) return null; // `networks:` with no value: let the Document API write it
+  if (loc.networksPair) {
+    // `networks:` with nothing after it (a comment at most): the entry goes on the next line
+    const kr = rangeOf(loc.networksPair.key);
+    const v = loc.networksPair.value;
+    if (!kr || !(isScalar(v) && v.value === null && !v.source)) return null;
+    const colon = text.indexOf(':', kr[1]);
+    const eolAt = text.indexOf('\n', colon);
+    const rest = text.slice(colon + 1, eolAt < 0 ? text.length : eolAt);
+    const indent = text.slice(lineStart(text, kr[0]), kr[0]);
+    if (colon < 0 || !/^[ \t]*(#.*)?\r?$/.test(rest) || !/^[ \t]*$/.test(indent)) return null;
+    return insertLines(text, nextLine(text, colon), [`${indent}  ${entry}`], eol);
+  }
   return insertNetworksSection(text, loc.root, entry, eol);
 }
 
@@ -489,7 +513,7 @@ function insertNetworksSection(text: string, root: YAMLMap, entry: string, eol: 
   return insertLines(text, at, [...section, ''], eol);
 }
 
-function spliceRemove(text: string, name: string, raw: string, eol: string): string | null {
+function spliceRemove(text: string, name: string, raw: string): string | null {
   const loc = parseForSplice(text);
   const pair = loc ? networkPair(loc, name) : undefined;
   const seq = pair?.value;
@@ -536,20 +560,22 @@ function spliceRemove(text: string, name: string, raw: string, eol: string): str
 
 /** The Document API's way: comments kept, layout re-rendered. For layouts `splice` leaves alone. */
 function rewrite(text: string, plan: Plan): string | null {
-  const doc = parseDocument(text, PARSE_OPTIONS);
+  const doc = parseDocument(text, PARSE_OPTIONS) as unknown as Document;
   if (doc.errors.length > 0 || !isMap(doc.contents)) return null;
-  const root = doc.contents;
-  let nets = root.get('networks', true);
-  if (!isMap(nets)) {
-    if (nets !== undefined && !(isScalar(nets) && nets.value === null)) return null;
+  const root = doc.contents as YAMLMap<unknown, unknown>;
+  const current: unknown = root.get('networks', true);
+  let nets: YAMLMap<unknown, unknown>;
+  if (isMap(current)) nets = current as YAMLMap<unknown, unknown>;
+  else {
+    if (current !== undefined && !(isScalar(current) && current.value === null)) return null;
     nets = new YAMLMap();
     root.set(doc.createNode('networks'), nets);
   }
-  let seq = (nets as YAMLMap).get(plan.network, true);
+  let seq: unknown = nets.get(plan.network, true);
   if (seq === undefined) {
-    const s = doc.createNode([]);
+    const s = doc.createNode([]) as YAMLSeq<unknown>;
     s.flow = true;
-    (nets as YAMLMap).set(doc.createNode(plan.network), s);
+    nets.set(doc.createNode(plan.network), s);
     seq = s;
   }
   if (!isSeq(seq)) return null;

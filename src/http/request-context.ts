@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { CompiledConfig } from '../config/types.js';
-import { resolveClient } from '../net/client-ip.js';
+import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import { sessionCookieName } from '../session/sessions.js';
 
@@ -27,7 +27,7 @@ export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInf
     cfg,
     ip: f.ip,
     proto,
-    host: req.headers.host ?? '',
+    host: f.host ?? validHost(req.headers.host ?? '') ?? '',
     cookieName: sessionCookieName(proto === 'https'),
   };
   (req as unknown as Record<symbol, ClientInfo>)[KEY] = info;

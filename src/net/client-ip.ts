@@ -75,7 +75,9 @@ export function resolveClient(peer: string, headers: Headers, trusted: CidrSet, 
 function headerValue(v: string | string[] | undefined): string | undefined {
   if (v === undefined) return undefined;
   const s = typeof v === 'string' ? v : v.join(',');
-  if (s.length > MAX_HEADER_LENGTH) return '\u0000'; // malformed: stops any walk at once
+  // Longer than any honest chain: return a value no parser accepts, so the walk stops at once
+  // (at the peer) and proto/host read as invalid, rather than spending time on it.
+  if (s.length > MAX_HEADER_LENGTH) return '\u0000';
   return isBlank(s) ? undefined : s;
 }
 

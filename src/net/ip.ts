@@ -51,6 +51,8 @@ export function ipv6ToBytes(s: string): Uint8Array | null {
   const head = halves[0] ? halves[0].split(':') : [];
   const rest = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
   const words = halves.length === 2 ? 8 - head.length - rest.length : 0;
+  // `::` stands for at least one group; more than eight groups is not an address (and `new Array(-1)` throws)
+  if (halves.length === 2 && words < 1) return null;
   const all = [...head, ...new Array(words).fill('0'), ...rest];
   if (all.length !== 8) return null;
   for (let i = 0; i < 8; i++) {

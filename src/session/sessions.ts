@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock, Random } from '../clock.js';
 import type { Factor, SessionRecord, SessionStore } from '../store/ports.js';
+import { isPortcullisError } from '../errors.js';
 
 export interface SessionTimeouts {
   idleMs: number;
@@ -43,6 +44,11 @@ export class SessionManager {
       timeouts: () => SessionTimeouts;
       cacheMs?: number;
       cacheMax?: number;
+      /**
+       * While the store is unreachable, a session this instance verified within this many ms may
+       * continue from the local cache (config `session.grace`, default 0: fail closed).
+       */
+      graceMs?: () => number;
     },
   ) {
     this.cache =
@@ -87,7 +93,13 @@ export class SessionManager {
     const cached = this.cache?.get(idHash);
     if (cached && now - cached.at < (this.deps.cacheMs ?? 0)) rec = cached.rec;
     else {
-      rec = await this.deps.store.get(idHash);
+      try {
+        rec = await this.deps.store.get(idHash);
+      } catch (err) {
+        const grace = this.deps.graceMs?.() ?? 0;
+        if (!cached || grace <= 0 || now - cached.at >= grace || !isPortcullisError(err, 'PC_STORE_UNAVAILABLE')) throw err;
+        return { id, idHash, rec: cached.rec };
+      }
       if (rec && this.cache) this.cache.set(idHash, { rec, at: now });
     }
     if (!rec) return null;

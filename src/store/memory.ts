@@ -152,6 +152,10 @@ export class MemorySessionStore implements SessionStore {
     return n;
   }
 
+  /**
+   * Told of every explicit revocation (delete, deleteByUser, deleteAll: `'*'`). Sessions that
+   * expire, or that the cap drops, are not announced; they simply stop being found.
+   */
   onRevoked(listener: RevokedListener): void {
     this.listeners.push(listener);
   }
@@ -242,7 +246,10 @@ export class MemoryRateStore implements RateStore {
     this.counters.delete(key);
   }
 
+  /** Blocks never shorten: a longer block already in force stays (lift it with `unblock`). */
   async block(key: string, until: number, reason: string): Promise<void> {
+    const cur = this.blocks.get(key);
+    if (cur && cur.until >= until && cur.until > this.clock.now()) return;
     this.blocks.set(key, { until, reason });
   }
 

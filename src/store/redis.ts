@@ -71,6 +71,8 @@ export interface RedisStoreOptions {
   onError?: (err: Error) => void;
   /** How long creation waits for Redis, and one connection attempt's limit (default 3000 ms). */
   connectTimeoutMs?: number;
+  /** Resolve even when Redis cannot be reached yet (fail closed until it can) instead of rejecting. */
+  startUnavailable?: boolean;
   /** A command without a reply by then fails with PC_STORE_UNAVAILABLE (default 1000 ms). */
   commandTimeoutMs?: number;
   /** How often idle connections are checked with PING (default 5000 ms). */
@@ -359,7 +361,10 @@ class Backend {
       const timer = setTimeout(() => done(false), timeoutMs);
       this.readyWaiters.add(onReady);
     });
-    if (!ok) {
+    if (!ok && this.opts.startUnavailable) {
+      // serve anyway: every store call fails closed (503) until Redis answers, then it heals
+      this.opts.onError?.(new Error(`cannot reach Redis at ${describeUrl(url)} yet; retrying in the background`));
+    } else if (!ok) {
       const cause = this.lastError;
       await this.close();
       throw unavailable(cause ?? undefined, `cannot reach Redis at ${describeUrl(url)}`);

@@ -145,7 +145,9 @@ describe('memory RateStore', () => {
     assert.deepEqual(await rates.listBlocks(0), [
       { key: 'ip:b', until: 500, reason: 'spray' },
     ]);
-    await rates.block('ip:a', 2000, 'ip');
+    await rates.block('ip:a', 2000, 'spray');
+    await rates.block('ip:a', 1500, 'ip');
+    assert.deepEqual(await rates.blockedUntil('ip:a', 600), { until: 2000, reason: 'spray' }, 'a block never shortens');
     assert.deepEqual((await rates.listBlocks(600)).map((b) => b.key), ['ip:a']);
     assert.equal(await rates.unblock('ip:a'), true);
     assert.equal(await rates.unblock('ip:a'), false);
