@@ -113,9 +113,11 @@ export class Gateway {
     // sessions survive a reload, except those of users removed or disabled
     for (const [name, u] of prevUsers) {
       const now = users.users.get(name);
-      if (!now || (now.disabled && !u.disabled)) {
+      const why = !now ? 'user removed' : now.disabled && !u.disabled ? 'user disabled' : now.passwordHash !== u.passwordHash ? 'password changed' : null;
+      if (why) {
         const n = await rt.stores.sessions.deleteByUser(name);
-        if (n > 0) rt.audit.record({ event: 'session_revoked', ip: '-', user: name, outcome: 'info', reason: now ? 'user disabled' : 'user removed' });
+        if (!now) await rt.stores.state.forgetUser(name);
+        if (n > 0) rt.audit.record({ event: 'session_revoked', ip: '-', user: name, outcome: 'info', reason: why });
       }
     }
     rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: trigger });

@@ -18,8 +18,10 @@
  * zxcvbn sees at most the first 64 code points (a longer password is scored on its start, which
  * can understate it but not overstate it by much) and tries at most 3 substitutions per variant
  * (enough for `P@ssw0rd`, `1l0v3y0u`); the worst case is then tens of milliseconds, the order
- * of one argon2id verification. Callers should assess only passwords already verified or
- * submitted by a signed-in user, under the same HashBudget as verification.
+ * of one argon2id verification, but synchronous. Callers should assess only passwords already
+ * verified or submitted by a signed-in user, never an anonymous guess, and call
+ * `warmPasswordGuidance()` at start-up so the first sign-in does not pay for building the
+ * dictionaries.
  */
 import { zxcvbn, zxcvbnOptions, type MatchExtended } from '@zxcvbn-ts/core';
 import * as zxcvbnCommon from '@zxcvbn-ts/language-common';

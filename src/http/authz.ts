@@ -9,7 +9,7 @@ import { ERRORS } from '../errors.js';
 import { peerAddress } from '../net/listener.js';
 import type { Runtime } from '../runtime.js';
 import { gate } from '../proxy/gate.js';
-import { readCookie } from '../proxy/headers.js';
+import { readCookie, safe } from '../proxy/headers.js';
 import { identityHeaders } from '../proxy/identity.js';
 import { wantsHtml } from '../proxy/handler.js';
 import { sessionCookieName } from '../session/sessions.js';
@@ -75,9 +75,9 @@ export function authzRoutes(rt: Runtime) {
       if (r.kind === 'proxy') {
         if (r.identity) {
           const id = await identityHeaders(rt, r.app, r.identity, info.ip);
-          reply.header('remote-user', id.user).header('remote-groups', id.groups.join(','));
-          if (id.email) reply.header('remote-email', id.email);
-          if (id.name) reply.header('remote-name', id.name);
+          reply.header('remote-user', safe(id.user)).header('remote-groups', safe(id.groups.join(',')));
+          if (id.email) reply.header('remote-email', safe(id.email));
+          if (id.name) reply.header('remote-name', safe(id.name));
           reply.header('x-portcullis-assertion', id.assertion);
         }
         return reply.code(200).send();

@@ -68,10 +68,15 @@ export interface IdentityHeaders {
   assertion: string;
 }
 
-/** Header values must not carry CR/LF or other controls; user data is sanitised defensively. */
-function safe(v: string): string {
+/**
+ * Header values must not carry CR/LF or other controls; user data is sanitised defensively. Text
+ * outside Latin-1 (a display name in Greek) is sent as its UTF-8 bytes, as nginx would.
+ */
+export function safe(v: string): string {
   // eslint-disable-next-line no-control-regex
-  return v.replace(/[\u0000-\u001f\u007f]/g, '');
+  const clean = v.replace(/[\u0000-\u001f\u007f]/g, '');
+  // eslint-disable-next-line no-control-regex
+  return /^[\u0000-\u007f]*$/.test(clean) ? clean : Buffer.from(clean, 'utf8').toString('latin1');
 }
 
 /**
