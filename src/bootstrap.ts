@@ -11,7 +11,7 @@ import { SessionManager } from './session/sessions.js';
 import { PasswordHasher, paramsFromEnv, type Argon2Params } from './auth/password.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { HashBudget } from './auth/hash-budget.js';
-import { PasswordGuidance } from './auth/guidance.js';
+import { PasswordGuidance, warmPasswordGuidance } from './auth/guidance.js';
 import { AssertionCache, AssertionSigner } from './auth/assertion.js';
 import { SecretBox } from './auth/secret-box.js';
 import { loadUsersFile, formatIssue } from './auth/users.js';
@@ -109,6 +109,8 @@ export async function createRuntime(cfg: CompiledConfig, opts: RuntimeOptions = 
   const signer = await AssertionSigner.open({ dataDir: cfg.dataDir, clock, issuer: 'portcullis', random, rotateAfterMs: 30 * 24 * 3600_000 });
   const rt = new RuntimeImpl(cfg, clock, random, logger, audit, stores, sessions, hasher, throttle, budget, signer, new AssertionCache(), box);
   rtRef.rt = rt;
+  // build the password dictionaries now, not during the first sign-in
+  warmPasswordGuidance();
   await rt.reloadUsers();
   try {
     const ld = await stores.state.getLockdown();

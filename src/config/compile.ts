@@ -839,7 +839,8 @@ function compilePasswordPolicy(r: Reader, v: Val | undefined): PasswordPolicy {
   };
 }
 
-const MAX_COUNT = 1_000_000;
+/** Counts the stores track exactly (distinct members are capped at 1000 per key in memory). */
+const MAX_COUNT = 1000;
 
 function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
   const m = 60_000;

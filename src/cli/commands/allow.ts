@@ -85,7 +85,7 @@ async function applyNow(configFile: string, io: CliIO): Promise<number> {
       return 1;
     }
     const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    io.stdout.write(`the gateway's admin API was not reachable (${why}); a running gateway applies the change by itself within a second\n`);
+    io.stdout.write(`could not ask the gateway to reload now (${why}); a running gateway applies the change by itself within a second\n`);
     return 0;
   } finally {
     await client?.close();
