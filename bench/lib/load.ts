@@ -62,7 +62,9 @@ async function runWrk(r: LoadRequest, workDir: string): Promise<LoadResult> {
     writeFileSync(scriptFile, WRK_SCRIPT);
   }
   const args = ['-t1', `-c${r.connections}`, `-d${Math.max(1, Math.round(r.seconds))}s`, '--timeout', '10s', '-s', scriptFile];
-  for (const [k, v] of Object.entries(r.headers)) args.push('-H', `${k}: ${v}`);
+  // wrk adds its own `Host` unless one is given under exactly that spelling (a lower-case `host`
+  // would be sent twice), so header names are written in their canonical case
+  for (const [k, v] of Object.entries(r.headers)) args.push('-H', `${k.replace(/(^|-)([a-z])/g, (_m, d: string, ch: string) => d + ch.toUpperCase())}: ${v}`);
   args.push(r.url);
   const out = await new Promise<string>((resolve, reject) => {
     const p = spawn(WRK!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
