@@ -58,6 +58,11 @@ await serve(
       gc();
       return stats();
     },
-    stop: () => gw.close(),
+    stop: async () => {
+      // Gateway.close() waits for idle keep-alive connections to go away before closing them
+      // (src/http/server.ts close()); the bench's clients hold some, so close them first
+      gw.http.server.closeAllConnections();
+      await gw.close();
+    },
   },
 );

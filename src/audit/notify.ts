@@ -169,8 +169,9 @@ export class Notifier {
   }
 
   /**
-   * Stop taking events. Jobs ready now get one last try (within the per-try limits); jobs waiting
-   * for a retry are abandoned and counted as dropped, with one log line.
+   * Stop taking events. Jobs ready now get one last try, all of them within one webhook time
+   * limit (5 s); jobs waiting for a retry, and any left when that time is up, are abandoned and
+   * counted as dropped, with a log line.
    */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -184,7 +185,16 @@ export class Notifier {
     this.dropped += abandoned.length;
     if (abandoned.length > 0) this.deps.logger.warn({ abandoned: abandoned.length }, 'notifications waiting for a retry were abandoned at shutdown');
     this.pump();
+    // the last tries get one per-try limit in all; then whatever is left is cut off
+    const grace = setTimeout(() => {
+      const left = this.pending.splice(0);
+      this.dropped += left.length;
+      if (left.length > 0) this.deps.logger.warn({ abandoned: left.length }, 'notifications not sent before shutdown');
+      this.stop.abort();
+    }, this.deps.webhookTimeoutMs ?? 5_000);
+    grace.unref();
     await this.whenIdle();
+    clearTimeout(grace);
     this.stop.abort();
     this.mail?.sender.close();
     this.mail = null;

@@ -98,8 +98,13 @@ export async function createGatewayServer(rt: Runtime, opts: { observe?: (app: s
     },
     async close() {
       for (const c of rt.live) c.close('shutdown');
-      await new Promise<void>((resolve) => listener.close(() => resolve()));
-      server.closeAllConnections?.();
+      // stop accepting, then end idle keep-alive connections at once (the listener's close
+      // callback waits for every connection it accepted)
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      server.closeIdleConnections?.();
+      const grace = setTimeout(() => server.closeAllConnections?.(), 2_000);
+      await closed;
+      clearTimeout(grace);
       await app.close();
       await pools.close();
     },

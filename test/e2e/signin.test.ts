@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { ManualClock } from '../../src/clock.js';
 import { generateCode } from '../../src/auth/totp.js';
 import { PasswordHasher, type Argon2Params } from '../../src/auth/password.js';
@@ -458,7 +458,14 @@ test('a session ends after the idle timeout, and after the absolute timeout howe
 });
 
 test('the assertion verifies against /.portcullis/jwks.json: aud is the app, amr the factors used', async () => {
-  const jwks = createRemoteJWKSet(new URL(`${gw.url}/.portcullis/jwks.json`));
+  // fetched over a closed connection (Connection: close), as an app would at start, then used locally
+  const res = await client(OFFICE, 'vault.test').get('/.portcullis/jwks.json');
+  assert.equal(res.status, 200);
+  assert.match(res.headers['content-type']!, /^application\/(jwk-set\+)?json/);
+  const set = JSON.parse(res.body) as JSONWebKeySet;
+  assert.ok(set.keys.length >= 1);
+  for (const k of set.keys) assert.equal((k as { d?: string }).d, undefined, 'no private key material');
+  const jwks = createLocalJWKSet(set);
   const currentDate = () => new Date(clock.now());
 
   const v = client(OFFICE, 'vault.test');
