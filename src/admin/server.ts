@@ -9,6 +9,8 @@
  *                   addresses or secrets; a scraper elsewhere sends the token:
  *                   `authorization: { credentials_file: ... }` in prometheus.yml).
  *   /api/...        the admin API (see api.ts), always behind `Authorization: Bearer <token>`.
+ *   /console...     the admin console for a browser (see console/routes.ts): sign in with the
+ *                   token, then a session cookie; its own context (HTML, forms, CSRF).
  *
  * `buildAdminApp` returns the app without listening (tests call `inject()`); `startAdminServer`
  * opens the token file (creating it on first start) and listens.
@@ -21,6 +23,7 @@ import { adminApi } from './api.js';
 import { AdminAuth, type AdminAuthLimits } from './auth.js';
 import type { GatewayMetrics } from './metrics.js';
 import { AdminToken } from './token.js';
+import { adminConsole } from './console/routes.js';
 
 export interface AdminAppDeps {
   token: AdminToken;
@@ -116,6 +119,7 @@ export async function buildAdminApp(rt: Runtime, deps: AdminAppDeps): Promise<Fa
     api.addHook('onRequest', requireToken);
     await api.register(adminApi(rt, { reload: deps.reload }));
   });
+  await app.register(adminConsole(rt, { token: deps.token, auth, reload: deps.reload }));
   await app.ready();
   return app;
 }
