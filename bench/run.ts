@@ -19,6 +19,7 @@ import { tmpDir } from '../test/helpers/tmp.js';
 import { readSettings, type BenchSettings, type LoadTool } from './lib/settings.js';
 import { runJob, startChild } from './lib/ipc.js';
 import { combine, pickTool, runLoad, type LoadResult } from './lib/load.js';
+import { withCpu } from './lib/cpu.js';
 import {
   BENCH_USER,
   HOST,
@@ -39,6 +40,7 @@ import type { AttackOptions, AttackReport } from './jobs/attacker.js';
 import type { FloodInput, FloodResult } from './jobs/flood-memory.js';
 import type { CostsInput, CostsResult } from './jobs/costs.js';
 import type { ReplayInput, ReplayResult, SetupResult } from './jobs/attack-2017.js';
+import type { HotPathInput, HotPathResult } from './jobs/hot-path.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MB = 2 ** 20;
@@ -50,6 +52,7 @@ interface Ctx {
   tool: LoadTool;
   work: string;
   upstream: string;
+  upstreamPid: number;
   profileDir: string | null;
   rows: Row[];
   details: Record<string, unknown>;
@@ -75,30 +78,54 @@ function invalid(r: LoadResult): string | null {
   return `${int(r.bad)} responses other than 2xx/3xx and ${int(r.errors)} connection errors: the point is not valid`;
 }
 
+interface Side {
+  run: (seconds: number) => Promise<LoadResult>;
+  /** Processes whose CPU time is charged to this side: the server, then the upstream. */
+  pids: number[];
+}
+
+interface Pair {
+  a: LoadResult;
+  b: LoadResult;
+  /** CPU µs per request of each of the side's pids (null where /proc cannot be read). */
+  cpuA: Array<number | null>;
+  cpuB: Array<number | null>;
+}
+
 /**
  * Two servers under the same load, alternated: warm-up for each, then `rounds` rounds of A B
  * (B A on odd rounds), each run `seconds / rounds` long.
  */
-async function measurePair(c: Ctx, a: () => (seconds: number) => Promise<LoadResult>, b: () => (seconds: number) => Promise<LoadResult>): Promise<{ a: LoadResult; b: LoadResult }> {
-  const runA = a();
-  const runB = b();
+async function measurePair(c: Ctx, a: Side, b: Side): Promise<Pair> {
   if (c.s.warmup > 0) {
-    await runA(c.s.warmup);
-    await runB(c.s.warmup);
+    await a.run(c.s.warmup);
+    await b.run(c.s.warmup);
   }
-  const as: LoadResult[] = [];
-  const bs: LoadResult[] = [];
+  const runs = { a: [] as LoadResult[], b: [] as LoadResult[] };
+  const cpu = { a: a.pids.map(() => 0 as number | null), b: b.pids.map(() => 0 as number | null) };
   const each = c.s.seconds / c.s.rounds;
+  const one = async (k: 'a' | 'b', side: Side) => {
+    const r = await withCpu(side.pids, () => side.run(each));
+    runs[k].push(r.value);
+    r.cpu.forEach((x, i) => (cpu[k][i] = x === null || cpu[k][i] === null ? null : cpu[k][i]! + x));
+  };
   for (let i = 0; i < c.s.rounds; i++) {
     if (i % 2 === 0) {
-      as.push(await runA(each));
-      bs.push(await runB(each));
+      await one('a', a);
+      await one('b', b);
     } else {
-      bs.push(await runB(each));
-      as.push(await runA(each));
+      await one('b', b);
+      await one('a', a);
     }
   }
-  return { a: combine(as), b: combine(bs) };
+  const A = combine(runs.a);
+  const B = combine(runs.b);
+  const perReq = (xs: Array<number | null>, r: LoadResult) => xs.map((x) => (x === null ? null : (x / r.requests) * 1e6));
+  return { a: A, b: B, cpuA: perReq(cpu.a, A), cpuB: perReq(cpu.b, B) };
+}
+
+function us(x: number | null | undefined): string {
+  return x === null || x === undefined ? '?' : `${int(x)} µs`;
 }
 
 async function stopGateway(c: Ctx, gw: BenchGateway, label: string): Promise<void> {
@@ -185,7 +212,7 @@ async function sections12(c: Ctx): Promise<void> {
   try {
     const cookie = await signIn(gw.url);
     await assertSignedInGet(gw.url, cookie, 'gateway');
-    const gwRun = () => (sec: number) => signedInLoad(c, gw.url, cookie, sec);
+    const gwRun = (sec: number) => signedInLoad(c, gw.url, cookie, sec);
 
     if (run1) {
       const bare = await startChild<{ port: number }>(script('./servers/bare-proxy.js'), { args: [c.upstream] });
@@ -196,7 +223,7 @@ async function sections12(c: Ctx): Promise<void> {
         if (noCookie.statusCode !== 401) throw new Error(`the bare proxy answered ${noCookie.statusCode} without a cookie`);
         log(`1: full proxy, gateway vs bare proxy (${c.s.rounds} x ${fmt(c.s.seconds / c.s.rounds, 1)} s each, ${c.s.connections} connections)`);
         await gw.child.call('resetEld');
-        const p = await measurePair(c, gwRun, () => (sec: number) => signedInLoad(c, bareUrl, cookie, sec));
+        const p = await measurePair(c, { run: gwRun, pids: [gw.child.pid, c.upstreamPid] }, { run: (sec) => signedInLoad(c, bareUrl, cookie, sec), pids: [bare.pid, c.upstreamPid] });
         const st = await gw.stats();
         const thr = p.a.rps / p.b.rps;
         const p99 = p.a.p99 / p.b.p99;
@@ -216,7 +243,30 @@ async function sections12(c: Ctx): Promise<void> {
           target: '<= 1.50',
           result: bad ? 'ERROR' : verdict(p99 <= 1.5),
         });
-        c.details['fullProxy'] = { gateway: p.a, bare: p.b, gatewayEventLoop: st };
+        c.rows.push({
+          id: '1c',
+          what: 'Full proxy: CPU per signed-in request (from /proc), gateway / bare proxy',
+          measured: p.cpuA[0] && p.cpuB[0] ? `${fmt(p.cpuA[0] / p.cpuB[0])} (${us(p.cpuA[0])} / ${us(p.cpuB[0])})` : 'not available',
+          target: '-',
+          result: 'INFO',
+          notes: [`the upstream spends ${us(p.cpuA[1])} per request behind the gateway, ${us(p.cpuB[1])} behind the bare proxy (it parses the identity headers too)`],
+        });
+        const hp = await runJob<HotPathInput, HotPathResult>(script('./jobs/hot-path.js'), { workDir: join(c.work, 'hot-path') });
+        c.rows.push({
+          id: '1d',
+          what: 'Full proxy: the gateway\'s own steps per signed-in request (in-process, tight loops; for ranking)',
+          measured: hp.steps
+            .filter((x) => !x.step.startsWith('    '))
+            .map((x) => `${x.step.trim()} ${fmt(x.us, 1)} µs`)
+            .join('; '),
+          target: '-',
+          result: 'INFO',
+          notes: [
+            ...hp.steps.filter((x) => x.step.startsWith('    ')).map((x) => `${x.step.trim()}: ${fmt(x.us, 1)} µs (${x.where})`),
+            `request head the app receives: ${int(hp.upstreamHeadBytes.gateway)} bytes through the gateway, ${int(hp.upstreamHeadBytes.bare)} through the bare proxy`,
+          ],
+        });
+        c.details['fullProxy'] = { gateway: p.a, bare: p.b, cpuPerRequestUs: { gateway: p.cpuA, bare: p.cpuB }, gatewayEventLoop: st, hotPath: hp };
       } finally {
         await bare.stop();
       }
@@ -245,8 +295,8 @@ async function sections12(c: Ctx): Promise<void> {
           const urlS = ngStub.url;
           const p = await measurePair(
             c,
-            () => (sec: number) => signedInLoad(c, urlG, cookie, sec),
-            () => (sec: number) => signedInLoad(c, urlS, cookie, sec),
+            { run: (sec) => signedInLoad(c, urlG, cookie, sec), pids: [gw.child.pid] },
+            { run: (sec) => signedInLoad(c, urlS, cookie, sec), pids: [stub.pid] },
           );
           const thr = p.a.rps / p.b.rps;
           const bad = invalid(p.a) ?? invalid(p.b);
@@ -256,7 +306,11 @@ async function sections12(c: Ctx): Promise<void> {
             measured: `${fmt(thr)} (${int(p.a.rps)} / ${int(p.b.rps)} req/s)`,
             target: '>= 0.90',
             result: bad ? 'ERROR' : verdict(thr >= 0.9),
-            notes: [`p99 ${fmt(p.a.p99)} ms vs ${fmt(p.b.p99)} ms (ratio ${fmt(p.a.p99 / p.b.p99)}); nginx 1 worker, keep-alive to both`, ...(bad ? [bad] : [])],
+            notes: [
+              `p99 ${fmt(p.a.p99)} ms vs ${fmt(p.b.p99)} ms (ratio ${fmt(p.a.p99 / p.b.p99)}); nginx 1 worker, keep-alive to both`,
+              `CPU per request: gateway ${us(p.cpuA[0])}, Fastify stub ${us(p.cpuB[0])}`,
+              ...(bad ? [bad] : []),
+            ],
           });
           c.details['forwardAuth'] = { gateway: p.a, stub: p.b };
         } finally {
@@ -373,6 +427,18 @@ async function section3(c: Ctx): Promise<void> {
   const def = await attackPoint(c, 'attack-defaults', {}, true);
   const base = def.unloaded!;
   c.attackLatency.set('6.2', { loaded: def.loaded, unloaded: base });
+  c.details['underAttack'] = { defaults: def };
+  if (run3) await section3Rows(c, def, base);
+  if (run6) {
+    const none = await attackPoint(c, 'attack-no-throttle', { loginLimits: NO_THROTTLE_LIMITS }, false);
+    c.attackLatency.set('6.1', { loaded: none.loaded, unloaded: base });
+    const allow = await attackPoint(c, 'attack-allowlist', { rules: ALLOWLIST_RULES }, false);
+    c.attackLatency.set('6.4', { loaded: allow.loaded, unloaded: base });
+    c.details['attackSetups'] = { noThrottle: none, allowlist: allow };
+  }
+}
+
+async function section3Rows(c: Ctx, def: AttackPoint, base: LoadResult): Promise<void> {
   const thr = def.loaded.rps / base.rps;
   const p99 = def.loaded.p99 / base.p99;
   const bad = invalid(def.loaded) ?? invalid(base);
@@ -399,7 +465,6 @@ async function section3(c: Ctx): Promise<void> {
     result: def.inFlight.samples === 0 ? 'ERROR' : verdict(def.inFlight.max <= def.inFlight.limit),
     notes: [statusLine(def.attack), `${int(def.inFlight.samples)} scrapes; hash verifications completed ${int(def.gateway.hashCompleted)}`],
   });
-  c.details['underAttack'] = { defaults: def };
 
   if (thr < 0.7 || p99 > 3) {
     // what a smaller budget would buy on this machine: informative, not a target
@@ -414,14 +479,6 @@ async function section3(c: Ctx): Promise<void> {
       notes: [`${describeLoad(alt.loaded)}; hashes in flight max ${int(alt.inFlight.max)} of ${int(alt.inFlight.limit)}`, statusLine(alt.attack)],
     });
     c.details['underAttack'] = { defaults: def, smallerBudget: alt };
-  }
-
-  if (run6) {
-    const none = await attackPoint(c, 'attack-no-throttle', { loginLimits: NO_THROTTLE_LIMITS }, false);
-    c.attackLatency.set('6.1', { loaded: none.loaded, unloaded: base });
-    const allow = await attackPoint(c, 'attack-allowlist', { rules: ALLOWLIST_RULES }, false);
-    c.attackLatency.set('6.4', { loaded: allow.loaded, unloaded: base });
-    c.details['attackSetups'] = { noThrottle: none, allowlist: allow };
   }
 }
 
@@ -445,7 +502,9 @@ async function section4(c: Ctx): Promise<void> {
   });
 
   log(`4: HTTP login flood for ${fmt(c.s.floodSeconds, 0)} s, a new source address on every attempt`);
-  const gw = await startGateway(gatewaySpec(c, 'flood-http', { argon2: 'test', networks: ATTACK_NETWORKS, rules: OPEN_RULES, execArgv: ['--expose-gc'] }));
+  // cheap hashes and a budget as large as the flood's concurrency: every attempt is verified and
+  // recorded, which is what fills the throttle's tables
+  const gw = await startGateway(gatewaySpec(c, 'flood-http', { argon2: 'test', networks: ATTACK_NETWORKS, rules: OPEN_RULES, loginLimits: '  hash_concurrency: 64', execArgv: ['--expose-gc'] }));
   try {
     const idle = await gw.child.call<GatewayStats>('gc');
     const opts: AttackOptions = { origin: gw.url, host: HOST, mode: 'flood', sources: 0, users: 1_000_000, connections: 64 };
@@ -458,7 +517,7 @@ async function section4(c: Ctx): Promise<void> {
     const failures = r.status['401'] ?? 0;
     c.rows.push({
       id: '4b',
-      what: `Memory, confirmed over HTTP: gateway RSS after a login flood from ${int(r.distinctSources)} distinct sources (cheap argon2 so every attempt is recorded)`,
+      what: `Memory, confirmed over HTTP: gateway RSS after a login flood from ${int(r.distinctSources)} distinct sources (cheap argon2, hash_concurrency 64, so every attempt is verified and recorded)`,
       measured: `+${int(grewHttp)} MB (${int(idle.rss / MB)} -> ${int(after.rss / MB)} MB) after ${int(r.distinctSources)} sources`,
       target: '<= +256 MB',
       result: verdict(grewHttp <= 256),
@@ -509,16 +568,16 @@ async function section6(c: Ctx): Promise<void> {
   };
   for (const s of r.setups) {
     const expectZero = s.id === '6.3' || s.id === '6.4';
-    const blocks = Object.entries(s.blocksAtEnd).map(([k, n]) => `${int(n)} ${k}`).join(', ') || 'none';
+    const blocks = `${int(s.blocksImposed.sources)} source blocks, ${int(s.blocksImposed.accounts)} account locks imposed`;
     const refused = Object.entries(s.legit.refusedBy).map(([k, n]) => `${int(n)} ${k}`).join(', ');
     c.rows.push({
       id: s.id,
-      what: `2017 replay: ${s.name}${s.hours !== input.hours ? '' : ''}`,
+      what: `2017 replay: ${s.name}`,
       measured: `${int(s.compromised)} accounts compromised${s.passwordsConfirmed ? `, ${int(s.passwordsConfirmed)} passwords confirmed` : ''}`,
       target: expectZero ? '0' : '-',
       result: expectZero ? verdict(s.compromised === 0) : 'INFO',
       notes: [
-        `attacker: ${int(s.attacker.attempts)} attempts over ${s.hours < 1 ? `${int(s.hours * 60)} min` : `${fmt(s.hours, 0)} h`} on ${int(s.attacker.accountsTried)} accounts; ${int(s.attacker.throttled)} throttled, ${int(s.attacker.networkDenied)} network-denied, ${int(s.attacker.weakDenied)} refused as weak; first compromise ${s.firstCompromiseHour === null ? 'never' : `after ${fmt(s.firstCompromiseHour, 1)} h`}; blocks at the end: ${blocks}`,
+        `attacker: ${int(s.attacker.attempts)} attempts over ${s.hours < 1 ? `${int(s.hours * 60)} min` : `${fmt(s.hours, 0)} h`} on ${int(s.attacker.accountsTried)} accounts; ${int(s.attacker.throttled)} throttled, ${int(s.attacker.networkDenied)} network-denied, ${int(s.attacker.weakDenied)} refused as weak; first compromise ${s.firstCompromiseHour === null ? 'never' : `after ${fmt(s.firstCompromiseHour, 1)} h`}; ${blocks}`,
         `legitimate sign-ins: ${int(s.legit.ok)} of ${int(s.legit.signIns)} got in${s.legit.refused ? ` (refused: ${refused})` : ''}`,
         latencyNote(s),
       ],
@@ -552,6 +611,7 @@ async function main(): Promise<void> {
     tool,
     work: tmp.dir,
     upstream: `http://127.0.0.1:${upstream.info.port}`,
+    upstreamPid: upstream.pid,
     profileDir,
     rows: [],
     details: {},

@@ -16,6 +16,7 @@ import { createRuntime, type RuntimeImpl } from './bootstrap.js';
 import { createGatewayServer, type GatewayServer } from './http/server.js';
 import type { Stores } from './store/ports.js';
 import { GatewayMetrics } from './admin/metrics.js';
+import { attachNotifier, type Notifier } from './audit/notify.js';
 import { followLockdown } from './admin/lockdown.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 
@@ -42,6 +43,7 @@ export class Gateway {
   private reloading: Promise<void> = Promise.resolve();
   private admin: AdminServer | null = null;
   private metrics: GatewayMetrics | null = null;
+  private notifier: Notifier | null = null;
 
   private constructor(
     readonly rt: RuntimeImpl,
@@ -68,6 +70,7 @@ export class Gateway {
     const port = await server.listen(opts.port, opts.host);
     const gw = new Gateway(rt, server, port, opts);
     gw.metrics = metrics;
+    gw.notifier = attachNotifier(rt);
     followLockdown(rt);
     try {
       gw.admin = await startAdminServer(rt, { metrics, reload: (trigger) => gw.reload(trigger) });
@@ -158,6 +161,8 @@ export class Gateway {
 
   async close(): Promise<void> {
     for (const w of this.watchers) w.close();
+    await this.notifier?.close();
+    this.notifier = null;
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     await this.admin?.close();
     this.admin = null;

@@ -185,12 +185,14 @@ export class Notifier {
     this.dropped += abandoned.length;
     if (abandoned.length > 0) this.deps.logger.warn({ abandoned: abandoned.length }, 'notifications waiting for a retry were abandoned at shutdown');
     this.pump();
+    this.settle();
     // the last tries get one per-try limit in all; then whatever is left is cut off
     const grace = setTimeout(() => {
       const left = this.pending.splice(0);
       this.dropped += left.length;
       if (left.length > 0) this.deps.logger.warn({ abandoned: left.length }, 'notifications not sent before shutdown');
       this.stop.abort();
+      this.settle();
     }, this.deps.webhookTimeoutMs ?? 5_000);
     grace.unref();
     await this.whenIdle();
@@ -232,12 +234,15 @@ export class Notifier {
       void this.run(job).finally(() => {
         this.inFlight--;
         this.pump();
-        if (this.pending.length === 0 && this.inFlight === 0) {
-          for (const f of [...this.idle]) f();
-          this.idle.clear();
-        }
+        this.settle();
       });
     }
+  }
+
+  private settle(): void {
+    if (this.pending.length > 0 || this.inFlight > 0) return;
+    for (const f of [...this.idle]) f();
+    this.idle.clear();
   }
 
   private async run(job: Job): Promise<void> {

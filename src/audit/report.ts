@@ -21,6 +21,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { bytesToIp, ipv4ToBytes, ipv6ToBytes, maskBytes, parseIp } from '../net/ip.js';
 import { AUDIT_EVENTS, type AuditEventName } from './events.js';
 
@@ -99,6 +100,8 @@ export interface WeakPasswordUse {
 export interface AuditReport {
   version: 1;
   window: { since: string; until: string };
+  /** How source addresses are grouped into networks. */
+  grouping: { ipv4Prefix: 24; ipv6Prefix: number };
   input: { lines: number; inWindow: number; malformed: number; tooLong: number; unknownEvents: number };
   /** Some table outgrew `maxKeys`: counts of the least active names are incomplete. */
   approximate: boolean;
@@ -371,6 +374,7 @@ export class ReportBuilder {
     return {
       version: 1,
       window: { since: new Date(this.opts.since).toISOString(), until: new Date(this.opts.until).toISOString() },
+      grouping: { ipv4Prefix: 24, ipv6Prefix: this.v6 },
       input: { lines: this.lines, inWindow: this.inWindow, malformed: this.malformed, tooLong: this.tooLong, unknownEvents: this.unknownEvents },
       approximate: this.users.pruned || this.sources.pruned || this.weak.pruned || this.lockedUsers.pruned,
       totals: { ...this.totals },
@@ -416,8 +420,9 @@ export function sourceNetwork(ip: string, ipv6Prefix = 64): string | null {
 export async function feedLines(stream: Readable, b: ReportBuilder): Promise<void> {
   let partial = '';
   let skipping = false;
-  stream.setEncoding('utf8');
-  for await (const chunk of stream as AsyncIterable<string>) {
+  const decoder = new StringDecoder('utf8'); // a character split between two chunks stays whole
+  for await (const raw of stream as AsyncIterable<Buffer | string>) {
+    const chunk = typeof raw === 'string' ? raw : decoder.write(raw);
     let start = 0;
     for (;;) {
       const nl = chunk.indexOf('\n', start);
@@ -436,6 +441,7 @@ export async function feedLines(stream: Readable, b: ReportBuilder): Promise<voi
       start = nl + 1;
     }
   }
+  partial += decoder.end();
   if (skipping) b.skipTooLong();
   else if (partial.length > 0) b.addLine(partial); // a last line still being written may be cut: then it is malformed
 }
@@ -478,7 +484,7 @@ export function formatReportText(r: AuditReport, source?: string): string {
 
   const T = r.totals;
   out.push(`Sign-ins: ${n(T.login_succeeded)} succeeded, ${n(T.login_failed)} failed; second factor: ${n(T.mfa_succeeded)} passed, ${n(T.mfa_failed)} failed, ${n(T.totp_replayed)} replayed codes`);
-  out.push(`Refused by network: ${n(T.network_denied)}; by rule: ${n(T.access_denied)}; lockouts: ${n(r.lockouts.count)} (${n(r.lockouts.accounts)} accounts); IP blocks: ${n(r.ipBlocks.count)}`);
+  out.push(`Refused by network: ${n(T.network_denied)}; by rule: ${n(T.access_denied)}; lockouts: ${n(r.lockouts.count)} (${plural(r.lockouts.accounts, 'account')}); IP blocks: ${n(r.ipBlocks.count)}`);
   out.push('');
 
   out.push(`Accounts attacked: ${n(r.attackedAccounts.count)}${r.attackedAccounts.count > r.attackedAccounts.top.length ? ` (top ${r.attackedAccounts.top.length})` : ''}`);
@@ -491,7 +497,7 @@ export function formatReportText(r: AuditReport, source?: string): string {
     );
   }
   out.push('');
-  out.push(`Sources of failures: ${n(r.attackSources.count)} networks (IPv4 /24, IPv6 grouped by prefix)${r.attackSources.count > r.attackSources.top.length ? `, top ${r.attackSources.top.length}` : ''}`);
+  out.push(`Sources of failures: ${plural(r.attackSources.count, 'network')} (IPv4 /24, IPv6 /${r.grouping.ipv6Prefix})${r.attackSources.count > r.attackSources.top.length ? `, top ${r.attackSources.top.length}` : ''}`);
   if (r.attackSources.top.length > 0) {
     out.push(
       ...table(
@@ -504,7 +510,7 @@ export function formatReportText(r: AuditReport, source?: string): string {
   out.push(`Sign-ins from new networks: ${n(r.newNetworkSignIns.count)}`);
   for (const e of r.newNetworkSignIns.recent) out.push(`  ${t(e.ts)}  ${s(e.user ?? '-')} from ${s(e.ip)}${e.reason ? ` (${s(e.reason)})` : ''}${e.app ? ` to ${s(e.app)}` : ''}`);
   out.push('');
-  out.push(`Passwords below the policy in use: ${n(r.weakPasswords.count)} accounts`);
+  out.push(`Passwords below the policy in use: ${plural(r.weakPasswords.count, 'account')}`);
   for (const w of r.weakPasswords.accounts) out.push(`  ${s(w.user)}: ${n(w.count)} sign-in${w.count === 1 ? '' : 's'}, last ${t(w.last)}${w.reasons.length ? `; ${w.reasons.map(s).join(', ')}` : ''}`);
   out.push('');
   out.push(`Lockouts: ${n(r.lockouts.count)}`);
@@ -512,6 +518,10 @@ export function formatReportText(r: AuditReport, source?: string): string {
   out.push(`IP blocks: ${n(r.ipBlocks.count)}`);
   for (const e of r.ipBlocks.recent) out.push(`  ${t(e.ts)}  ${s(e.ip)}${e.user ? ` (last tried "${s(e.user)}")` : ''}`);
   return `${out.join('\n')}\n`;
+}
+
+function plural(k: number, word: string): string {
+  return `${k.toLocaleString('en-US')} ${word}${k === 1 ? '' : 's'}`;
 }
 
 function table(header: string[], rows: string[][]): string[] {

@@ -6,6 +6,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS } from '../errors.js';
+import { validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import type { Runtime } from '../runtime.js';
 import { gate } from '../proxy/gate.js';
@@ -31,7 +32,6 @@ interface Original {
   method: string;
 }
 
-const HOST_RE = /^[a-zA-Z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9a-fA-F:.]{2,45}\](:\d{1,5})?$/;
 
 /** Split an absolute `X-Original-URL` without letting a URL parser rewrite its path. */
 export function parseOriginalUrl(raw: string | undefined, method: string | undefined): Original | null {
@@ -43,11 +43,13 @@ export function parseOriginalUrl(raw: string | undefined, method: string | undef
 
 function checked(proto: string, host: string, target: string, method: string | undefined): Original | null {
   if (proto !== 'http' && proto !== 'https') return null;
-  if (!HOST_RE.test(host)) return null;
+  // a DNS name, IPv4 or [IPv6], with a port of at most 65535: the same rule as for X-Forwarded-Host
+  const h = validHost(host);
+  if (h === null) return null;
   if (!target.startsWith('/') || /[\s#]/.test(target)) return null;
   const mth = method ?? 'GET';
   if (!METHOD_RE.test(mth)) return null;
-  return { proto, host: host.toLowerCase(), target, method: mth };
+  return { proto, host: h, target, method: mth };
 }
 
 export function authzRoutes(rt: Runtime) {

@@ -58,7 +58,10 @@ export const PAGE_HEADERS: Record<string, string> = {
   'content-security-policy': CSP,
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
+  // Not `no-referrer`: under it browsers send `Origin: null` with the portal's own form posts,
+  // which the CSRF check (rightly) refuses. `same-origin` keeps the Origin of same-origin posts
+  // and still sends no Referer (which may carry `rd`) to any other site.
+  'referrer-policy': 'same-origin',
   'cache-control': 'no-store',
   'cross-origin-opener-policy': 'same-origin',
 };

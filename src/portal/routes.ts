@@ -91,8 +91,14 @@ export function portalRoutes(rt: Runtime) {
       }
     }
 
+    /** The live session, unless its user has since been removed or disabled (then it ends here). */
     async function session(req: FastifyRequest, c: Ctx): Promise<OpenSession | null> {
-      return rt.sessions.lookup(req.cookies[c.info.cookieName]);
+      const s = await rt.sessions.lookup(req.cookies[c.info.cookieName]);
+      if (!s) return null;
+      const u = rt.users.get(s.rec.user);
+      if (u && !u.disabled) return s;
+      await rt.sessions.destroy(s);
+      return null;
     }
 
     function setSession(reply: FastifyReply, c: Ctx, s: OpenSession): void {

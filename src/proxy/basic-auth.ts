@@ -40,7 +40,10 @@ export async function checkBasicAuth(rt: Runtime, cfg: CompiledConfig, req: Gate
   if (!t.allowed) return { kind: 'fail', result: { kind: 'error', code: 'PC_THROTTLED', app, reason: `throttled (${t.kind})` } };
   const digest = rt.box.hmac(APP_PASSWORD_PURPOSE, `${name}\u0000${creds.pass}`);
   const user = rt.users.get(name);
-  const records = user && !user.disabled ? await rt.stores.state.listAppPasswords(name) : [];
+  // the store is asked whether or not the user exists, so a remote store's round trip does not
+  // tell a known user name from an unknown one
+  const stored = await rt.stores.state.listAppPasswords(name);
+  const records = user && !user.disabled ? stored : [];
   let ok = false;
   for (const r of records) if (same(r.hash, digest)) ok = true;
   if (!ok || !user) {

@@ -46,6 +46,7 @@ const PW = {
   erin: 'juniper quarry mosaic beacon 7781',
   frank: 'tundra pepper lattice otter 9043',
   mallory: 'marble cobalt thistle engine 1102',
+  gina: 'pewter saddle monsoon falcon 6671',
 } as const;
 
 const USERS: TestUser[] = [
@@ -56,6 +57,7 @@ const USERS: TestUser[] = [
   { name: 'erin', password: PW.erin, groups: ['staff'], disabled: true },
   { name: 'frank', password: PW.frank, groups: ['staff'] },
   { name: 'mallory', password: PW.mallory, groups: ['staff'] },
+  { name: 'gina', password: PW.gina, groups: ['staff'] },
 ];
 
 /** dave's hardware token (20 bytes, base32). */
@@ -97,7 +99,9 @@ before(async () => {
   up = await startUpstream();
   gw = await startTestGateway(config(up.url), { users: USERS, clock });
   const rt = gw.gw.rt;
-  await rt.stores.state.setTotp('dave', { secret: rt.box.seal(DAVE_SECRET, 'totp:dave'), enrolledAt: clock.now(), source: 'provisioned' });
+  for (const user of ['dave', 'gina']) {
+    await rt.stores.state.setTotp(user, { secret: rt.box.seal(DAVE_SECRET, `totp:${user}`), enrolledAt: clock.now(), source: 'provisioned' });
+  }
 });
 
 after(async () => {
@@ -303,6 +307,34 @@ test('a code is accepted once per user: raced from two parallel sessions, the se
   clock.advance(1000);
   assert.equal((await c.submit('/.portcullis/mfa', { code })).status, 401);
   assert.equal((await c.get('/inbox')).status, 401);
+});
+
+test('a user disabled while signed in is refused at once, and a half-finished sign-in cannot be completed', async () => {
+  const full = client(OFFICE, 'mail.test');
+  await full.login('gina', PW.gina);
+  freshStep();
+  assert.equal((await full.submit('/.portcullis/mfa', { code: codeFor(DAVE_SECRET) })).status, 303);
+  assert.equal(echoOf(await full.get('/')).headers['remote-user'], 'gina');
+  const half = client(OFFICE, 'vault.test');
+  assert.equal((await half.login('gina', PW.gina, '/inbox')).headers.location, '/.portcullis/mfa');
+  const token = hiddenField((await half.get('/.portcullis/mfa')).body, 'csrf')!;
+
+  // the admin disables gina (the users file is edited and re-read, as on a reload)
+  const text = await readFile(gw.usersFile, 'utf8');
+  const disabled = text.replace(/(\n  gina:\n(?: {4}.*\n)*)/, '$1    disabled: true\n');
+  assert.notEqual(disabled, text);
+  await writeFile(gw.usersFile, disabled);
+  await gw.gw.rt.reloadUsers();
+
+  assert.equal((await full.get('/')).status, 401, 'the open session is over');
+  freshStep();
+  const r = await half.post('/.portcullis/mfa', { csrf: token, code: codeFor(DAVE_SECRET) });
+  assert.equal(r.status, 303);
+  assert.equal(r.headers.location, '/.portcullis/login', 'a correct code does not finish the sign-in of a disabled user');
+  assert.ok(!r.setCookies.some((l) => l.startsWith(`${COOKIE}=`)), 'no new session');
+  assert.equal((await half.get('/inbox')).status, 401);
+  assert.equal((await gw.gw.rt.stores.sessions.list('gina')).length, 0);
+  assert.equal((await client(OFFICE, 'mail.test').login('gina', PW.gina)).status, 401);
 });
 
 test('enrolment is refused outside totp.enrol.networks, directly and through a trusted proxy', async () => {

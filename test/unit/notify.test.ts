@@ -235,7 +235,8 @@ describe('attached to the audit trail', () => {
     assert.deepEqual(sent.event, { ts: '2026-03-03T04:05:06.000Z', event: 'weak_password', ip: '198.51.100.4', user: 'bob', app: 'mail', outcome: 'info', reason: 'common password' });
     await n.close();
     audit.record({ event: 'locked_out', ip: '198.51.100.4', user: 'bob', outcome: 'denied' });
-    await new Promise((r) => setTimeout(r, 30));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual([n.stats().queued, n.stats().inFlight, n.stats().delivered], [0, 0, 1]);
     assert.equal(hook.requests.length, 1);
   });
 });
