@@ -47,6 +47,7 @@ const PW = {
   frank: 'tundra pepper lattice otter 9043',
   mallory: 'marble cobalt thistle engine 1102',
   gina: 'pewter saddle monsoon falcon 6671',
+  hank: 'velvet anchor prairie comet 8124',
 } as const;
 
 const USERS: TestUser[] = [
@@ -58,6 +59,7 @@ const USERS: TestUser[] = [
   { name: 'frank', password: PW.frank, groups: ['staff'] },
   { name: 'mallory', password: PW.mallory, groups: ['staff'] },
   { name: 'gina', password: PW.gina, groups: ['staff'] },
+  { name: 'hank', password: PW.hank, groups: ['staff'] },
 ];
 
 /** dave's hardware token (20 bytes, base32). */
@@ -610,6 +612,37 @@ test('a groups rule: anonymous users must sign in, then the rule decides by grou
   assert.equal(app.headers['remote-user'], 'bob');
   assert.equal(app.headers['remote-groups'], 'admins');
   await waitForAudit((e) => e.event === 'access_denied' && e.user === 'alice');
+});
+
+test('password change: held to the policy, the session id changes, the old password stops working', async () => {
+  const c = client(OFFICE, 'mail.test');
+  await c.login('hank', PW.hank);
+  const before = c.cookie(COOKIE)!;
+  const page = await c.get('/.portcullis/password');
+  assert.equal(page.status, 200);
+  assert.doesNotMatch(page.body, /<script/i);
+  const change = (current: string, next: string, confirm = next) => c.submit('/.portcullis/password', { current, new: next, confirm });
+  const refusals: Array<[Promise<PortalResponse>, number, RegExp]> = [
+    [change(PW.hank, 'short'), 400, /at least 8 characters/],
+    [change(PW.hank, 'password123'), 400, /too common|too easy/],
+    [change(PW.hank, 'hank hank hank hank'), 400, /user name|too easy|too common/],
+    [change(PW.hank, 'glacier orbit mango 5513', 'glacier orbit mango 5514'), 400, /do not match/],
+    [change('not the current one', 'glacier orbit mango 5513'), 401, /current password is not correct/],
+  ];
+  for (const [p, status, msg] of refusals) {
+    const r = await p;
+    assert.equal(r.status, status, r.body);
+    assert.match(r.body, msg);
+  }
+  const next = 'glacier orbit mango lighthouse 5513';
+  const ok = await change(PW.hank, next);
+  assert.equal(ok.status, 200, ok.body);
+  assert.match(ok.body, /Password changed/);
+  assert.notEqual(c.cookie(COOKIE), before, 'a new session id after the change');
+  assert.equal(echoOf(await c.get('/')).headers['remote-user'], 'hank');
+  assert.equal((await client(OFFICE).login('hank', PW.hank)).status, 401, 'the old password no longer works');
+  assert.equal((await client(OFFICE).login('hank', next)).status, 303, 'the new one does');
+  assert.match(await readFile(gw.usersFile, 'utf8'), /hank:\n {4}password: "\$argon2id\$/, 'stored as an argon2id hash');
 });
 
 test('cookies: __Host-portcullis over https (Secure, Path=/, no Domain), a plain name on http; ids stored only as hashes', async () => {

@@ -190,7 +190,7 @@ test('without a session every console page leads to the sign-in form; the form i
   assert.ok(csp.includes(`'sha256-${createHash('sha256').update(style).digest('base64')}'`));
   assert.equal(form.headers['x-frame-options'], 'DENY');
   assert.equal(form.headers['cache-control'], 'no-store');
-  assert.equal(form.headers['referrer-policy'], 'no-referrer');
+  assert.equal(form.headers['referrer-policy'], 'same-origin');
 
   // actions without a session go to sign-in too, and do nothing
   const act = await a.post('/console/lockdown', { state: 'on', confirm: 'yes', csrf: 'x' });

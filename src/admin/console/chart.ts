@@ -61,8 +61,8 @@ export function barChart(input: BarChartInput): string {
   const y = (v: number) => top + plotH - (v / max) * plotH;
 
   const parts: string[] = [];
-  // grid lines and y labels at 0, half, max
-  for (const v of max >= 2 ? [0, max / 2, max] : [0, max]) {
+  // grid lines and y labels at 0, max, and half of it when that is a whole number
+  for (const v of max % 2 === 0 ? [0, max / 2, max] : [0, max]) {
     const yy = num(y(v));
     parts.push(`<line class="grid" x1="${left}" x2="${width - right}" y1="${yy}" y2="${yy}"/>`);
     parts.push(`<text class="lbl" x="${left - 6}" y="${num(y(v) + 4)}" text-anchor="end">${esc(num(v))}</text>`);
@@ -76,8 +76,15 @@ export function barChart(input: BarChartInput): string {
       const yy = y(c);
       parts.push(`<rect class="bar" x="${num(x)}" y="${num(yy)}" width="${num(w)}" height="${num(top + plotH - yy)}"><title>${esc(tip)}</title></rect>`);
     }
-    if (i % Math.max(1, input.labelEvery) === 0 || i === n - 1) {
-      parts.push(`<text class="lbl" x="${num(x + w / 2)}" y="${height - 8}" text-anchor="middle">${esc(input.label(from))}</text>`);
+    // every n-th bucket, and the latest one when it is far enough from the label before it;
+    // the first and last are anchored inwards so they stay inside the picture
+    const every = Math.max(1, input.labelEvery);
+    const regular = i % every === 0;
+    const last = i === n - 1 && (regular || i % every >= every / 2);
+    if (regular || last) {
+      const anchor = i === n - 1 && n > 1 ? 'end' : i === 0 ? 'start' : 'middle';
+      const lx = anchor === 'end' ? x + w : anchor === 'start' ? x : x + w / 2;
+      parts.push(`<text class="lbl" x="${num(lx)}" y="${height - 8}" text-anchor="${anchor}">${esc(input.label(from))}</text>`);
     }
   });
   parts.push(`<line class="axis" x1="${left}" x2="${width - right}" y1="${num(top + plotH)}" y2="${num(top + plotH)}"/>`);

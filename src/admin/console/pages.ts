@@ -28,10 +28,13 @@ table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e3e6ec;vertical-align:top}
 th{background:#f0f2f6;font-weight:600}
 td form{display:inline;margin:0}
-code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
+code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+td.mono,time{white-space:nowrap}
 label{font-weight:600}
 .field{margin:.6rem 0}
 .field label{display:block;margin-bottom:.25rem}
+.check{display:flex;gap:.5rem;align-items:flex-start}
+.check input{margin-top:.25rem}
 input[type=text],input[type=password]{padding:.45rem;font-size:1rem;border:1px solid #9aa3b2;border-radius:4px;width:100%;max-width:24rem}
 input:focus,button:focus{outline:3px solid #7aa7ff;outline-offset:1px}
 button{padding:.4rem .9rem;font-size:.95rem;border:0;border-radius:4px;background:#2456d3;color:#fff;cursor:pointer}
@@ -77,7 +80,10 @@ export const CONSOLE_HEADERS: Record<string, string> = {
   'content-security-policy': CONSOLE_CSP,
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
+  // Not `no-referrer`: under it a browser sends `Origin: null` with every form post, and the
+  // Origin check could not tell our own forms from a sandboxed attacker's. `same-origin` keeps
+  // the Referer (and a real Origin) within the console and sends nothing elsewhere.
+  'referrer-policy': 'same-origin',
   'cache-control': 'no-store',
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-resource-policy': 'same-origin',
@@ -186,7 +192,7 @@ function lockdownSection(v: DashboardView): Raw {
 <button type="submit">Turn lockdown off</button></form>
 <p class="note">Turning it off restores access; every user signs in again.</p>`
     : html`<form method="post" action="/console/lockdown">${csrfField(v.csrf)}<input type="hidden" name="state" value="on">
-<div class="field"><input type="checkbox" id="lockdown-confirm" name="confirm" value="yes" required>
+<div class="field check"><input type="checkbox" id="lockdown-confirm" name="confirm" value="yes" required>
 <label for="lockdown-confirm">I understand: every session ends and every open connection closes; while it is on, ${who}.</label></div>
 <button type="submit" class="danger">Turn lockdown on</button></form>`;
   return html`<section id="lockdown" aria-labelledby="lockdown-h"><h2 id="lockdown-h">Lockdown</h2>
