@@ -114,20 +114,27 @@ export function runLoad(tool: LoadTool, r: LoadRequest, workDir: string): Promis
   return tool === 'wrk' ? runWrk(r, workDir) : runAutocannon(r);
 }
 
-/** Several runs of one point taken as one: total requests over total time; percentiles averaged. */
+/**
+ * Several runs of one point taken as one: total requests over total time; each percentile the
+ * median of the runs' (one run disturbed by a neighbour on a shared machine does not move it).
+ */
 export function combine(runs: readonly LoadResult[]): LoadResult {
   if (runs.length === 0) throw new Error('no runs');
   const seconds = runs.reduce((s, r) => s + r.seconds, 0);
   const requests = runs.reduce((s, r) => s + r.requests, 0);
-  const mean = (f: (r: LoadResult) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
+  const median = (f: (r: LoadResult) => number) => {
+    const xs = runs.map(f).sort((a, b) => a - b);
+    const m = xs.length >> 1;
+    return xs.length % 2 ? xs[m]! : (xs[m - 1]! + xs[m]!) / 2;
+  };
   return {
     tool: runs[0]!.tool,
     seconds,
     requests,
     rps: requests / seconds,
-    p50: mean((r) => r.p50),
-    p90: mean((r) => r.p90),
-    p99: mean((r) => r.p99),
+    p50: median((r) => r.p50),
+    p90: median((r) => r.p90),
+    p99: median((r) => r.p99),
     max: Math.max(...runs.map((r) => r.max)),
     errors: runs.reduce((s, r) => s + r.errors, 0),
     bad: runs.reduce((s, r) => s + r.bad, 0),

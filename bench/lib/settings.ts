@@ -69,7 +69,7 @@ export function readSettings(env: NodeJS.ProcessEnv): BenchSettings {
   return {
     seconds: num(env, 'BENCH_SECONDS', 10, { min: 1, max: 600 }),
     warmup: num(env, 'BENCH_WARMUP', 2, { min: 0, max: 60 }),
-    rounds: num(env, 'BENCH_ROUNDS', 2, { min: 1, max: 10, int: true }),
+    rounds: num(env, 'BENCH_ROUNDS', 3, { min: 1, max: 10, int: true }),
     connections: num(env, 'BENCH_CONNECTIONS', 32, { min: 1, max: 1024, int: true }),
     attackRate: num(env, 'BENCH_ATTACK_RATE', 500, { min: 1, max: 20_000, int: true }),
     attackSources: num(env, 'BENCH_ATTACK_SOURCES', 4000, { min: 1, max: 1_000_000, int: true }),

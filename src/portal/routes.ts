@@ -325,7 +325,12 @@ export function portalRoutes(rt: Runtime) {
       const hash = await rt.hasher.hash(next);
       await editUsersFile(c.cfg.usersFile, (doc) => setPassword(doc, user.name, hash));
       await rt.reloadUsers();
-      const n = await rt.sessions.rotate(s, { pending: 'none', mustChangePassword: false });
+      // a new password ends every session of the user (ASVS 3.3.3): a thief's session must not
+      // outlive the change; this browser continues in a fresh session
+      await rt.sessions.destroy(s);
+      const ended = await rt.stores.sessions.deleteByUser(user.name);
+      if (ended > 0) rt.audit.record({ event: 'session_revoked', ip: c.info.ip, user: user.name, app: c.app.name, outcome: 'info', reason: 'password changed' });
+      const n = await rt.sessions.create({ user: user.name, amr: s.rec.amr, pending: 'none', ip: c.info.ip, rd: s.rec.rd });
       if (required) await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: user.name, app: c.app.name });
       setSession(reply, c, n);
       return send(reply, 200, passwordPage({ csrf: n.rec.csrf, required: false, done: true, next: n.rec.rd ?? '/' }));
