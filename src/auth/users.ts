@@ -12,15 +12,15 @@
  * gateway would refuse. Edits from several processes (the CLI, the portal's password change) are
  * serialised with a lock file.
  */
-import { readFile, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { readFile, mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, Scalar, YAMLMap } from 'yaml';
 import type { Document, Node as YamlNode, ParsedNode } from 'yaml';
 import type { Random } from '../clock.js';
 import type { ConfigIssue } from '../config/types.js';
 import { PortcullisError } from '../errors.js';
 import { createFileExclusive, writeFileAtomic } from '../util/atomic-write.js';
+import { withLock } from '../util/file-lock.js';
 import { isSupportedHash, type PasswordHasher } from './password.js';
 
 export interface UserRecord {
@@ -267,7 +267,7 @@ export async function editUsersFile(
   opts: EditOptions = {},
 ): Promise<ReadonlyMap<string, UserRecord>> {
   if (opts.create) await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  return withLock(file, async () => {
+  return withLock(file, LOCK_WAIT_MS, async () => {
     let text: string;
     try {
       text = await readFile(file, 'utf8');
@@ -441,40 +441,4 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Lock
-
-const LOCK_STALE_MS = 30_000;
 const LOCK_WAIT_MS = 10_000;
-
-/**
- * Run `f` holding `FILE.lock` (created exclusively). A lock older than 30 s is considered left
- * behind by a crashed process and broken. Waits up to 10 s, then fails with PC_BUSY. (Wall-clock
- * time on purpose: this coordinates real processes, it is not gateway logic.)
- */
-async function withLock<T>(file: string, f: () => Promise<T>): Promise<T> {
-  const lock = `${file}.lock`;
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      const fh = await open(lock, 'wx', 0o600);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const st = await stat(lock).catch(() => null);
-      if (st && Date.now() - st.mtimeMs > LOCK_STALE_MS) {
-        await unlink(lock).catch(() => undefined);
-        continue;
-      }
-      if (Date.now() > deadline) throw new PortcullisError('PC_BUSY', `the users file is locked by another process (${lock})`);
-      await sleep(25 + Math.floor(Math.random() * 50));
-    }
-  }
-  try {
-    return await f();
-  } finally {
-    await unlink(lock).catch(() => undefined);
-  }
-}

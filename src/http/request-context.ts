@@ -4,6 +4,8 @@ import type { CompiledConfig } from '../config/types.js';
 import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import { sessionCookieName } from '../session/sessions.js';
+import type { GateRequest } from '../proxy/gate.js';
+import { readCookie } from '../proxy/headers.js';
 
 /** What the gateway knows about a request's origin, resolved once and attached to the request. */
 export interface ClientInfo {
@@ -32,4 +34,17 @@ export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInf
   };
   (req as unknown as Record<symbol, ClientInfo>)[KEY] = info;
   return info;
+}
+
+/** The gate's view of a request that came in directly (proxy and WebSocket paths). */
+export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateRequest {
+  return {
+    method: req.method ?? 'GET',
+    target: req.url ?? '/',
+    host: req.headers.host,
+    ip: info.ip,
+    proto: info.proto,
+    sessionId: readCookie(req.headers.cookie, info.cookieName),
+    authorization: req.headers.authorization,
+  };
 }

@@ -6,9 +6,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERRORS } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { clientInfo } from '../http/request-context.js';
+import { clientInfo, gateRequestOf } from '../http/request-context.js';
 import { gate, type GateResult } from './gate.js';
-import { readCookie } from './headers.js';
+
 import { forward, sendPage } from './forward.js';
 import { identityHeaders } from './identity.js';
 import type { UpstreamPools } from './upstreams.js';
@@ -33,15 +33,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   return (req, res) => {
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
-    gate(rt, cfg, {
-      method: req.method ?? 'GET',
-      target: req.url ?? '/',
-      host: req.headers.host,
-      ip: info.ip,
-      proto: info.proto,
-      sessionId: readCookie(req.headers.cookie, info.cookieName),
-      authorization: req.headers.authorization,
-    })
+    gate(rt, cfg, gateRequestOf(req, info))
       .then(async (r) => {
         if (r.kind !== 'proxy') return render(req, res, r);
         const identity = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;

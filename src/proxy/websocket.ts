@@ -8,9 +8,9 @@ import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { ERRORS } from '../errors.js';
 import type { LiveConnection, Runtime } from '../runtime.js';
-import { clientInfo } from '../http/request-context.js';
+import { clientInfo, gateRequestOf } from '../http/request-context.js';
 import { gate } from './gate.js';
-import { readCookie, upstreamRequestHeaders } from './headers.js';
+import { upstreamRequestHeaders } from './headers.js';
 import { identityHeaders } from './identity.js';
 
 function refuse(socket: Duplex, status: number, extra = ''): void {
@@ -27,15 +27,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
     const isWs = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
-    gate(rt, cfg, {
-      method: req.method ?? 'GET',
-      target: req.url ?? '/',
-      host: req.headers.host,
-      ip: info.ip,
-      proto: info.proto,
-      sessionId: readCookie(req.headers.cookie, info.cookieName),
-      authorization: req.headers.authorization,
-    })
+    gate(rt, cfg, gateRequestOf(req, info))
       .then(async (r) => {
         if (r.kind === 'error') return refuse(socket, ERRORS[r.code].status);
         if (r.kind === 'signin' || r.kind === 'step') return refuse(socket, 401);
