@@ -59,8 +59,8 @@ await serve(
       return stats();
     },
     stop: async () => {
-      // Gateway.close() waits for idle keep-alive connections to go away before closing them
-      // (src/http/server.ts close()); the bench's clients hold some, so close them first
+      // the load is over: drop every connection at once rather than wait out the grace period
+      // Gateway.close() gives requests in flight
       gw.http.server.closeAllConnections();
       await gw.close();
     },
