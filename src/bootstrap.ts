@@ -103,7 +103,8 @@ export async function createRuntime(cfg: CompiledConfig, opts: RuntimeOptions = 
     ...(cfg.store.kind === 'redis' ? { cacheMs: 2_000 } : {}),
     graceMs: () => (rtRef.rt?.config ?? cfg).session.graceMs,
   });
-  const hasher = new PasswordHasher(opts.argon2 ?? paramsFromEnv(env));
+  // one hashing thread per slot of the hash budget, at the lowest priority; Gateway.close ends them
+  const hasher = new PasswordHasher(opts.argon2 ?? paramsFromEnv(env), { threads: cfg.loginLimits.maxConcurrentHashes, log: logger });
   const throttle = new LoginThrottle({ limits: cfg.loginLimits, rates: stores.rates, state: stores.state, clock });
   const budget = new HashBudget(cfg.loginLimits.maxConcurrentHashes);
   const signer = await AssertionSigner.open({ dataDir: cfg.dataDir, clock, issuer: 'portcullis', random, rotateAfterMs: 30 * 24 * 3600_000 });

@@ -170,5 +170,6 @@ export class Gateway {
     await this.http.close();
     await this.rt.audit.close();
     await this.rt.stores.close();
+    await this.rt.hasher.close();
   }
 }

@@ -146,9 +146,20 @@ export class GatewayMetrics {
   }
 
   /** For `createGatewayServer(rt, { observe })`: one proxied request's upstream time. */
+  /** Histogram children by app and status class, so the per-request path does no label hashing. */
+  private readonly upstreamChildren = new Map<string, { observe(v: number): void }>();
+
   readonly observeUpstream = (app: string, status: number, seconds: number): void => {
     if (!Number.isFinite(seconds) || seconds < 0) return;
-    this.upstream.observe({ app, status_class: statusClass(status) }, seconds);
+    const cls = statusClass(status);
+    const key = `${app}\u0000${cls}`;
+    let child = this.upstreamChildren.get(key);
+    if (!child) {
+      // app names come from the config and status classes from a fixed set: bounded
+      child = this.upstream.labels({ app, status_class: cls });
+      this.upstreamChildren.set(key, child);
+    }
+    child.observe(seconds);
   };
 
   adminAuthFailed(): void {

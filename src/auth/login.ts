@@ -8,6 +8,8 @@ import { PortcullisError, isPortcullisError } from '../errors.js';
 import { decide } from '../policy/decide.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
+import type { Assessment } from './guidance.js';
+import { LRUCache } from 'lru-cache';
 import { networkKeyFor } from './throttle.js';
 import { generateSecret, otpauthUri, verifyCode } from './totp.js';
 import { generateRecoveryCodes, hashRecoveryCode, normaliseRecoveryCode } from './recovery.js';
@@ -71,7 +73,11 @@ export async function firstFactor(
   try {
     ok = await rt.hashBudget.tryRun(() => rt.hasher.verify(hash, a.password));
   } catch (e) {
-    if (isPortcullisError(e, 'PC_BUSY')) return { kind: 'busy' };
+    if (isPortcullisError(e, 'PC_BUSY')) {
+      // every attempt is recorded, also those refused before any hash was computed
+      rt.audit.record({ ...base, event: 'login_failed', user: name, outcome: 'denied', reason: 'busy (hash budget spent)' });
+      return { kind: 'busy' };
+    }
     throw e;
   }
   if (!ok || !user) {
@@ -84,20 +90,26 @@ export async function firstFactor(
     return { kind: 'fail' };
   }
 
-  const verdict = rt.guidance().assess(a.password, { user: user.name, email: user.email });
-  let weak = false;
-  if (!verdict.ok) {
-    weak = true;
-    rt.audit.record({ ...base, event: 'weak_password', user: user.name, outcome: cfg.passwordPolicy.onWeak === 'deny' ? 'denied' : 'info', reason: verdict.reasons.join(',') });
-    if (cfg.passwordPolicy.onWeak === 'deny') {
-      rt.audit.record({ ...base, event: 'login_failed', user: user.name, outcome: 'failure', reason: 'password below policy (on_weak: deny)' });
+  const hasTotp = (await rt.stores.state.getTotp(user.name)) !== null;
+  const verdict = assess(rt, user, a.password);
+  const weak = !verdict.ok;
+  if (weak) {
+    // A weak password may lead only to a password change the attacker cannot hijack: after a
+    // second factor, or from a network the user has signed in from before. Otherwise, and always
+    // under on_weak: deny, the sign-in is refused like any failure (the admin is notified).
+    const onWeak = cfg.passwordPolicy.onWeak;
+    const changeAllowed = onWeak === 'change' && (hasTotp || (await rt.throttle.isFamiliar(user.name, a.ip)));
+    const refused = onWeak === 'deny' || (onWeak === 'change' && !changeAllowed);
+    rt.audit.record({ ...base, event: 'weak_password', user: user.name, outcome: refused ? 'denied' : 'info', reason: verdict.reasons.join(',') });
+    if (refused) {
+      const why = onWeak === 'deny' ? 'password below policy (on_weak: deny)' : 'password below policy; change refused from an unfamiliar network without a second factor';
+      rt.audit.record({ ...base, event: 'login_failed', user: user.name, outcome: 'failure', reason: why });
       return { kind: 'fail' };
     }
   }
   await rt.throttle.recordSuccess({ ip: a.ip, user: user.name });
   rt.audit.record({ ...base, event: 'login_succeeded', user: user.name, outcome: 'success' });
 
-  const hasTotp = (await rt.stores.state.getTotp(user.name)) !== null;
   const change = weak && cfg.passwordPolicy.onWeak === 'change';
   if (hasTotp) return { kind: 'ok', user, next: 'mfa', weak };
   const d = decide(a.app, { method: 'GET', path: targetPath(a.rd), ip: a.ip, subject: { name: user.name, groups: user.groups } });
@@ -106,6 +118,29 @@ export async function firstFactor(
     return { kind: 'ok', user, next: 'enrol', weak };
   }
   return { kind: 'ok', user, next: change ? 'password' : 'none', weak };
+}
+
+/**
+ * The password guidance verdict, remembered per (policy, user, password) so that zxcvbn (a few
+ * ms of CPU on the event loop) runs once per password rather than at every sign-in. Keys are
+ * keyed HMACs; only correct passwords reach here, so an attacker cannot fill the table.
+ */
+const verdicts = new WeakMap<object, LRUCache<string, Assessment>>();
+
+function assess(rt: Runtime, user: UserRecord, password: string): Assessment {
+  const g = rt.guidance();
+  let cache = verdicts.get(g);
+  if (!cache) {
+    cache = new LRUCache<string, Assessment>({ max: 10_000 });
+    verdicts.set(g, cache);
+  }
+  const key = rt.box.hmac('guidance-verdict', `${user.name}\u0000${user.email ?? ''}\u0000${password}`);
+  let v = cache.get(key);
+  if (!v) {
+    v = g.assess(password, { user: user.name, email: user.email });
+    cache.set(key, v);
+  }
+  return v;
 }
 
 export type SecondFactor = { kind: 'ok'; method: 'totp' | 'recovery' } | { kind: 'fail' } | { kind: 'throttled'; retryAfterSec: number };

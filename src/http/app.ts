@@ -24,7 +24,6 @@ export async function buildApp(rt: Runtime, opts: { serverFactory?: Parameters<t
     ...(opts.serverFactory ? { serverFactory: opts.serverFactory } : {}),
   } as never) as unknown as FastifyInstance;
 
-  await app.register(fastifyCookie);
   // The portal's POSTs are HTML forms and nothing else: no JSON or text/plain bodies (415).
   app.removeAllContentTypeParsers();
   await app.register(fastifyFormbody);
@@ -33,10 +32,13 @@ export async function buildApp(rt: Runtime, opts: { serverFactory?: Parameters<t
   await rt.hasher.warmUp();
 
   // The same path rules as the proxy: a reserved route reached through an unsafe path is refused.
-  app.addHook('onRequest', async (req, reply) => {
-    const p = normalizeRequestTarget(req.raw.url ?? '/');
-    if (!p.ok) return reply.code(400).headers(PAGE_HEADERS).send(errorPage(400));
-    return undefined;
+  // (a callback hook, not an async one: it runs on every forward-auth request)
+  app.addHook('onRequest', (req, reply, done) => {
+    if (!normalizeRequestTarget(req.raw.url ?? '/').ok) {
+      reply.code(400).headers(PAGE_HEADERS).send(errorPage(400));
+      return;
+    }
+    done();
   });
 
   app.setNotFoundHandler((_req, reply) => reply.code(404).headers(PAGE_HEADERS).send(errorPage(404)));
@@ -57,7 +59,11 @@ export async function buildApp(rt: Runtime, opts: { serverFactory?: Parameters<t
     reply.header('cache-control', 'public, max-age=300').header('content-type', 'application/jwk-set+json').send(JSON.stringify(rt.signer.jwks())),
   );
 
-  await app.register(portalRoutes(rt));
+  // cookies are parsed only where the portal needs them; forward-auth reads its one cookie itself
+  await app.register(async (portal) => {
+    await portal.register(fastifyCookie);
+    await portal.register(portalRoutes(rt));
+  });
   await app.register(authzRoutes(rt));
   return app;
 }

@@ -172,11 +172,9 @@ export function portalRoutes(rt: Runtime) {
             pending: r.next,
             ip: c.info.ip,
             rd: rd ?? '/',
+            // a weak password under on_weak: change: the change comes after the second factor
+            mustChangePassword: r.weak && c.cfg.passwordPolicy.onWeak === 'change' && r.next !== 'password',
           });
-          if (r.weak && c.cfg.passwordPolicy.onWeak === 'change' && r.next !== 'password') {
-            await rt.sessions.update(s, { mustChangePassword: true });
-            s.rec.mustChangePassword = true;
-          }
           if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: r.user.name, app: c.app.name });
           setSession(reply, c, s);
           return reply.code(303).header('location', afterStep(s)).header('cache-control', 'no-store').send();

@@ -3,6 +3,7 @@
  * back-pressure (constant memory for any size), maps upstream failures to 502/504 pages, and
  * leaves other apps unaffected by one app's trouble.
  */
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors as undiciErrors } from 'undici';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
@@ -53,9 +54,15 @@ export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: st
     return;
   }
   const pool = ctx.pools.get(ctx.cfg, up.origin);
-  const ac = new AbortController();
+  // undici accepts an EventEmitter as the abort signal: far cheaper per request than an
+  // AbortController (a DOM EventTarget), and it ends the upstream request when the client leaves
+  const abort = new EventEmitter();
+  let aborted = false;
   const onClose = () => {
-    if (!res.writableFinished) ac.abort();
+    if (!res.writableFinished) {
+      aborted = true;
+      abort.emit('abort');
+    }
   };
   res.on('close', onClose);
   const started = performance.now();
@@ -67,7 +74,7 @@ export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: st
         method: req.method as 'GET',
         headers: headers as Record<string, string>,
         body: hasBody(req) ? req : null,
-        signal: ac.signal,
+        signal: abort,
       },
       ({ statusCode, headers: upHeaders }) => {
         status = statusCode;
@@ -82,7 +89,7 @@ export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: st
       (err: unknown) => {
         res.off('close', onClose);
         ctx.observe?.(ctx.app.name, status || 502, (performance.now() - started) / 1000);
-        if (ac.signal.aborted) return; // the client went away
+        if (aborted) return; // the client went away
         if (res.headersSent) {
           res.destroy();
           return;

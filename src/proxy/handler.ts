@@ -11,6 +11,7 @@ import { gate, type GateResult } from './gate.js';
 
 import { forward, sendPage } from './forward.js';
 import { identityHeaders } from './identity.js';
+import type { IdentityHeaders } from './headers.js';
 import type { UpstreamPools } from './upstreams.js';
 
 /** Whether a client is a browser that can follow a redirect to the login page. */
@@ -34,21 +35,23 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
     gate(rt, cfg, gateRequestOf(req, info))
-      .then(async (r) => {
+      .then((r) => {
         if (r.kind !== 'proxy') return render(req, res, r);
-        const identity = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;
-        forward(req, res, r.rawTarget, {
-          cfg,
-          app: r.app,
-          pools: deps.pools,
-          clientIp: info.ip,
-          proto: info.proto,
-          host: info.host,
-          identity,
-          sessionCookie: info.cookieName,
-          dropAuthorization: !!r.identity && !r.identity.session,
-          ...(deps.observe ? { observe: deps.observe } : {}),
-        });
+        const go = (identity: IdentityHeaders | null) =>
+          forward(req, res, r.rawTarget, {
+            cfg,
+            app: r.app,
+            pools: deps.pools,
+            clientIp: info.ip,
+            proto: info.proto,
+            host: info.host,
+            identity,
+            sessionCookie: info.cookieName,
+            dropAuthorization: !!r.identity && !r.identity.session,
+            ...(deps.observe ? { observe: deps.observe } : {}),
+          });
+        const identity = r.identity ? identityHeaders(rt, r.app, r.identity, info.ip) : null;
+        return identity instanceof Promise ? identity.then(go) : go(identity);
       })
       .catch((err: unknown) => {
         deps.onError?.(err);

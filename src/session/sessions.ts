@@ -66,6 +66,7 @@ export class SessionManager {
     pending: SessionRecord['pending'];
     ip: string;
     rd?: string | undefined;
+    mustChangePassword?: boolean;
   }): Promise<OpenSession> {
     const now = this.deps.clock.now();
     const id = this.deps.random.bytes(ID_BYTES).toString('base64url');
@@ -78,6 +79,7 @@ export class SessionManager {
       ip: init.ip,
       csrf: this.deps.random.bytes(24).toString('base64url'),
       rd: init.rd,
+      ...(init.mustChangePassword ? { mustChangePassword: true } : {}),
     };
     const idHash = hashSessionId(id);
     await this.deps.store.set(idHash, rec, this.ttl(rec, now));

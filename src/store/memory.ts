@@ -94,7 +94,9 @@ export class MemorySessionStore implements SessionStore {
       this.table.delete(idHash);
       return null;
     }
-    return structuredClone(e.rec);
+    // records are copied and frozen once, when stored: a read hands out the frozen record itself
+    // (no copy on the signed-in request path), and no caller can change what the store holds
+    return e.rec;
   }
 
   async set(idHash: string, rec: SessionRecord, ttlMs: number): Promise<void> {
@@ -102,7 +104,7 @@ export class MemorySessionStore implements SessionStore {
       this.table.delete(idHash);
       return;
     }
-    this.table.set(idHash, { rec: structuredClone(rec), expiresAt: this.clock.now() + ttlMs });
+    this.table.set(idHash, { rec: frozenCopy(rec), expiresAt: this.clock.now() + ttlMs });
   }
 
   async delete(idHash: string): Promise<boolean> {
@@ -120,7 +122,7 @@ export class MemorySessionStore implements SessionStore {
     const stale: string[] = [];
     for (const [idHash, e] of this.table.entries()) {
       if (e.expiresAt <= now) stale.push(idHash);
-      else if (user === undefined || e.rec.user === user) out.push({ idHash, rec: structuredClone(e.rec) });
+      else if (user === undefined || e.rec.user === user) out.push({ idHash, rec: e.rec });
     }
     for (const k of stale) this.table.delete(k);
     return out;
@@ -309,4 +311,10 @@ export class MemoryRateStore implements RateStore {
     for (const [k, exp] of this.claims.entries()) if (exp <= now) stale.push(k);
     for (const k of stale) this.claims.delete(k);
   }
+}
+
+function frozenCopy(rec: SessionRecord): SessionRecord {
+  const copy = structuredClone(rec);
+  Object.freeze(copy.amr);
+  return Object.freeze(copy);
 }

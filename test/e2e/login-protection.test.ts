@@ -131,7 +131,7 @@ test('MFA guessing is throttled', async () => {
   }
 });
 
-test('a weak password from the blocklist: on_weak deny refuses it, on_weak change sends the user to the password page', async () => {
+test('a weak password from the blocklist: on_weak deny refuses it, on_weak change sends the user to the password page (only from a familiar network)', async () => {
   const weak = 'password1';
   const deny = await startTestGateway(config('deny'), { users: [{ name: 'ann', password: weak, groups: [] }] });
   try {
@@ -144,6 +144,11 @@ test('a weak password from the blocklist: on_weak deny refuses it, on_weak chang
   }
   const change = await startTestGateway(config('change'), { users: [{ name: 'ann', password: weak, groups: [] }] });
   try {
+    // an attacker who guessed the weak password from elsewhere must not get to "change" it (and
+    // take the account): without a second factor, the change is offered only on a familiar network
+    const stranger = await via(change, '198.51.100.7').login('ann', weak);
+    assert.equal(stranger.status, 401);
+    await change.gw.rt.stores.state.addKnownNetwork('ann', '192.0.2.0/24'); // ann signed in from the office before
     const c = via(change, '192.0.2.10');
     const r = await c.login('ann', weak, '/inbox');
     assert.equal(r.status, 303);

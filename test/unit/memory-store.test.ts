@@ -46,15 +46,20 @@ describe('memory SessionStore', () => {
     assert.deepEqual(await sessions.list(), []);
   });
 
-  it('hands out copies: a caller mutating a record does not change the store', async () => {
+  it('stores a frozen copy: no caller can change a stored record, before or after reading it', async () => {
     const { sessions } = createMemoryStores({ clock: new ManualClock(), state: unusedState });
     const r = rec('alice', { pending: 'mfa' });
     await sessions.set('s1', r, MIN);
     r.pending = 'none';
+    r.amr.push('otp');
     const got = (await sessions.get('s1'))!;
     assert.equal(got.pending, 'mfa');
-    got.amr.push('otp');
+    assert.throws(() => got.amr.push('otp'), TypeError);
+    assert.throws(() => {
+      got.pending = 'none';
+    }, TypeError);
     assert.deepEqual((await sessions.get('s1'))!.amr, ['pwd']);
+    assert.equal((await sessions.get('s1'))!.pending, 'mfa');
   });
 
   it('lists and revokes by user, and tells every listener', async () => {
