@@ -17,11 +17,7 @@ export interface ClientInfo {
   cookieName: string;
 }
 
-const KEY = Symbol('portcullis.client');
-
 export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInfo {
-  const have = (req as unknown as Record<symbol, ClientInfo | undefined>)[KEY];
-  if (have) return have;
   const ownProto = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
   const f = resolveClient(peerAddress(req.socket), req.headers, cfg.trustedProxies, ownProto);
   const proto = f.proto ?? ownProto;
@@ -32,7 +28,8 @@ export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInf
     host: f.host ?? validHost(req.headers.host ?? '') ?? '',
     cookieName: sessionCookieName(proto === 'https'),
   };
-  (req as unknown as Record<symbol, ClientInfo>)[KEY] = info;
+  // not cached on the request object: adding a property to IncomingMessage would change its
+  // shape and slow every later access to it inside node's http code
   return info;
 }
 
