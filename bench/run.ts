@@ -595,6 +595,49 @@ async function section6(c: Ctx): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 
+
+// ---------------------------------------------------------------------------------------------
+// 7: several instances: a signed-in request with store: redis vs store: memory (issue 5)
+
+async function section7(c: Ctx): Promise<void> {
+  if (c.s.only && !c.s.only.has(7)) return;
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+  const prefix = `pc-bench-${process.pid}:`;
+  const store = `${redisUrl}${redisUrl.includes('?') ? '&' : '?'}prefix=${prefix}`;
+  log(`7: signed-in throughput, store redis (${redisUrl}) vs memory`);
+  const mem = await startGateway(gatewaySpec(c, 'store-memory', {}));
+  let red: BenchGateway | null = null;
+  try {
+    red = await startGateway(gatewaySpec(c, 'store-redis', { store }));
+    const memCookie = await signIn(mem.url);
+    const redCookie = await signIn(red.url);
+    await assertSignedInGet(mem.url, memCookie, 'gateway (memory store)');
+    await assertSignedInGet(red.url, redCookie, 'gateway (redis store)');
+    const p = await measurePair(
+      c,
+      { run: (sec) => signedInLoad(c, red!.url, redCookie, sec), pids: [red.child.pid, c.upstreamPid] },
+      { run: (sec) => signedInLoad(c, mem.url, memCookie, sec), pids: [mem.child.pid, c.upstreamPid] },
+    );
+    const thr = p.a.rps / p.b.rps;
+    const bad = invalid(p.a) ?? invalid(p.b);
+    c.rows.push({
+      id: '7a',
+      what: 'Several instances: signed-in GET throughput, store redis / store memory',
+      measured: `${fmt(thr)} (${int(p.a.rps)} / ${int(p.b.rps)} req/s)`,
+      target: '>= 0.70',
+      result: bad ? 'ERROR' : verdict(thr >= 0.7),
+      notes: [
+        `redis ${describeLoad(p.a)}; memory ${describeLoad(p.b)}`,
+        'verified sessions are cached for 2 s per instance and evicted by the revocation broadcast, so most requests cost no Redis round trip',
+        ...(bad ? [bad] : []),
+      ],
+    });
+  } finally {
+    if (red) await stopGateway(c, red, 'store-redis');
+    await stopGateway(c, mem, 'store-memory');
+  }
+}
+
 async function main(): Promise<void> {
   const s = readSettings(process.env);
   const tool = pickTool(s.loadTool);
@@ -624,6 +667,7 @@ async function main(): Promise<void> {
     await section4(c);
     await section5(c);
     await section6(c);
+    await section7(c);
   } catch (e) {
     failed = e;
   } finally {

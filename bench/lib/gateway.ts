@@ -56,6 +56,8 @@ export interface GatewaySpec {
   networks: string;
   rules: string;
   loginLimits?: string;
+  /** `store:` value (default memory), e.g. a redis:// URL. */
+  store?: string;
   /** Extra node flags (e.g. --expose-gc). */
   execArgv?: string[];
   /** Directory for a `--cpu-prof` profile, or null. */
@@ -71,6 +73,7 @@ export function configText(spec: GatewaySpec, dir: string): string {
     `data_dir: ${JSON.stringify(join(dir, 'data'))}`,
     `users_file: ${JSON.stringify(join(dir, 'users.yaml'))}`,
     `audit: { file: ${JSON.stringify(join(dir, 'data', 'audit.jsonl'))} }`,
+    ...(spec.store ? [`store: ${JSON.stringify(spec.store)}`] : []),
     'networks:',
     spec.networks,
     ...(spec.loginLimits ? ['login_limits:', spec.loginLimits] : []),
