@@ -21,7 +21,8 @@
  *   A thread that dies before it is ready is restarted with a growing delay, so a thread that
  *   cannot start (a missing native binding) does not spin.
  * - Threads are unref'd while idle, so they never keep the process alive, and ref'd while they
- *   run a job, so an awaited job is never abandoned by an exiting process. `close()` ends them.
+ *   start or run a job, so an awaited start or job is never abandoned by an exiting process.
+ *   `close()` ends them.
  * - Passwords go to a thread over its MessagePort (structured clone, in memory), never in argv,
  *   env or workerData. Threads get an empty env and no execArgv (so `--cpu-prof` and the like stay
  *   with the main thread).
@@ -82,7 +83,7 @@ const RESTART_MIN_MS = 250;
 const RESTART_MAX_MS = 30_000;
 
 function busy(reason: string, cause?: unknown): PortcullisError {
-  return new PortcullisError('PC_BUSY', reason, cause === undefined ? undefined : { cause });
+  return new PortcullisError('PC_BUSY', reason, cause === undefined || cause === null ? undefined : { cause });
 }
 
 export class HashPool {
@@ -233,7 +234,6 @@ export class HashPool {
       return;
     }
     slot.worker = worker;
-    worker.unref();
     let lastError: unknown = null;
     worker.on('message', (m: HashWorkerMessage) => this.onMessage(slot, worker, m));
     worker.on('error', (err) => {
@@ -246,6 +246,7 @@ export class HashPool {
       if (slot.worker !== worker) return;
       this.died(slot, code, lastError);
     });
+    // ref'd until it reports in (someone may be awaiting ready()), then only while it has a job
   }
 
   private onMessage(slot: Slot, worker: Worker, m: HashWorkerMessage): void {
@@ -253,6 +254,7 @@ export class HashPool {
     if (m.kind === 'ready') {
       slot.info = { threadId: worker.threadId, tid: m.tid, nice: m.nice, lowered: m.lowered };
       slot.startFailures = 0;
+      if (!slot.job) worker.unref();
       if (this.nice !== null && !m.lowered && !this.warnedPriority) {
         this.warnedPriority = true;
         this.log?.warn({ reason: m.reason ?? 'unknown', nice: m.nice }, 'password hashing threads run at normal priority: a login flood will slow signed-in requests down more');

@@ -29,9 +29,11 @@ function crashingWorker(): URL {
   const real = new URL('../../src/auth/hash-worker.js', import.meta.url).href;
   const code = `
     import { parentPort } from 'node:worker_threads';
-    parentPort.on('message', (job) => {
+    const on = parentPort.on.bind(parentPort);
+    parentPort.on = (event, listener) => on(event, event !== 'message' ? listener : (job) => {
       if (job.password === 'exit now') process.exit(7);
       if (job.password === 'throw now') throw new Error('thread fault');
+      listener(job);
     });
     await import(${JSON.stringify(real)});
   `;
@@ -206,9 +208,9 @@ describe('HashPool lifetime', () => {
     const threads = await h.pool!.ready();
     const stored = await new PasswordHasher(TEST_PARAMS).hash('pw'); // cheap to make; the threads verify any argon2id
     const slow = await h.hash('pw'); // production cost: still running when close() comes
-    const inFlight = h.verify(slow, 'pw');
+    const inFlight = assert.rejects(h.verify(slow, 'pw'), isBusy);
     await h.close();
-    await assert.rejects(inFlight, isBusy);
+    await inFlight;
     await assert.rejects(h.verify(stored, 'pw'), isBusy);
     await assert.rejects(h.hash('pw'), isBusy);
     assert.deepEqual(h.pool!.threads, []);

@@ -35,6 +35,9 @@ async function worker(configFile: string, io: CliIO): Promise<number> {
     if (cluster.isWorker) process.once('disconnect', () => resolve());
   });
   await gw.close();
+  // a cluster worker's IPC channel (and any handle a dependency leaves behind) would keep the
+  // process alive after a clean close: leave now
+  if (cluster.isWorker) process.exit(0);
   return 0;
 }
 
