@@ -3,6 +3,10 @@
  * and CPU; an unbounded number of them in flight is the cheapest way to take the gateway down.
  * Past the bound a request fails at once with PC_BUSY (503) instead of queueing: a queue would
  * only turn a flood into latency for everyone and memory held per waiting request.
+ *
+ * A server's PasswordHasher has exactly `max` hashing threads (hash-pool.ts), so a verification
+ * this budget admits always finds a thread: the pool's own PC_BUSY only concerns work outside the
+ * budget (hashing a new password) or the moment a dead thread is being replaced.
  */
 import { PortcullisError } from '../errors.js';
 

@@ -135,8 +135,8 @@ export class HashPool {
   }
 
   /**
-   * Start the threads (once) and wait until each has reported in. Rejects if a thread dies
-   * before it is ready (it is still restarted in the background); a server awaits this at start
+   * Start the threads (once) and wait until each has reported in. Rejects with PC_BUSY if a
+   * thread dies before it is ready (it is still restarted in the background); a server awaits this at start
    * so that a thread that cannot run argon2 is found then, not at the first login.
    */
   ready(): Promise<HashThreadInfo[]> {
@@ -148,8 +148,11 @@ export class HashPool {
           slot.info ? Promise.resolve(slot.info) : new Promise<HashThreadInfo>((resolve, reject) => this.readyWaiters.push({ slot, resolve, reject })),
         ),
       );
-      // a caller may never await it; its failure is also logged where it happens
-      this.firstReady.catch(() => undefined);
+      // a caller may never await it (its failure is also logged where it happens); after a
+      // failure the next call waits for the threads restarted since
+      this.firstReady.catch(() => {
+        this.firstReady = null;
+      });
     }
     return this.firstReady;
   }
@@ -240,7 +243,9 @@ export class HashPool {
       lastError = err;
     });
     worker.on('messageerror', (err) => {
+      // an answer that cannot be read would leave its job waiting for ever: end the thread
       lastError = err;
+      void worker.terminate();
     });
     worker.on('exit', (code) => {
       if (slot.worker !== worker) return;

@@ -7,6 +7,7 @@
  * The key reference, defaults included, is the comment at the top of load.ts.
  */
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, Scalar, type Document, type LineCounter, type ParsedNode } from 'yaml';
 import { CidrSet, coversEveryone, parseCidr, type Cidr } from '../net/cidr.js';
@@ -850,7 +851,11 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
     spray: { distinctUsers: 10, windowMs: 10 * m, blockMs: 60 * m },
     mfa: { maxFailures: 5, windowMs: 15 * m },
     ipv6Prefix: 64,
-    maxConcurrentHashes: 4,
+    // One hashing thread per slot, at the lowest priority (src/auth/hash-pool.ts): they only get
+    // CPU time the event loop leaves, so more threads than cores add memory (64 MiB each in
+    // flight), not speed, and on a 2-core machine 1, 2 and 4 threads measured the same under a
+    // login flood. At least 2, so that two people signing in at the same moment are not refused.
+    maxConcurrentHashes: Math.min(4, Math.max(2, availableParallelism())),
   };
   if (!v) return d;
   const l = r.object(v, ['per_ip', 'per_user', 'spray', 'mfa', 'ipv6_prefix', 'hash_concurrency']);
@@ -877,7 +882,7 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
     },
     mfa: { maxFailures: count(mfa.max_failures, d.mfa.maxFailures), windowMs: dur(mfa.window, d.mfa.windowMs) },
     ipv6Prefix: opt(l.ipv6_prefix, (x) => r.int(x, 32, 128), d.ipv6Prefix),
-    maxConcurrentHashes: opt(l.hash_concurrency, (x) => r.int(x, 1, 1024), d.maxConcurrentHashes),
+    maxConcurrentHashes: opt(l.hash_concurrency, (x) => r.int(x, 1, 64), d.maxConcurrentHashes),
   };
 }
 

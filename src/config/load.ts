@@ -40,7 +40,9 @@
  *   workers: 1                          worker processes; above 1 only with a redis store
  *   session.grace: 0s                   how long a session verified by this instance may continue
  *                                       while Redis is unreachable (at most idle_timeout)
- *   login_limits.hash_concurrency: 4    password hashes verified at once; past it, a fast 503
+ *   login_limits.hash_concurrency: min(4, max(2, CPUs))
+ *                                       password hashes verified at once (1..64), each on a
+ *                                       lowest-priority thread of its own; past it, a fast 503
  *   upstream_timeouts: { connect: 5s, headers: 60s, idle: 5m }
  *   notify.smtp: { url: "smtp://host:587", from: ADDRESS, to: [ADDRESS, ...] }   (smtps:// for TLS)
  *

@@ -320,7 +320,8 @@ export function portalRoutes(rt: Runtime) {
       if (next === current) return again(400, 'The new password must differ from the current one.');
       const verdict = rt.guidance().assess(next, { user: user.name, email: user.email });
       if (!verdict.ok) return again(400, describe(verdict.reasons, c.cfg.passwordPolicy.minLength));
-      const hash = await rt.hasher.hash(next);
+      // hashing the new password counts against the same budget as verifications (503 past it)
+      const hash = await rt.hashBudget.tryRun(() => rt.hasher.hash(next));
       await editUsersFile(c.cfg.usersFile, (doc) => setPassword(doc, user.name, hash));
       await rt.reloadUsers();
       // a new password ends every session of the user (ASVS 3.3.3): a thief's session must not

@@ -3,6 +3,7 @@
  * broken one is refused with every problem at its line and column, in the form check-config prints.
  */
 import { strict as assert } from 'node:assert';
+import { availableParallelism } from 'node:os';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -276,7 +277,7 @@ describe('a valid configuration', () => {
     assert.equal(c.totp.enrolNetworks.size, 0, 'enrolment is allowed nowhere by default');
     assert.deepEqual(c.passwordPolicy, { minLength: 8, blocklist: 'common', minStrength: 3, onWeak: 'deny' });
     assert.equal(c.loginLimits.ipv6Prefix, 64);
-    assert.equal(c.loginLimits.maxConcurrentHashes, 4);
+    assert.equal(c.loginLimits.maxConcurrentHashes, Math.min(4, Math.max(2, availableParallelism())), 'scaled to the machine');
     assert.equal(c.lockdown.networks.size, 0, 'nobody gets through a lockdown by default');
     assert.deepEqual(c.audit, { file: '/srv/portcullis/data/audit.jsonl' });
     assert.deepEqual(c.upstreamTimeouts, { connectMs: 5_000, headersMs: 60_000, idleMs: 300_000 });
