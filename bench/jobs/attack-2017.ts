@@ -217,6 +217,11 @@ runAsJob<ReplayInput, ReplayResult>(async (input) => {
       let change = false;
       if (cfg.passwordPolicy.onWeak !== 'flag' && !meetsPolicy(a, pw)) {
         if (cfg.passwordPolicy.onWeak === 'deny') return 'weak-denied'; // firstFactor records no throttle failure here
+        // as src/auth/login.ts: the change is offered only after a second factor or from a network
+        // the user has signed in from before; otherwise the sign-in is refused like on_weak: deny
+        const d0 = decide(app, { method: 'GET', path: '/', ip, subject: { name: a.name, groups: [] } });
+        const familiar = await state.knownNetworks(a.name).then((n) => n.includes(networkKeyFor(ip, cfg.loginLimits.ipv6Prefix)));
+        if (d0.policy !== 'mfa' && !familiar) return 'weak-denied';
         change = true;
       }
       if (throttle) await throttle.recordSuccess({ ip, user: a.name });
