@@ -31,16 +31,6 @@ export async function buildApp(rt: Runtime, opts: { serverFactory?: Parameters<t
   // first such attempt (which would otherwise take twice as long as a wrong password).
   await rt.hasher.warmUp();
 
-  // The same path rules as the proxy: a reserved route reached through an unsafe path is refused.
-  // (a callback hook, not an async one: it runs on every forward-auth request)
-  app.addHook('onRequest', (req, reply, done) => {
-    if (!normalizeRequestTarget(req.raw.url ?? '/').ok) {
-      reply.code(400).headers(PAGE_HEADERS).send(errorPage(400));
-      return;
-    }
-    done();
-  });
-
   app.setNotFoundHandler((_req, reply) => reply.code(404).headers(PAGE_HEADERS).send(errorPage(404)));
   app.setErrorHandler((err, req, reply) => {
     if (isPortcullisError(err)) {
@@ -61,6 +51,16 @@ export async function buildApp(rt: Runtime, opts: { serverFactory?: Parameters<t
 
   // cookies are parsed only where the portal needs them; forward-auth reads its one cookie itself
   await app.register(async (portal) => {
+    // The same path rules as the proxy: a portal page reached through an unsafe path is refused.
+    // (Only here: the forward-auth, JWKS and health routes are fixed paths that judge nothing by
+    // their own URL, and a callback hook on every forward-auth request would only cost time.)
+    portal.addHook('onRequest', (req, reply, done) => {
+      if (!normalizeRequestTarget(req.raw.url ?? '/').ok) {
+        reply.code(400).headers(PAGE_HEADERS).send(errorPage(400));
+        return;
+      }
+      done();
+    });
     await portal.register(fastifyCookie);
     await portal.register(portalRoutes(rt));
   });
