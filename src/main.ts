@@ -20,6 +20,9 @@ import { attachNotifier, type Notifier } from './audit/notify.js';
 import { followLockdown } from './admin/lockdown.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 
+/** What a reload did: swapped in, or refused with the running config kept (every error listed). */
+export type ReloadOutcome = { ok: true } | { ok: false; reason: string };
+
 export interface GatewayOptions {
   configFile: string;
   /** Override cfg.listen (tests pass 0). */
@@ -40,7 +43,7 @@ export interface GatewayOptions {
 export class Gateway {
   private watchers: FSWatcher[] = [];
   private reloadTimer: NodeJS.Timeout | null = null;
-  private reloading: Promise<void> = Promise.resolve();
+  private reloading: Promise<unknown> = Promise.resolve();
   private admin: AdminServer | null = null;
   private metrics: GatewayMetrics | null = null;
   private notifier: Notifier | null = null;
@@ -87,18 +90,23 @@ export class Gateway {
    * Validate the whole new config (and users file) and swap it in at once, or keep the running
    * one and record every error. Requests in flight keep the snapshot they started with.
    */
-  reload(trigger = 'reload'): Promise<void> {
-    this.reloading = this.reloading.then(() => this.doReload(trigger)).catch(() => undefined);
-    return this.reloading;
+  reload(trigger = 'reload'): Promise<ReloadOutcome> {
+    const run = this.reloading.then(() => this.doReload(trigger));
+    const outcome = run.catch((err: unknown): ReloadOutcome => {
+      this.rt.logger.error({ err: (err as Error).message, trigger }, 'reload failed; the running configuration stays');
+      return { ok: false, reason: `reload failed: ${(err as Error).message}` };
+    });
+    this.reloading = outcome.then(() => undefined);
+    return outcome;
   }
 
-  private async doReload(trigger: string): Promise<void> {
+  private async doReload(trigger: string): Promise<ReloadOutcome> {
     const rt = this.rt;
     const loaded = await loadConfigFile(this.opts.configFile);
     if (!loaded.ok) {
       rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: ${formatIssues(loaded.issues).replace(/\n/g, '; ')}` });
       rt.logger.error({ errors: loaded.issues.length, trigger }, `configuration rejected, keeping the running one:\n${formatIssues(loaded.issues)}`);
-      return;
+      return { ok: false, reason: formatIssues(loaded.issues) };
     }
     const next: CompiledConfig = loaded.config;
     const users = await loadUsersFile(next.usersFile);
@@ -106,7 +114,7 @@ export class Gateway {
       const text = users.issues.map(formatIssue).join('; ');
       rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: users file: ${text}` });
       rt.logger.error({ trigger }, `users file rejected, keeping the running one: ${text}`);
-      return;
+      return { ok: false, reason: `users file: ${text}` };
     }
     const prevUsers = rt.users;
     rt.config = next;
@@ -126,6 +134,7 @@ export class Gateway {
     rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: trigger });
     rt.logger.info({ trigger, apps: next.apps.length }, 'configuration reloaded');
     if (this.watchers.length) this.watchFiles(); // the users file may have moved
+    return { ok: true };
   }
 
   private watchFiles(): void {

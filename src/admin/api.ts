@@ -12,6 +12,7 @@
  *   POST   /api/app-passwords     {user, label}      -> {user, label, password} (shown once)
  *   GET    /api/app-passwords?user=U                 DELETE /api/app-passwords {user, label}
  */
+import type { ReloadOutcome } from '../main.js';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { PortcullisError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
@@ -31,7 +32,7 @@ import {
 
 export interface ApiDeps {
   /** Re-read the config and users file (Gateway.reload); absent when there is nothing to reload. */
-  reload?: ((trigger: string) => Promise<void>) | undefined;
+  reload?: ((trigger: string) => Promise<ReloadOutcome>) | undefined;
 }
 
 const BY_RE = /^[A-Za-z0-9._@:+-]{1,64}$/;
@@ -130,25 +131,8 @@ export function adminApi(rt: Runtime, deps: ApiDeps): FastifyPluginAsync {
     app.post('/api/reload', async (req) => {
       body(req, []);
       if (!deps.reload) throw new PortcullisError('PC_NOT_FOUND', 'this gateway has no configuration to reload');
-      // Gateway.reload keeps the running config on error and says so only in the audit trail:
-      // listen there for the outcome of this reload.
-      let outcome: { ok: boolean; reason: string } | null = null;
-      const off = rt.audit.on((e) => {
-        if ((e.event === 'config_reloaded' || e.event === 'config_rejected') && (e.reason ?? '').startsWith(RELOAD_TRIGGER)) {
-          outcome = { ok: e.event === 'config_reloaded', reason: e.reason ?? '' };
-        }
-      });
-      try {
-        await deps.reload(RELOAD_TRIGGER);
-      } finally {
-        off();
-      }
-      const o = outcome as { ok: boolean; reason: string } | null;
-      if (o === null) throw new PortcullisError('PC_CONFIG_INVALID', 'the reload failed; the running configuration stays (see the gateway log)');
-      if (!o.ok) {
-        const detail = o.reason.slice(RELOAD_TRIGGER.length).replace(/^: /, '');
-        throw new PortcullisError('PC_CONFIG_INVALID', `configuration rejected, the running one stays: ${detail}`);
-      }
+      const o = await deps.reload(RELOAD_TRIGGER);
+      if (!o.ok) throw new PortcullisError('PC_CONFIG_INVALID', `configuration rejected, the running one stays: ${o.reason}`);
       return { reloaded: true, apps: rt.config.apps.map((a) => a.name), users: rt.users.size };
     });
 

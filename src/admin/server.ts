@@ -15,6 +15,7 @@
  * `buildAdminApp` returns the app without listening (tests call `inject()`); `startAdminServer`
  * opens the token file (creating it on first start) and listens.
  */
+import type { ReloadOutcome } from '../main.js';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERRORS, isPortcullisError } from '../errors.js';
 import { CidrSet } from '../net/cidr.js';
@@ -29,7 +30,7 @@ export interface AdminAppDeps {
   token: AdminToken;
   metrics: GatewayMetrics;
   /** Gateway.reload; without it POST /api/reload answers 404. */
-  reload?: ((trigger: string) => Promise<void>) | undefined;
+  reload?: ((trigger: string) => Promise<ReloadOutcome>) | undefined;
   /** Serve /metrics without a token. Default: only when `admin.listen` is a loopback address. */
   publicMetrics?: boolean;
   /** Per-source limits on failed token checks. */

@@ -26,6 +26,7 @@
  * Allowlist edits go through `config/edit.ts` (`editConfigFile`: the CLI's validated in-place
  * editor, its lock and atomic write), then the gateway's reload, whose outcome is shown.
  */
+import type { ReloadOutcome } from '../../main.js';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -49,7 +50,7 @@ export interface ConsoleDeps {
   /** The admin listener's per-source limiter on failed token checks (shared with the API). */
   auth: AdminAuth;
   /** Gateway.reload; without it an allowlist edit is written and left to the file watcher. */
-  reload?: ((trigger: string) => Promise<void>) | undefined;
+  reload?: ((trigger: string) => Promise<ReloadOutcome>) | undefined;
   /** Default: a fresh table on `rt.clock` and `rt.random`. */
   sessions?: ConsoleSessions;
 }
@@ -435,23 +436,8 @@ export function adminConsole(rt: Runtime, deps: ConsoleDeps): FastifyPluginAsync
     /** Reload through the gateway and report its outcome (from the audit trail, as the API does). */
     async function applyNow(): Promise<{ ok: boolean; message: string }> {
       if (!deps.reload) return { ok: true, message: 'The running gateway applies it when it notices the changed file.' };
-      let outcome: { ok: boolean; reason: string } | null = null;
-      const off = rt.audit.on((e) => {
-        if ((e.event === 'config_reloaded' || e.event === 'config_rejected') && (e.reason ?? '').startsWith(RELOAD_TRIGGER)) {
-          outcome = { ok: e.event === 'config_reloaded', reason: e.reason ?? '' };
-        }
-      });
-      try {
-        await deps.reload(RELOAD_TRIGGER);
-      } finally {
-        off();
-      }
-      const o = outcome as { ok: boolean; reason: string } | null;
-      if (o === null) return { ok: false, message: 'the reload failed and the running configuration stays (see the gateway log).' };
-      if (!o.ok) {
-        const detail = o.reason.slice(RELOAD_TRIGGER.length).replace(/^: /, '');
-        return { ok: false, message: `the gateway refused to reload and keeps its running configuration: ${detail}` };
-      }
+      const o = await deps.reload(RELOAD_TRIGGER);
+      if (!o.ok) return { ok: false, message: `the gateway refused to reload and keeps its running configuration: ${o.reason}` };
       return { ok: true, message: 'The running gateway has applied it.' };
     }
 
