@@ -128,6 +128,35 @@ export function portalRoutes(rt: Runtime) {
       return s.rec.rd ?? '/';
     }
 
+
+    /** The app and the (possibly half-signed-in) session, or null with a response already sent. */
+    async function signedIn(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession } | null> {
+      const c = ctx(req, reply);
+      if (!c) return null;
+      const s = await session(req, c);
+      if (!s) {
+        void reply.redirect('/.portcullis/login', 303);
+        return null;
+      }
+      return { c, s };
+    }
+
+    /** A POST within a session: the form parsed, its CSRF token and the Origin checked. */
+    async function sessionForm(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession; f: Form } | null> {
+      const g = await signedIn(req, reply);
+      if (!g) return null;
+      const f = formOf(req.body);
+      if (!f) {
+        void fail(reply, 400);
+        return null;
+      }
+      if (!originOk(req) || !same(f.csrf, g.s.rec.csrf)) {
+        void fail(reply, 403, ERRORS.PC_CSRF.message);
+        return null;
+      }
+      return { ...g, f };
+    }
+
     // ---------- login ----------
     app.get('/.portcullis/login', async (req, reply) => {
       const c = ctx(req, reply);
@@ -184,10 +213,9 @@ export function portalRoutes(rt: Runtime) {
 
     // ---------- second factor ----------
     app.get('/.portcullis/mfa', async (req, reply) => {
-      const c = ctx(req, reply);
-      if (!c) return reply;
-      const s = await session(req, c);
-      if (!s) return reply.redirect('/.portcullis/login', 303);
+      const g = await signedIn(req, reply);
+      if (!g) return reply;
+      const { c, s } = g;
       const q = req.query as Form;
       const rd = rdOf(c, q.rd);
       if (s.rec.pending === 'none' && s.rec.amr.includes('otp')) return reply.redirect(rd ?? s.rec.rd ?? '/', 303);
@@ -203,13 +231,9 @@ export function portalRoutes(rt: Runtime) {
     });
 
     app.post('/.portcullis/mfa', async (req, reply) => {
-      const c = ctx(req, reply);
-      if (!c) return reply;
-      const s = await session(req, c);
-      if (!s) return reply.redirect('/.portcullis/login', 303);
-      const f = formOf(req.body);
-      if (!f) return fail(reply, 400);
-      if (!originOk(req) || !same(f.csrf, s.rec.csrf)) return fail(reply, 403, ERRORS.PC_CSRF.message);
+      const g = await sessionForm(req, reply);
+      if (!g) return reply;
+      const { c, s, f } = g;
       if (s.rec.pending !== 'mfa' && !(s.rec.pending === 'none' && !s.rec.amr.includes('otp'))) return reply.redirect(afterStep(s), 303);
       if (!rt.stores.healthy()) return storeDown(reply);
       const r = await secondFactor(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, code: (f.code ?? '').slice(0, 64), app: c.app.name });
@@ -227,10 +251,9 @@ export function portalRoutes(rt: Runtime) {
 
     // ---------- enrolment ----------
     app.get('/.portcullis/enrol', async (req, reply) => {
-      const c = ctx(req, reply);
-      if (!c) return reply;
-      const s = await session(req, c);
-      if (!s) return reply.redirect('/.portcullis/login', 303);
+      const g = await signedIn(req, reply);
+      if (!g) return reply;
+      const { c, s } = g;
       if (s.rec.pending !== 'enrol') return reply.redirect(afterStep(s), 303);
       if (!c.cfg.totp.enrolNetworks.contains(c.info.ip)) {
         rt.audit.record({ event: 'network_denied', ip: c.info.ip, user: s.rec.user, app: c.app.name, outcome: 'denied', reason: 'TOTP enrolment outside totp.enrol.networks' });
@@ -249,13 +272,9 @@ export function portalRoutes(rt: Runtime) {
     });
 
     app.post('/.portcullis/enrol', async (req, reply) => {
-      const c = ctx(req, reply);
-      if (!c) return reply;
-      const s = await session(req, c);
-      if (!s) return reply.redirect('/.portcullis/login', 303);
-      const f = formOf(req.body);
-      if (!f) return fail(reply, 400);
-      if (!originOk(req) || !same(f.csrf, s.rec.csrf)) return fail(reply, 403, ERRORS.PC_CSRF.message);
+      const g = await sessionForm(req, reply);
+      if (!g) return reply;
+      const { c, s, f } = g;
       if (s.rec.pending !== 'enrol' || !s.rec.enrolSecret) return reply.redirect(afterStep(s), 303);
       if (!rt.stores.healthy()) return storeDown(reply);
       const r = await confirmEnrolment(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, sealed: s.rec.enrolSecret, code: (f.code ?? '').slice(0, 64), app: c.app.name });
@@ -288,13 +307,9 @@ export function portalRoutes(rt: Runtime) {
     });
 
     app.post('/.portcullis/password', async (req, reply) => {
-      const c = ctx(req, reply);
-      if (!c) return reply;
-      const s = await session(req, c);
-      if (!s) return reply.redirect('/.portcullis/login', 303);
-      const f = formOf(req.body);
-      if (!f) return fail(reply, 400);
-      if (!originOk(req) || !same(f.csrf, s.rec.csrf)) return fail(reply, 403, ERRORS.PC_CSRF.message);
+      const g = await sessionForm(req, reply);
+      if (!g) return reply;
+      const { c, s, f } = g;
       if (s.rec.pending !== 'none' && s.rec.pending !== 'password') return reply.redirect(stepLocation(s.rec.pending), 303);
       const required = s.rec.pending === 'password';
       const again = (status: number, msg: string) => send(reply, status, passwordPage({ csrf: s.rec.csrf, required, error: msg }));
