@@ -432,7 +432,8 @@ class Backend {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     await Promise.all([quit(this.cmd), quit(this.sub)]);
-    this.update();
+    // a deliberate close is not an outage: no state-change report (nobody should be paged)
+    this.lastHealthy = false;
   }
 
   private async onSubReady(): Promise<void> {
