@@ -1019,7 +1019,7 @@ function compileApp(
   v: Val,
   networks: ReadonlyMap<string, CidrSet>,
 ): { compiled: CompiledApp; nameVal: Val; hostVals: Val[] } | null {
-  const a = r.object(v, ['name', 'hosts', 'upstream', 'websocket', 'rules', 'basic_auth'], ['name', 'hosts', 'upstream', 'rules']);
+  const a = r.object(v, ['name', 'hosts', 'upstream', 'websocket', 'case_insensitive_paths', 'rules', 'basic_auth'], ['name', 'hosts', 'upstream', 'rules']);
   if (!a) return null;
   const nameVal = a.name ?? v;
   const name = opt(
@@ -1058,11 +1058,14 @@ function compileApp(
   // on an issue the placeholder is never used: a config with issues is not built
   const upstream = (a.upstream && compileUpstream(r, a.upstream)) || { kind: 'builtin' as const, name: 'whoami' as const };
   const websocket = opt(a.websocket, (x) => r.bool(x), false);
+  // IIS-hosted apps (Outlook on the web, ECP, RD Web) treat /ECP and /ecp alike: their rules must too,
+  // or a deny on /ecp/** is dodged by changing the letter case
+  const ci = opt(a.case_insensitive_paths, (x) => r.bool(x), false);
 
   const rules: CompiledRule[] = [];
   if (a.rules) {
     (r.list(a.rules, 'rules') ?? []).forEach((item, index) => {
-      const rule = compileRule(r, item, index, networks);
+      const rule = compileRule(r, item, index, networks, ci);
       if (rule) rules.push(rule);
     });
   }
@@ -1070,7 +1073,7 @@ function compileApp(
   let basicAuthPaths: PathMatcher[] = [];
   if (a.basic_auth) {
     const b = r.object(a.basic_auth, ['paths'], ['paths']);
-    if (b?.paths) basicAuthPaths = compilePaths(r, b.paths) ?? [];
+    if (b?.paths) basicAuthPaths = compilePaths(r, b.paths, undefined, ci) ?? [];
   }
 
   return {
@@ -1100,12 +1103,12 @@ function compileUpstream(r: Reader, v: Val): CompiledApp['upstream'] | undefined
 
 const RULE_KEYS = ['paths', 'methods', 'networks', 'groups', 'policy'] as const;
 
-function compileRule(r: Reader, v: Val, index: number, networks: ReadonlyMap<string, CidrSet>): CompiledRule | null {
+function compileRule(r: Reader, v: Val, index: number, networks: ReadonlyMap<string, CidrSet>, caseInsensitive: boolean): CompiledRule | null {
   const f = r.object(v, RULE_KEYS, ['policy']);
   if (!f) return null;
   const emptyList = (key: string) => `an empty ${key} list would never match; remove the key to match any ${key === 'paths' ? 'path' : key.replace(/s$/, '')}`;
   const policy = f.policy ? r.oneOf(f.policy, POLICIES) : undefined;
-  const paths = f.paths ? compilePaths(r, f.paths, emptyList('paths')) : null;
+  const paths = f.paths ? compilePaths(r, f.paths, emptyList('paths'), caseInsensitive) : null;
   const methods = f.methods ? compileMethods(r, f.methods, emptyList('methods')) : null;
   const refs = f.networks ? compileNetworkRefs(r, f.networks, networks, 'rule', emptyList('networks')) : null;
   const groups = f.groups ? compileGroups(r, f.groups, emptyList('groups')) : null;
@@ -1132,14 +1135,14 @@ function compileRule(r: Reader, v: Val, index: number, networks: ReadonlyMap<str
   };
 }
 
-function compilePaths(r: Reader, v: Val, emptyList?: string): PathMatcher[] | undefined {
+function compilePaths(r: Reader, v: Val, emptyList?: string, caseInsensitive = false): PathMatcher[] | undefined {
   const items = r.list(v, 'path patterns', emptyList ? { nonEmpty: emptyList } : { nonEmpty: 'needs at least one path pattern' });
   if (!items) return undefined;
   const out: PathMatcher[] = [];
   let failed = false;
   for (const item of items) {
     const s = r.str(item, 'a path pattern');
-    const p = s === undefined ? undefined : compilePathPattern(s);
+    const p = s === undefined ? undefined : compilePathPattern(s, { caseInsensitive });
     if (p && !p.ok) r.issue(item.node, item.path, p.error);
     if (p?.ok) out.push(p.matcher);
     else failed = true;

@@ -33,7 +33,8 @@
  *   notify: { webhook: null, events: [new_network_login, locked_out, weak_password] }
  *   audit: { file: DATA_DIR/audit.jsonl }          null disables the audit file
  *   apps: (required, at least one)
- *     - name, hosts, upstream, rules (required); websocket: false; basic_auth: { paths: [...] }
+ *     - name, hosts, upstream, rules (required); websocket: false; case_insensitive_paths: false
+ *       (IIS apps: rules and basic_auth paths match in any letter case); basic_auth: { paths: [...] }
  *       rules: [{ paths, methods, networks, groups, policy }]   policy required: deny|bypass|password|mfa
  *
  * Keys this implementation adds to the SPEC's list:

@@ -23,13 +23,14 @@ const MAX_PATTERN_LENGTH = 1024;
 const RESERVED_PREFIX = '/.portcullis';
 
 /** Compile one pattern; never throws. */
-export function compilePathPattern(source: string): PathPatternResult {
+export function compilePathPattern(source: string, opts: { caseInsensitive?: boolean } = {}): PathPatternResult {
   if (typeof source !== 'string') return { ok: false, error: 'a path pattern must be a string' };
   if (source.length === 0) return { ok: false, error: 'a path pattern cannot be empty' };
   if (source.length > MAX_PATTERN_LENGTH) return { ok: false, error: `a path pattern is limited to ${MAX_PATTERN_LENGTH} characters` };
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(source)) return { ok: false, error: 'a path pattern cannot contain control characters' };
-  const re = source.startsWith('^') ? compileRegex(source) : compileGlob(source);
+  const flags = opts.caseInsensitive ? 'ui' : 'u';
+  const re = source.startsWith('^') ? compileRegex(source, flags) : compileGlob(source, flags);
   if (typeof re === 'string') return { ok: false, error: re };
   return { ok: true, matcher: makeMatcher(source, re) };
 }
@@ -39,16 +40,16 @@ function makeMatcher(source: string, re: RegExp): PathMatcher {
   return Object.freeze({ source, test: (path: string): boolean => typeof path === 'string' && re.test(path) });
 }
 
-function compileRegex(source: string): RegExp | string {
+function compileRegex(source: string, flags: string): RegExp | string {
   try {
-    return new RegExp(source, 'u');
+    return new RegExp(source, flags);
   } catch (e) {
     const why = e instanceof Error ? e.message.replace(/^Invalid regular expression: /, '') : String(e);
     return `"${source}" is not a valid regular expression: ${why}`;
   }
 }
 
-function compileGlob(source: string): RegExp | string {
+function compileGlob(source: string, flags: string): RegExp | string {
   if (!source.startsWith('/')) {
     return `"${source}" must start with "/" (a glob over the path) or "^" (a regular expression)`;
   }
@@ -85,7 +86,7 @@ function compileGlob(source: string): RegExp | string {
       i += 1;
     }
   }
-  return new RegExp(`${out}$`, 'su');
+  return new RegExp(`${out}$`, `s${flags}`);
 }
 
 function escapeRegex(ch: string): string {
