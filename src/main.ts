@@ -4,17 +4,15 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Clock, Random } from './clock.js';
 import type { CompiledConfig } from './config/types.js';
 import { loadConfigFile, formatIssues } from './config/index.js';
-import { createLogger, type Logger } from './audit/logger.js';
+import { createLogger } from './audit/logger.js';
 import { ensureUsersFile, formatIssue, loadUsersFile } from './auth/users.js';
-import { PasswordHasher, paramsFromEnv, type Argon2Params } from './auth/password.js';
+import { PasswordHasher, paramsFromEnv } from './auth/password.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { cryptoRandom } from './clock.js';
-import { createRuntime, type RuntimeImpl } from './bootstrap.js';
+import { createRuntime, type RuntimeImpl, type RuntimeOptions } from './bootstrap.js';
 import { createGatewayServer, type GatewayServer } from './http/server.js';
-import type { Stores } from './store/ports.js';
 import { GatewayMetrics } from './admin/metrics.js';
 import { attachNotifier, type Notifier } from './audit/notify.js';
 import { followLockdown } from './admin/lockdown.js';
@@ -23,17 +21,11 @@ import { startAdminServer, type AdminServer } from './admin/server.js';
 /** What a reload did: swapped in, or refused with the running config kept (every error listed). */
 export type ReloadOutcome = { ok: true } | { ok: false; reason: string };
 
-export interface GatewayOptions {
+export interface GatewayOptions extends RuntimeOptions {
   configFile: string;
   /** Override cfg.listen (tests pass 0). */
   port?: number;
   host?: string;
-  clock?: Clock;
-  random?: Random;
-  logger?: Logger;
-  argon2?: Argon2Params;
-  env?: NodeJS.ProcessEnv;
-  stores?: Stores;
   /** Watch the config and users files (default true). */
   watch?: boolean;
   /** Where first-start messages go (the admin password). */

@@ -4,23 +4,19 @@
  * leaves other apps unaffected by one app's trouble.
  */
 import { EventEmitter } from 'node:events';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { errors as undiciErrors } from 'undici';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import type { UpstreamPools } from './upstreams.js';
-import { clientResponseHeaders, upstreamRequestHeaders, type IdentityHeaders } from './headers.js';
+import { clientResponseHeaders } from './headers.js';
 import { errorPage, PAGE_HEADERS } from '../portal/html.js';
 
 export interface ForwardContext {
   cfg: CompiledConfig;
   app: CompiledApp;
   pools: UpstreamPools;
-  clientIp: string;
-  proto: 'http' | 'https';
-  host: string;
-  identity: IdentityHeaders | null;
+  /** The gateway's cookie name: an app may not set it. */
   sessionCookie: string;
-  dropAuthorization: boolean;
   /** Observed upstream latency (seconds) per app, for metrics. */
   observe?: (app: string, status: number, seconds: number) => void;
 }
@@ -39,15 +35,8 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 }
 
-export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: string, ctx: ForwardContext): void {
-  const headers = upstreamRequestHeaders(req.headers, {
-    clientIp: ctx.clientIp,
-    proto: ctx.proto,
-    host: ctx.host,
-    identity: ctx.identity,
-    sessionCookie: ctx.sessionCookie,
-    dropAuthorization: ctx.dropAuthorization,
-  });
+/** Send the request to the app with `headers` (see appRequestHeaders) and stream the answer back. */
+export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: string, headers: OutgoingHttpHeaders, ctx: ForwardContext): void {
   const up = ctx.app.upstream;
   if (up.kind === 'builtin') {
     whoami(req, res, rawTarget, headers);

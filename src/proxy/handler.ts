@@ -4,14 +4,14 @@
  * hot path); the reserved routes are served by the fastify app.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ERRORS } from '../errors.js';
+import { ERRORS, isPortcullisError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { clientInfo, gateRequestOf } from '../http/request-context.js';
 import { gate, type GateResult } from './gate.js';
 
 import { forward, sendPage } from './forward.js';
 import { identityHeaders } from './identity.js';
-import type { IdentityHeaders } from './headers.js';
+import { appRequestHeaders, type IdentityHeaders } from './headers.js';
 import type { UpstreamPools } from './upstreams.js';
 
 /** Whether a client is a browser that can follow a redirect to the login page. */
@@ -37,26 +37,17 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     gate(rt, cfg, gateRequestOf(req, info))
       .then((r) => {
         if (r.kind !== 'proxy') return render(req, res, r);
+        const ctx = { cfg, app: r.app, pools: deps.pools, sessionCookie: info.cookieName, observe: deps.observe };
+        const viaAppPassword = !!r.identity && !r.identity.session;
         const go = (identity: IdentityHeaders | null) =>
-          forward(req, res, r.rawTarget, {
-            cfg,
-            app: r.app,
-            pools: deps.pools,
-            clientIp: info.ip,
-            proto: info.proto,
-            host: info.host,
-            identity,
-            sessionCookie: info.cookieName,
-            dropAuthorization: !!r.identity && !r.identity.session,
-            ...(deps.observe ? { observe: deps.observe } : {}),
-          });
+          forward(req, res, r.rawTarget, appRequestHeaders(req, info, identity, { viaAppPassword }), ctx);
         const identity = r.identity ? identityHeaders(rt, r.app, r.identity, info.ip) : null;
         return identity instanceof Promise ? identity.then(go) : go(identity);
       })
       .catch((err: unknown) => {
         deps.onError?.(err);
-        const code = (err as { code?: string }).code;
-        sendPage(res, code === 'PC_STORE_UNAVAILABLE' ? 503 : code === 'PC_BUSY' ? 503 : 500);
+        // a store outage or a spent budget keeps its own status (503); anything else is a 500
+        sendPage(res, isPortcullisError(err) ? err.status : 500);
       });
   };
 }

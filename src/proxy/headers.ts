@@ -1,7 +1,8 @@
 /**
  * Header hygiene between client, gateway and app. Pure functions, run once per request.
  */
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { ClientInfo } from '../http/request-context.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1) and others that must not cross the proxy. */
 const HOP_BY_HOP = new Set([
@@ -77,6 +78,24 @@ export function safe(v: string): string {
   const clean = v.replace(/[\u0000-\u001f\u007f]/g, '');
   // eslint-disable-next-line no-control-regex
   return /^[\u0000-\u007f]*$/.test(clean) ? clean : Buffer.from(clean, 'utf8').toString('latin1');
+}
+
+/** The request headers for the app, from what the gateway resolved about the client (proxy and WebSocket paths). */
+export function appRequestHeaders(
+  req: IncomingMessage,
+  info: ClientInfo,
+  identity: IdentityHeaders | null,
+  o: { viaAppPassword: boolean; keepUpgrade?: boolean },
+): OutgoingHttpHeaders {
+  return upstreamRequestHeaders(req.headers, {
+    clientIp: info.ip,
+    proto: info.proto,
+    host: info.host,
+    identity,
+    sessionCookie: info.cookieName,
+    dropAuthorization: o.viaAppPassword,
+    keepUpgrade: o.keepUpgrade ?? false,
+  });
 }
 
 /**

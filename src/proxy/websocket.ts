@@ -10,7 +10,7 @@ import { ERRORS } from '../errors.js';
 import type { LiveConnection, Runtime } from '../runtime.js';
 import { clientInfo, gateRequestOf } from '../http/request-context.js';
 import { gate } from './gate.js';
-import { upstreamRequestHeaders } from './headers.js';
+import { appRequestHeaders } from './headers.js';
 import { identityHeaders } from './identity.js';
 
 function refuse(socket: Duplex, status: number, extra = ''): void {
@@ -36,15 +36,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
           return refuse(socket, 403);
         }
         const identity = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;
-        const headers = upstreamRequestHeaders(req.headers, {
-          clientIp: info.ip,
-          proto: info.proto,
-          host: info.host,
-          identity,
-          sessionCookie: info.cookieName,
-          dropAuthorization: !!r.identity && !r.identity.session,
-          keepUpgrade: true,
-        });
+        const headers = appRequestHeaders(req, info, identity, { viaAppPassword: !!r.identity && !r.identity.session, keepUpgrade: true });
         const url = r.app.upstream.url;
         const t = cfg.upstreamTimeouts;
         const upReq = (url.protocol === 'https:' ? httpsRequest : httpRequest)({

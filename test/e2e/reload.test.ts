@@ -9,9 +9,7 @@ import { strict as assert } from 'node:assert';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { runCli } from '../../src/cli/main.js';
 import { editUsersFile, removeUser, setDisabled } from '../../src/auth/users.js';
 import type { AuditEvent } from '../../src/audit/events.js';
 import { sessionCookieName } from '../../src/session/sessions.js';
@@ -19,6 +17,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { rawHttp, get } from '../helpers/raw-http.js';
 import { freePort } from '../helpers/ports.js';
+import { runCommand } from '../helpers/cli.js';
 
 const OFFICE = '127.0.0.1';
 const OUTSIDER = '127.0.0.2';
@@ -47,19 +46,7 @@ apps:
 `;
 }
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const sink = (f: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, cb) {
-        f(String(chunk));
-        cb();
-      },
-    });
-  const code = await runCli(argv, { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)), stdin: Readable.from([]), env: {} });
-  return { code, out, err };
-}
+const cli = (...argv: string[]) => runCommand(argv);
 
 async function statusFrom(gw: TestGateway, ip: string, path = '/inbox', extra: string[] = []): Promise<number> {
   return (await rawHttp(gw.port, get(path, 'mail.test', extra), { localAddress: ip })).status;

@@ -7,14 +7,13 @@
 import { strict as assert } from 'node:assert';
 import { lstat, readdir, readFile, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runCli } from '../../src/cli/main.js';
 import { editConfigFile, editNetworks } from '../../src/config/edit.js';
 import { loadConfigText } from '../../src/config/index.js';
 import { isPortcullisError } from '../../src/errors.js';
 import { tmpDir, type TmpDir } from '../helpers/tmp.js';
+import { runCommand } from '../helpers/cli.js';
 
 const DEMO = fileURLToPath(new URL('../../../config/portcullis.yaml', import.meta.url));
 
@@ -74,24 +73,7 @@ interface Run {
   err: string;
 }
 
-async function cli(...argv: string[]): Promise<Run> {
-  let out = '';
-  let err = '';
-  const sink = (f: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, cb) {
-        f(String(chunk));
-        cb();
-      },
-    });
-  const code = await runCli(argv, {
-    stdout: sink((s) => (out += s)),
-    stderr: sink((s) => (err += s)),
-    stdin: Readable.from([]),
-    env: { USER: 'tester' },
-  });
-  return { code, out, err };
-}
+const cli = (...argv: string[]): Promise<Run> => runCommand(argv, { env: { USER: 'tester' } });
 
 let n = 0;
 async function configFile(body: string): Promise<{ file: string; text: string }> {

@@ -1,22 +1,12 @@
 /** `portcullis explain`: the matching rule, the rules skipped on the way and why. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../src/cli/main.js';
+import { runCommand } from '../helpers/cli.js';
 
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c) => (out += c));
-  stderr.on('data', (c) => (err += c));
-  const code = await runCli(argv, { stdout, stderr, stdin: new PassThrough(), env: {} });
-  return { code, out, err };
-}
+const cli = (argv: string[]) => runCommand(argv);
 
 test('explain names the rule that decides and why the others did not', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'pc-explain-'));

@@ -1,12 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { runCli } from '../../src/cli/main.js';
 import { PasswordHasher, TEST_PARAMS } from '../../src/auth/password.js';
 import { loadUsersFile } from '../../src/auth/users.js';
 import { tmpDir, type TmpDir } from '../helpers/tmp.js';
+import { runCommand } from '../helpers/cli.js';
 
 const hasher = new PasswordHasher(TEST_PARAMS);
 
@@ -36,24 +35,7 @@ apps:
   return { config, users };
 }
 
-async function cli(argv: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const sink = (f: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, cb) {
-        f(String(chunk));
-        cb();
-      },
-    });
-  const code = await runCli(argv, {
-    stdin: Readable.from([Buffer.from(stdin)]),
-    stdout: sink((s) => (out += s)),
-    stderr: sink((s) => (err += s)),
-    env: { PORTCULLIS_ARGON2: 'test' },
-  });
-  return { code, out, err };
-}
+const cli = (argv: string[], stdin = '') => runCommand(argv, { stdin, env: { PORTCULLIS_ARGON2: 'test' } });
 
 async function usersOf(file: string) {
   const r = await loadUsersFile(file);

@@ -4,17 +4,17 @@
  * the window are ignored, damaged lines are skipped and counted, and a spray over a huge number of
  * invented user names stays within bounded memory without hiding a real account's compromise.
  */
+import { Readable } from 'node:stream';
 import { strict as assert } from 'node:assert';
 import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ManualClock } from '../../src/clock.js';
 import { AuditLog, type AuditInput } from '../../src/audit/audit-log.js';
 import { AUDIT_EVENTS } from '../../src/audit/events.js';
 import { feedLines, formatReportText, ReportBuilder, reportFromFile, sourceNetwork, type AuditReport } from '../../src/audit/report.js';
-import { runCli } from '../../src/cli/main.js';
 import { tmpDir, type TmpDir } from '../helpers/tmp.js';
+import { runCommand } from '../helpers/cli.js';
 
 const T0 = Date.UTC(2026, 0, 10, 0, 0, 0);
 const MIN = 60_000;
@@ -233,19 +233,7 @@ describe('reading', () => {
 });
 
 describe('portcullis report', () => {
-  async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const sink = (f: (s: string) => void) =>
-      new Writable({
-        write(chunk, _enc, cb) {
-          f(String(chunk));
-          cb();
-        },
-      });
-    const code = await runCli(argv, { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)), stdin: Readable.from([]), env: {} });
-    return { code, out, err };
-  }
+  const cli = (...argv: string[]) => runCommand(argv);
 
   let config: string;
   before(async () => {

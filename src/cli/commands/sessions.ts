@@ -9,16 +9,9 @@
  */
 import { allowFlags, UsageError, type CliIO, type Command, type ParsedArgs } from '../args.js';
 import { shortTime, table, withAdmin } from '../admin-client.js';
+/** The API's JSON shape (src/admin/operations.ts answers it). */
+import type { SessionView } from '../../admin/operations.js';
 
-interface SessionView {
-  handle: string;
-  user: string;
-  created: string;
-  lastSeen: string;
-  ip: string;
-  amr: string[];
-  pending: string;
-}
 
 export const run: Command = async (args, io) => {
   const [sub, ...rest] = args.positionals;
