@@ -13,6 +13,7 @@ export const ERRORS = {
   PC_MFA_FAILED: { status: 401, message: 'incorrect code' },
   PC_NETWORK_DENIED: { status: 403, message: 'access from this network is not allowed' },
   PC_ACCESS_DENIED: { status: 403, message: 'access denied' },
+  PC_SESSION_GONE: { status: 401, message: 'your session has ended; sign in again' },
   PC_CSRF: { status: 403, message: 'the form has expired; reload the page and try again' },
   PC_LOCKDOWN: { status: 403, message: 'remote access is temporarily disabled' },
   PC_ENROL_DENIED: { status: 403, message: 'a new authenticator cannot be enrolled from this network' },

@@ -18,6 +18,19 @@ export const AUDIT_EVENTS = [
   'lockdown_changed',
   'config_reloaded',
   'config_rejected',
+  'totp_removed',
+  'totp_reset',
+  'passkey_enrolled',
+  'passkey_removed',
+  'passkey_failed',
+  'password_sprayed',
+  'unblocked',
+  'app_password_created',
+  'app_password_revoked',
+  'csrf_refused',
+  'attack_started',
+  'attack_ended',
+  'password_refused_correct',
 ] as const;
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];

@@ -33,7 +33,10 @@ import type { AuditEvent, AuditEventName } from './events.js';
 import type { Logger } from './logger.js';
 
 /** The events a notification can be sent for (the values `notify.events` accepts). */
-export const NOTIFY_EVENTS: readonly AuditEventName[] = ['new_network_login', 'locked_out', 'weak_password'];
+export const NOTIFY_EVENTS: readonly AuditEventName[] = ['new_network_login', 'locked_out', 'weak_password', 'password_refused_correct'];
+
+/** Events the account's owner is told about too (by e-mail, at the user's address), not only the admin. */
+const OWNER_EVENTS: ReadonlySet<AuditEventName> = new Set<AuditEventName>(['password_refused_correct']);
 
 export type SmtpSettings = NonNullable<NotifyConfig['smtp']>;
 
@@ -66,6 +69,8 @@ export interface NotifierDeps {
   smtpTimeoutMs?: number;
   /** Names this gateway in notifications (default: the host name). */
   instance?: string;
+  /** The e-mail address of a user, for events their owner is told about. */
+  userEmail?: (user: string) => string | undefined;
 }
 
 export interface NotifierStats {
@@ -324,7 +329,7 @@ export class Notifier {
     try {
       await this.mail.sender.sendMail({
         from: smtp.from,
-        to: [...smtp.to],
+        to: recipients(smtp.to, job.event, this.deps.userEmail),
         subject: `[portcullis] ${summary(job.event, this.instance)}`,
         text: mailBody(job.event, this.instance),
         headers: { 'X-Portcullis-Event': job.event.event, 'X-Portcullis-Key': job.key },
@@ -346,13 +351,28 @@ export class Notifier {
  * at shutdown (`await notifier.close()`), which also unsubscribes it.
  */
 export function attachNotifier(rt: Pick<Runtime, 'audit' | 'logger' | 'clock' | 'config'>, opts: Partial<Omit<NotifierDeps, 'config' | 'logger' | 'clock'>> = {}): Notifier {
-  const notifier = new Notifier({ ...opts, config: () => rt.config.notify, logger: rt.logger, clock: rt.clock });
+  const notifier = new Notifier({
+    userEmail: (u) => (rt as Partial<Pick<Runtime, 'users'>>).users?.get(u)?.email ?? undefined,
+    ...opts,
+    config: () => rt.config.notify,
+    logger: rt.logger,
+    clock: rt.clock,
+  });
   const off = rt.audit.on((e) => notifier.handle(e));
   notifier.onClosed(off);
   return notifier;
 }
 
 // ---------------------------------------------------------------------------------------------
+
+function recipients(admins: readonly string[], e: AuditEvent, userEmail: NotifierDeps['userEmail']): string[] {
+  const to = [...admins];
+  if (e.user && OWNER_EVENTS.has(e.event)) {
+    const own = userEmail?.(e.user);
+    if (own && /^[^\s@,;<>"]+@[^\s@,;<>"]+$/.test(own) && !to.includes(own)) to.push(own);
+  }
+  return to;
+}
 
 function nodemailerTransport(smtp: SmtpSettings): MailSender {
   const u = new URL(smtp.url);
@@ -435,6 +455,8 @@ export function summary(e: AuditEvent, instance: string): string {
       return `${who} is locked out after repeated failed sign-ins from ${e.ip}${on} [${instance}]`;
     case 'weak_password':
       return `${who} signed in with a password below the policy${e.reason ? ` (${e.reason})` : ''} from ${e.ip}${on} [${instance}]`;
+    case 'password_refused_correct':
+      return `the correct password of ${who} was used from ${e.ip} and refused${e.reason ? ` (${e.reason})` : ''}${on}: change it [${instance}]`;
     default:
       return `${e.event} ${who} from ${e.ip}${on} [${instance}]`;
   }
@@ -445,6 +467,8 @@ function mailBody(e: AuditEvent, instance: string): string {
     new_network_login: 'If this sign-in was not expected, revoke the sessions (portcullis sessions revoke --user NAME) and reset the password.',
     locked_out: 'The account is locked for a while; if the failures were not the user, someone is guessing its password.',
     weak_password: 'The password in use does not meet the password policy; ask the user to change it.',
+    password_refused_correct:
+      'Someone used the correct password from a network where it cannot open the account. The account stayed closed, but the password is known to them: change it now, and anywhere else it is used.',
   };
   const rows: Array<[string, string | undefined]> = [
     ['Event', e.event],

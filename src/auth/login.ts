@@ -10,6 +10,10 @@ import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
 import type { Assessment } from './guidance.js';
 import { LRUCache } from 'lru-cache';
+import type { Factor } from '../store/ports.js';
+import { checkCredential, signInAllowed } from './credential.js';
+import { signInAdmits } from '../policy/admission.js';
+import { editUsersFile, setPassword } from './users.js';
 import { networkKeyFor } from './throttle.js';
 import { generateSecret, otpauthUri, verifyCode } from './totp.js';
 import { generateRecoveryCodes, hashRecoveryCode, normaliseRecoveryCode } from './recovery.js';
@@ -18,14 +22,15 @@ export type NextStep = 'mfa' | 'enrol' | 'password' | 'none';
 
 export type FirstFactor =
   | { kind: 'ok'; user: UserRecord; next: NextStep; weak: boolean }
+  /** Wrong password, unknown or disabled user, or a right password that leads nowhere from here. */
   | { kind: 'fail' }
   | { kind: 'throttled'; retryAfterSec: number }
   | { kind: 'busy' }
-  | { kind: 'network' }
-  /** The target needs a second factor, the user has none, and enrolment is not allowed from here. */
-  | { kind: 'enrol-denied'; user: UserRecord };
+  | { kind: 'network' };
 
-/** Path of the target (from `rd`) used to decide which policy the sign-in is for. */
+export { signInAllowed };
+
+/** Path of the target (from `rd`): it only picks which factor to ask for first, never whether. */
 function targetPath(rd: string | null): string {
   if (!rd) return '/';
   try {
@@ -37,60 +42,34 @@ function targetPath(rd: string | null): string {
 }
 
 /**
- * Whether this client may sign in to `app` at all: from a network where every rule would deny the
- * target, even the right password gets nowhere (the 2017 lesson: unknown networks are denied in
- * the first instance, before any password is tried).
+ * The first factor (the login form). Admission, throttling, verification and audit are the one
+ * credential check (src/auth/credential.ts); what follows decides where a right password leads,
+ * from the client's network and the user alone. Wherever it cannot lead anywhere (no rule admits
+ * this user from here; a second factor is needed and none can be enrolled here; a weak password
+ * that may not be used) the answer is exactly that of a wrong password.
  */
-export function signInAllowed(rt: Runtime, cfg: CompiledConfig, app: CompiledApp, ip: string, rd: string | null): boolean {
-  if (rt.lockdown.on && !cfg.lockdown.networks.contains(ip)) return false;
-  const d = decide(app, { method: 'GET', path: targetPath(rd), ip, subject: null });
-  return d.policy !== 'deny';
-}
-
-function fingerprint(rt: Runtime, user: string, password: string): string {
-  return rt.box.hmac('password-fingerprint', `${user}\u0000${password}`);
-}
-
 export async function firstFactor(
   rt: Runtime,
   cfg: CompiledConfig,
   a: { app: CompiledApp; ip: string; username: string; password: string; rd: string | null },
 ): Promise<FirstFactor> {
-  const name = a.username.trim();
-  const base = { ip: a.ip, app: a.app.name };
-  if (!signInAllowed(rt, cfg, a.app, a.ip, a.rd)) {
-    rt.audit.record({ ...base, event: 'network_denied', user: name, outcome: 'denied', reason: 'sign-in from a network no rule admits' });
-    return { kind: 'network' };
+  const c = await checkCredential(rt, cfg, { app: a.app, ip: a.ip, username: a.username, secret: a.password, via: 'form' });
+  if (c.kind !== 'ok') return c;
+  const { user, hasTotp } = c;
+  const base = { ip: a.ip, app: a.app.name, user: user.name };
+
+  const who = { ip: a.ip, groups: user.groups };
+  if (!signInAdmits(a.app, who)) {
+    await c.refuse('no rule admits this user from this network');
+    return { kind: 'fail' };
   }
-  const t = await rt.throttle.check({ ip: a.ip, user: name });
-  if (!t.allowed) {
-    rt.audit.record({ ...base, event: 'login_failed', user: name, outcome: 'denied', reason: `throttled (${t.kind})` });
-    return { kind: 'throttled', retryAfterSec: t.retryAfterSec };
-  }
-  const user = rt.users.get(name);
-  const hash = user && !user.disabled ? user.passwordHash : null;
-  let ok: boolean;
-  try {
-    ok = await rt.hashBudget.tryRun(() => rt.hasher.verify(hash, a.password));
-  } catch (e) {
-    if (isPortcullisError(e, 'PC_BUSY')) {
-      // every attempt is recorded, also those refused before any hash was computed
-      rt.audit.record({ ...base, event: 'login_failed', user: name, outcome: 'denied', reason: 'busy (hash budget spent)' });
-      return { kind: 'busy' };
-    }
-    throw e;
-  }
-  if (!ok || !user) {
-    const familiar = await rt.throttle.isFamiliar(name, a.ip);
-    const r = await rt.throttle.recordFailure({ ip: a.ip, user: name, passwordFingerprint: fingerprint(rt, name, a.password), familiar });
-    const reason = !user ? 'unknown user' : user.disabled ? 'user disabled' : 'wrong password';
-    rt.audit.record({ ...base, event: 'login_failed', user: name, outcome: 'failure', reason });
-    if (r.lockedOut) rt.audit.record({ ...base, event: 'locked_out', user: name, outcome: 'denied', reason: familiar ? 'familiar networks' : 'unfamiliar networks' });
-    if (r.ipBlocked) rt.audit.record({ ...base, event: 'ip_blocked', user: name, outcome: 'denied', reason: 'too many failures from this source' });
+  const oneFactorEnough = signInAdmits(a.app, { ...who, factors: ['pwd'] });
+  const canEnrol = cfg.totp.enrolNetworks.contains(a.ip);
+  if (!hasTotp && !oneFactorEnough && !canEnrol) {
+    await c.refuse('a second factor is required and none can be enrolled from this network');
     return { kind: 'fail' };
   }
 
-  const hasTotp = (await rt.stores.state.getTotp(user.name)) !== null;
   const verdict = assess(rt, user, a.password);
   const weak = !verdict.ok;
   if (weak) {
@@ -98,26 +77,69 @@ export async function firstFactor(
     // second factor, or from a network the user has signed in from before. Otherwise, and always
     // under on_weak: deny, the sign-in is refused like any failure (the admin is notified).
     const onWeak = cfg.passwordPolicy.onWeak;
-    const changeAllowed = onWeak === 'change' && (hasTotp || (await rt.throttle.isFamiliar(user.name, a.ip)));
+    const changeAllowed = onWeak === 'change' && (hasTotp || c.familiar);
     const refused = onWeak === 'deny' || (onWeak === 'change' && !changeAllowed);
-    rt.audit.record({ ...base, event: 'weak_password', user: user.name, outcome: refused ? 'denied' : 'info', reason: verdict.reasons.join(',') });
+    rt.audit.record({ ...base, event: 'weak_password', outcome: refused ? 'denied' : 'info', reason: verdict.reasons.join(',') });
     if (refused) {
-      const why = onWeak === 'deny' ? 'password below policy (on_weak: deny)' : 'password below policy; change refused from an unfamiliar network without a second factor';
-      rt.audit.record({ ...base, event: 'login_failed', user: user.name, outcome: 'failure', reason: why });
+      await c.refuse(onWeak === 'deny' ? 'password below policy (on_weak: deny)' : 'password below policy; change refused from an unfamiliar network without a second factor');
       return { kind: 'fail' };
     }
   }
-  await rt.throttle.recordSuccess({ ip: a.ip, user: user.name });
-  rt.audit.record({ ...base, event: 'login_succeeded', user: user.name, outcome: 'success' });
+  await c.accept();
 
   const change = weak && cfg.passwordPolicy.onWeak === 'change';
   if (hasTotp) return { kind: 'ok', user, next: 'mfa', weak };
+  if (!oneFactorEnough) return { kind: 'ok', user, next: 'enrol', weak };
   const d = decide(a.app, { method: 'GET', path: targetPath(a.rd), ip: a.ip, subject: { name: user.name, groups: user.groups } });
-  if (d.policy === 'mfa') {
-    if (!cfg.totp.enrolNetworks.contains(a.ip)) return { kind: 'enrol-denied', user };
-    return { kind: 'ok', user, next: 'enrol', weak };
-  }
+  if (d.policy === 'mfa' && canEnrol) return { kind: 'ok', user, next: 'enrol', weak };
   return { kind: 'ok', user, next: change ? 'password' : 'none', weak };
+}
+
+export type PasswordChange =
+  | { kind: 'ok' }
+  | { kind: 'fail' }
+  | { kind: 'throttled'; retryAfterSec: number }
+  | { kind: 'busy' }
+  | { kind: 'network' }
+  | { kind: 'mismatch' }
+  | { kind: 'same' }
+  | { kind: 'weak'; reasons: readonly string[] };
+
+/**
+ * Change one's own password: the current one goes through the same credential check as a
+ * sign-in (admission from this network, reservation, verification); the new one is held to the
+ * policy and hashed within the hash budget; every session of the user ends (the caller opens a
+ * fresh one for this browser).
+ */
+export async function changePassword(
+  rt: Runtime,
+  cfg: CompiledConfig,
+  a: { app: CompiledApp; ip: string; user: string; current: string; next: string; confirm: string },
+): Promise<PasswordChange> {
+  if (a.next !== a.confirm) return { kind: 'mismatch' };
+  const c = await checkCredential(rt, cfg, { app: a.app, ip: a.ip, username: a.user, secret: a.current, via: 'password-change' });
+  if (c.kind !== 'ok') return c;
+  await c.accept();
+  const user = c.user;
+  if (a.next === a.current) return { kind: 'same' };
+  const verdict = rt.guidance().assess(a.next, { user: user.name, email: user.email });
+  if (!verdict.ok) return { kind: 'weak', reasons: verdict.reasons };
+  // hashing the new password counts against the same budget as verifications (503 past it)
+  let hash: string;
+  try {
+    hash = await rt.hashBudget.tryRun(() => rt.hasher.hash(a.next));
+  } catch (e) {
+    if (isPortcullisError(e, 'PC_BUSY')) return { kind: 'busy' };
+    throw e;
+  }
+  await editUsersFile(cfg.usersFile, (doc) => setPassword(doc, user.name, hash));
+  await rt.reloadUsers();
+  // a new password ends every session of the user (ASVS 3.3.3): a thief's session must not
+  // outlive the change
+  const ended = await rt.stores.sessions.deleteByUser(user.name);
+  for (const conn of rt.live) if (conn.user === user.name) conn.close('password changed');
+  if (ended > 0) rt.audit.record({ event: 'session_revoked', ip: a.ip, user: user.name, app: a.app.name, outcome: 'info', reason: 'password changed' });
+  return { kind: 'ok' };
 }
 
 /**
@@ -145,10 +167,18 @@ function assess(rt: Runtime, user: UserRecord, password: string): Assessment {
 
 export type SecondFactor = { kind: 'ok'; method: 'totp' | 'recovery' } | { kind: 'fail' } | { kind: 'throttled'; retryAfterSec: number };
 
-/** A TOTP code (each time step accepted once per user, across sessions and instances) or a recovery code. */
-export async function secondFactor(rt: Runtime, cfg: CompiledConfig, a: { ip: string; user: string; code: string; app: string }): Promise<SecondFactor> {
+/**
+ * A TOTP code (each time step accepted once per user, across sessions and instances) or a
+ * recovery code. The attempt is reserved in the throttle before the code is looked at, and one
+ * session verifies one code at a time.
+ */
+export async function secondFactor(
+  rt: Runtime,
+  cfg: CompiledConfig,
+  a: { ip: string; user: string; code: string; app: string; session?: string | undefined },
+): Promise<SecondFactor> {
   const base = { ip: a.ip, user: a.user, app: a.app };
-  const t = await rt.throttle.checkMfa({ ip: a.ip, user: a.user });
+  const t = await rt.throttle.reserveMfa({ ip: a.ip, user: a.user, session: a.session });
   if (!t.allowed) {
     rt.audit.record({ ...base, event: 'mfa_failed', outcome: 'denied', reason: 'throttled' });
     return { kind: 'throttled', retryAfterSec: t.retryAfterSec };
@@ -163,18 +193,18 @@ export async function secondFactor(rt: Runtime, cfg: CompiledConfig, a: { ip: st
     if (step !== null) {
       const fresh = await rt.stores.rates.claim(`totp:${a.user}:${step}`, c.period * 1000 * (2 * c.skew + 2), now);
       if (fresh) {
-        await rt.throttle.recordMfaSuccess({ ip: a.ip, user: a.user });
+        await t.ticket.succeeded();
         rt.audit.record({ ...base, event: 'mfa_succeeded', outcome: 'success', reason: 'totp' });
         return { kind: 'ok', method: 'totp' };
       }
       rt.audit.record({ ...base, event: 'totp_replayed', outcome: 'denied', reason: 'time step already used' });
     }
   } else if (normaliseRecoveryCode(code) !== null && (await rt.stores.state.consumeRecoveryCode(a.user, hashRecoveryCode(rt.box, a.user, code)))) {
-    await rt.throttle.recordMfaSuccess({ ip: a.ip, user: a.user });
+    await t.ticket.succeeded();
     rt.audit.record({ ...base, event: 'mfa_succeeded', outcome: 'success', reason: 'recovery code' });
     return { kind: 'ok', method: 'recovery' };
   }
-  await rt.throttle.recordMfaFailure({ ip: a.ip, user: a.user });
+  await t.ticket.failed();
   rt.audit.record({ ...base, event: 'mfa_failed', outcome: 'failure' });
   return { kind: 'fail' };
 }
@@ -200,7 +230,7 @@ export function enrolmentDetails(rt: Runtime, cfg: CompiledConfig, user: string,
 export async function confirmEnrolment(
   rt: Runtime,
   cfg: CompiledConfig,
-  a: { ip: string; user: string; sealed: string; code: string; app: string },
+  a: { ip: string; user: string; sealed: string; code: string; app: string; session?: string | undefined },
 ): Promise<{ kind: 'ok'; recoveryCodes: string[] } | { kind: 'fail' } | { kind: 'network' } | { kind: 'exists' } | { kind: 'throttled'; retryAfterSec: number }> {
   const base = { ip: a.ip, user: a.user, app: a.app };
   if (!cfg.totp.enrolNetworks.contains(a.ip)) {
@@ -208,17 +238,19 @@ export async function confirmEnrolment(
     return { kind: 'network' };
   }
   if ((await rt.stores.state.getTotp(a.user)) !== null) return { kind: 'exists' };
-  const t = await rt.throttle.checkMfa({ ip: a.ip, user: a.user });
+  const t = await rt.throttle.reserveMfa({ ip: a.ip, user: a.user, session: a.session });
   if (!t.allowed) return { kind: 'throttled', retryAfterSec: t.retryAfterSec };
   const c = cfg.totp;
   const secret = rt.box.open(a.sealed, `enrol:${a.user}`);
   const now = rt.clock.now();
   const step = verifyCode(secret, a.code, { now, period: c.period, digits: c.digits, algorithm: c.algorithm, skew: c.skew });
+  // the time step is claimed as at sign-in: the code that confirmed enrolment cannot be replayed
   if (step === null || !(await rt.stores.rates.claim(`totp:${a.user}:${step}`, c.period * 1000 * (2 * c.skew + 2), now))) {
-    await rt.throttle.recordMfaFailure({ ip: a.ip, user: a.user });
+    await t.ticket.failed();
     rt.audit.record({ ...base, event: 'mfa_failed', outcome: 'failure', reason: 'enrolment code' });
     return { kind: 'fail' };
   }
+  await t.ticket.succeeded();
   await rt.stores.state.setTotp(a.user, { secret: rt.box.seal(secret, `totp:${a.user}`), enrolledAt: now, source: 'enrolled' });
   const codes = generateRecoveryCodes(rt.random, 10);
   await rt.stores.state.setRecoveryCodes(a.user, codes.map((x) => hashRecoveryCode(rt.box, a.user, x)));
@@ -226,8 +258,25 @@ export async function confirmEnrolment(
   return { kind: 'ok', recoveryCodes: codes };
 }
 
-/** Called once a session is complete (all factors): record the network; tell on a new one. */
-export async function completeSignIn(rt: Runtime, cfg: CompiledConfig, a: { ip: string; user: string; app: string }): Promise<void> {
+/**
+ * Called once a session is complete (no step pending): record the network as familiar and tell
+ * on a new one. Only a complete, allowed sign-in counts: the session's factors must meet some
+ * rule that admits this user from this network (a session that can open nothing from here never
+ * makes the network familiar, so it can never widen the user's lockout bucket or the
+ * `on_weak: change` path to an attacker's network).
+ */
+export async function completeSignIn(
+  rt: Runtime,
+  cfg: CompiledConfig,
+  a: { ip: string; user: string; app: string; amr: readonly Factor[] },
+): Promise<void> {
+  const app = cfg.apps.find((x) => x.name === a.app);
+  const user = rt.users.get(a.user);
+  const allowed = !!app && !!user && signInAllowed(rt, cfg, app, a.ip) && signInAdmits(app, { ip: a.ip, groups: user.groups, factors: a.amr });
+  if (!allowed) {
+    rt.audit.record({ ip: a.ip, user: a.user, app: a.app, event: 'session_started', outcome: 'info', reason: 'network not recorded: no rule admits this session from here' });
+    return;
+  }
   const key = networkKeyFor(a.ip, cfg.loginLimits.ipv6Prefix);
   const known = await rt.stores.state.knownNetworks(a.user);
   if (!known.includes(key)) {

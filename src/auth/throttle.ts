@@ -12,12 +12,12 @@
  * - Spraying: one source failing for `spray.distinct_users` distinct users within `window`
  *   is blocked for `block`.
  * - Ceiling (NIST SP 800-63B 5.2.2: no more than 100 consecutive failed attempts on one
- *   account): distinct wrong passwords per account, across every source and both buckets,
- *   since the last success. At the 100th the account refuses every password attempt, from
- *   everywhere, for `ceiling.blockMs` (24 h by default) or until an admin runs
- *   `portcullis unblock --user`; the count then starts again. The count itself lapses 24 h after
- *   the first failure it holds (`ceiling.windowMs`). So an account sees at most 100 wrong
- *   guesses a day however many sources the attacker rotates through.
+ *   account; `per_user.ceiling`): distinct wrong passwords per account and bucket, across every
+ *   source, since the last success. At the 100th that bucket refuses every password attempt for
+ *   `ceiling.window` (24 h by default) or until an admin runs `portcullis unblock --user`; the
+ *   count then starts again. Counted per bucket, so failures from elsewhere never lock a user
+ *   out of a familiar network. So an account sees at most 100 wrong guesses a day from
+ *   unfamiliar networks however many sources the attacker rotates through.
  * - The same wrong password tried again for the same user within the window counts once
  *   (a phone retrying a stale password must not block the office): per-user buckets and the
  *   ceiling count distinct password fingerprints, the per-source count distinct
@@ -32,8 +32,17 @@
  * Attacker-supplied strings never become unbounded keys or members: user names are normalised
  * and long ones hashed, fingerprints truncated to 32 characters, and every table lives in a
  * bounded store.
- * Concurrent attempts may all pass `check` before the first failure is recorded; the hash
- * budget bounds that overshoot to `max_concurrent_hashes`.
+ * Every sign-in path (login form, password change, Basic app passwords, second factor, recovery
+ * codes, enrolment codes) goes through a reservation: `reservePassword` / `reserveMfa` check the
+ * blocks and count the attempt in one atomic store step (one Lua script on Redis) *before* the
+ * password or code is verified, and the ticket they return is settled afterwards (`failed`: a
+ * block when the counts reached a limit; `succeeded`: the counts forgotten as NIST 5.2.2 says).
+ * So N parallel attempts evaluate at most as many guesses as the limits allow, on one instance or
+ * many. Work in flight is bounded too: one code verification per session at a time, and a few
+ * password or code verifications per user and kind of network.
+ *
+ * `check` / `recordFailure` / `recordSuccess` / `checkMfa` / `recordMfa*` are the non-atomic
+ * building blocks kept for tools and tests that set up state; no request path uses them.
  */
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
@@ -59,6 +68,32 @@ export interface BlockInfo {
   until: number;
   retryAfterSec: number;
 }
+
+/** A reserved password attempt; settle it exactly once. */
+export interface PasswordTicket {
+  readonly bucket: Bucket;
+  /** A wrong password: blocks imposed when the counts reached a limit. */
+  failed(): Promise<{ lockedOut: boolean; ipBlocked: boolean }>;
+  /** A right password: the counts are forgotten (not the spray count). */
+  succeeded(): Promise<void>;
+  /** The attempt was not evaluated after all: give back what it counted. */
+  cancel(): Promise<void>;
+}
+
+export type PasswordAttempt = { allowed: true; ticket: PasswordTicket } | { allowed: false; retryAfterSec: number; kind: ThrottleKind };
+
+/** A reserved second-factor attempt (TOTP, recovery or enrolment code); settle it exactly once. */
+export interface MfaTicket {
+  failed(): Promise<{ throttled: boolean }>;
+  succeeded(): Promise<void>;
+}
+
+export type MfaAttempt = { allowed: true; ticket: MfaTicket } | { allowed: false; retryAfterSec: number; kind: ThrottleKind };
+
+/** Verifications in flight at once per user and kind of network (password) or per user (codes). */
+export const MAX_IN_FLIGHT_PER_USER = 2;
+/** A slot held longer than this (a crashed instance) lapses. */
+const SLOT_TTL_MS = 60_000;
 
 export interface CeilingOptions {
   /** Distinct wrong passwords per account before it refuses attempts (default 100). */
@@ -94,8 +129,11 @@ const K = {
   sprayUsers: (src: string) => `${NS}f:spray:${src}`,
   userLock: (b: Bucket, u: string) => `${NS}b:${b === 'familiar' ? 'uf' : 'uu'}:${u}`,
   userFails: (b: Bucket, u: string) => `${NS}f:${b === 'familiar' ? 'uf' : 'uu'}:${u}`,
-  ceilingLock: (u: string) => `${NS}b:uc:${u}`,
-  ceilingFails: (u: string) => `${NS}f:uc:${u}`,
+  ceilingLock: (b: Bucket, u: string) => `${NS}b:${b === 'familiar' ? 'cf' : 'cu'}:${u}`,
+  ceilingFails: (b: Bucket, u: string) => `${NS}f:${b === 'familiar' ? 'cf' : 'cu'}:${u}`,
+  pwSlot: (b: Bucket, u: string) => `${NS}s:${b === 'familiar' ? 'pf' : 'pu'}:${u}`,
+  mfaSlot: (u: string) => `${NS}s:m:${u}`,
+  mfaSessionSlot: (session: string) => `${NS}s:ms:${session}`,
   mfaUserBlock: (u: string) => `${NS}b:m:${u}`,
   mfaUserFails: (u: string) => `${NS}f:m:${u}`,
   // source keys never contain a space; user names may, so they come last
@@ -149,7 +187,12 @@ export class LoginThrottle {
     this.clock = deps.clock;
     const prefix = deps.limits.ipv6Prefix;
     this.keyFor = deps.keyFor ?? ((ip) => sourceKey(ip, prefix));
-    this.ceiling = { ...DEFAULT_CEILING, ...stripUndefined(deps.ceiling ?? {}) };
+    const fromLimits = deps.limits.perUser.ceiling;
+    this.ceiling = {
+      ...DEFAULT_CEILING,
+      ...(fromLimits ? { maxFailures: fromLimits.maxFailures, windowMs: fromLimits.windowMs, blockMs: fromLimits.windowMs } : {}),
+      ...stripUndefined(deps.ceiling ?? {}),
+    };
     for (const [k, v] of Object.entries(this.ceiling)) {
       if (!Number.isSafeInteger(v) || v < 1) throw new PortcullisError('PC_CONFIG_INVALID', `ceiling.${k} must be a positive integer`);
     }
@@ -171,20 +214,22 @@ export class LoginThrottle {
     const now = this.clock.now();
     const src = this.keyFor(ctx.ip);
     const u = userKeyFor(ctx.user);
-    const [srcBlock, ceiling, fam, unf] = await Promise.all([
+    const [srcBlock, fam, unf, cfam, cunf] = await Promise.all([
       this.rates.blockedUntil(K.ipBlock(src), now),
-      this.rates.blockedUntil(K.ceilingLock(u), now),
       this.rates.blockedUntil(K.userLock('familiar', u), now),
       this.rates.blockedUntil(K.userLock('unfamiliar', u), now),
+      this.rates.blockedUntil(K.ceilingLock('familiar', u), now),
+      this.rates.blockedUntil(K.ceilingLock('unfamiliar', u), now),
     ]);
     const found: Array<{ until: number; kind: ThrottleKind }> = [];
     if (srcBlock) found.push({ until: srcBlock.until, kind: srcBlock.reason === 'spray' ? 'spray' : 'ip' });
-    if (ceiling) found.push({ until: ceiling.until, kind: 'ceiling' });
-    if (fam || unf) {
+    if (fam || unf || cfam || cunf) {
       // only now is familiarity worth a state lookup
       const familiar = await this.isFamiliar(ctx.user, ctx.ip);
       const lock = familiar ? fam : unf;
       if (lock) found.push({ until: lock.until, kind: 'user' });
+      const ceiling = familiar ? cfam : cunf;
+      if (ceiling) found.push({ until: ceiling.until, kind: 'ceiling' });
     }
     return this.decide(found, now);
   }
@@ -212,7 +257,7 @@ export class LoginThrottle {
       this.rates.hit(K.ipFails(src), L.perIp.windowMs, now, pairMember(u, ctx.passwordFingerprint)),
       this.rates.hit(K.sprayUsers(src), L.spray.windowMs, now, u),
       this.rates.hit(K.userFails(bucket, u), L.perUser.windowMs, now, pw),
-      this.rates.hit(K.ceilingFails(u), this.ceiling.windowMs, now, pw),
+      this.rates.hit(K.ceilingFails(bucket, u), this.ceiling.windowMs, now, pw),
     ]);
 
     let ipBlocked = false;
@@ -233,11 +278,185 @@ export class LoginThrottle {
       lockedOut = true;
     }
     if (ceilingFails >= this.ceiling.maxFailures) {
-      await this.rates.block(K.ceilingLock(u), now + this.ceiling.blockMs, 'ceiling');
-      await this.rates.reset(K.ceilingFails(u));
+      await this.rates.block(K.ceilingLock(bucket, u), now + this.ceiling.blockMs, `ceiling:${bucket}`);
+      await this.rates.reset(K.ceilingFails(bucket, u));
       lockedOut = true;
     }
     return { lockedOut, ipBlocked };
+  }
+
+  /**
+   * Reserve one password attempt before verifying it: refused while the source, the user's
+   * bucket for this kind of network or its ceiling is blocked, or when a limit is already
+   * reached by attempts in flight; otherwise counted at once, atomically. Throws when the store
+   * cannot be reached (callers answer 503: the throttle never fails open).
+   */
+  async reservePassword(ctx: { ip: string; user: string; passwordFingerprint: string; familiar: boolean; inFlightCap?: boolean }): Promise<PasswordAttempt> {
+    const now = this.clock.now();
+    const L = this.limits;
+    const src = this.keyFor(ctx.ip);
+    const u = userKeyFor(ctx.user);
+    const bucket: Bucket = ctx.familiar ? 'familiar' : 'unfamiliar';
+    const pw = fingerprintMember(ctx.passwordFingerprint);
+    const slot = ctx.inFlightCap === false ? null : K.pwSlot(bucket, u);
+    if (slot && !(await this.rates.acquire(slot, MAX_IN_FLIGHT_PER_USER, SLOT_TTL_MS, now))) {
+      return { allowed: false, retryAfterSec: 1, kind: 'user' };
+    }
+    const releaseSlot = () => (slot ? this.rates.releaseSlot(slot) : Promise.resolve());
+    const counters = [
+      { key: K.ipFails(src), windowMs: L.perIp.windowMs, member: pairMember(u, ctx.passwordFingerprint), max: L.perIp.maxFailures },
+      { key: K.sprayUsers(src), windowMs: L.spray.windowMs, member: u, max: L.spray.distinctUsers },
+      { key: K.userFails(bucket, u), windowMs: L.perUser.windowMs, member: pw, max: L.perUser.maxFailures },
+      { key: K.ceilingFails(bucket, u), windowMs: this.ceiling.windowMs, member: pw, max: this.ceiling.maxFailures },
+    ];
+    let r;
+    try {
+      r = await this.rates.reserve({ blocks: [K.ipBlock(src), K.userLock(bucket, u), K.ceilingLock(bucket, u)], counters }, now);
+    } catch (e) {
+      await releaseSlot().catch(() => undefined);
+      throw e;
+    }
+    if (!r.ok) {
+      await releaseSlot();
+      if (r.block) {
+        const kind: ThrottleKind = r.block.key === K.ipBlock(src) ? (r.block.reason === 'spray' ? 'spray' : 'ip') : r.block.key === K.userLock(bucket, u) ? 'user' : 'ceiling';
+        return { allowed: false, retryAfterSec: retryAfter(r.block.until, now), kind };
+      }
+      // a limit is reached by attempts still in flight: their outcome decides within moments
+      const kinds: ThrottleKind[] = ['ip', 'spray', 'user', 'ceiling'];
+      return { allowed: false, retryAfterSec: 1, kind: kinds[r.full ?? 0] ?? 'user' };
+    }
+    const [ipFails, sprayUsers, userFails, ceilingFails] = r.counts as [number, number, number, number];
+    const sprayAdded = r.added[1] === true;
+    let settled = false;
+    const settle = async (): Promise<boolean> => {
+      if (settled) return false;
+      settled = true;
+      await releaseSlot();
+      return true;
+    };
+    return {
+      allowed: true,
+      ticket: {
+        bucket,
+        failed: async () => {
+          if (!(await settle())) return { lockedOut: false, ipBlocked: false };
+          const at = this.clock.now();
+          let ipBlocked = false;
+          let lockedOut = false;
+          const spraying = sprayUsers >= L.spray.distinctUsers;
+          const guessing = ipFails >= L.perIp.maxFailures;
+          if (spraying || guessing) {
+            const useSpray = spraying && (!guessing || L.spray.blockMs >= L.perIp.blockMs);
+            await this.rates.block(K.ipBlock(src), at + (useSpray ? L.spray.blockMs : L.perIp.blockMs), useSpray ? 'spray' : 'ip');
+            await Promise.all([this.rates.reset(K.ipFails(src)), this.rates.reset(K.sprayUsers(src))]);
+            ipBlocked = true;
+          }
+          if (userFails >= L.perUser.maxFailures) {
+            await this.rates.block(K.userLock(bucket, u), at + L.perUser.lockoutMs, `user:${bucket}`);
+            await this.rates.reset(K.userFails(bucket, u));
+            lockedOut = true;
+          }
+          if (ceilingFails >= this.ceiling.maxFailures) {
+            await this.rates.block(K.ceilingLock(bucket, u), at + this.ceiling.blockMs, `ceiling:${bucket}`);
+            await this.rates.reset(K.ceilingFails(bucket, u));
+            lockedOut = true;
+          }
+          return { lockedOut, ipBlocked };
+        },
+        succeeded: async () => {
+          if (!(await settle())) return;
+          const at = this.clock.now();
+          await Promise.all([
+            this.rates.reset(K.ipFails(src)),
+            this.rates.reset(K.userFails(bucket, u)),
+            this.rates.reset(K.ceilingFails(bucket, u)),
+            // a success is not a spray failure: only what this attempt added is taken back
+            sprayAdded ? this.rates.unhit(K.sprayUsers(src), at, u) : Promise.resolve(),
+          ]);
+        },
+        cancel: async () => {
+          if (!(await settle())) return;
+          const at = this.clock.now();
+          await Promise.all(counters.map((c, i) => (r.added[i] ? this.rates.unhit(c.key, at, c.member) : Promise.resolve())));
+        },
+      },
+    };
+  }
+
+  /**
+   * Reserve one second-factor attempt: refused while the user (or the user from this source) is
+   * blocked, when the limits are reached by attempts in flight, or while another code of the same
+   * session is being verified. `session` is the session's id hash.
+   */
+  async reserveMfa(ctx: { ip: string; user: string; session?: string | undefined }): Promise<MfaAttempt> {
+    const now = this.clock.now();
+    const { maxFailures, windowMs } = this.limits.mfa;
+    const src = this.keyFor(ctx.ip);
+    const u = userKeyFor(ctx.user);
+    const slots: string[] = [];
+    const releaseAll = () => Promise.all(slots.map((k) => this.rates.releaseSlot(k))).then(() => undefined);
+    try {
+      if (ctx.session !== undefined) {
+        if (!(await this.rates.acquire(K.mfaSessionSlot(ctx.session), 1, SLOT_TTL_MS, now))) return { allowed: false, retryAfterSec: 1, kind: 'user' };
+        slots.push(K.mfaSessionSlot(ctx.session));
+      }
+      if (!(await this.rates.acquire(K.mfaSlot(u), MAX_IN_FLIGHT_PER_USER, SLOT_TTL_MS, now))) {
+        await releaseAll();
+        return { allowed: false, retryAfterSec: 1, kind: 'user' };
+      }
+      slots.push(K.mfaSlot(u));
+      const r = await this.rates.reserve(
+        {
+          blocks: [K.mfaPairBlock(src, u), K.mfaUserBlock(u)],
+          counters: [
+            { key: K.mfaPairFails(src, u), windowMs, max: maxFailures },
+            { key: K.mfaUserFails(u), windowMs, max: maxFailures * MFA_USER_FACTOR },
+          ],
+        },
+        now,
+      );
+      if (!r.ok) {
+        await releaseAll();
+        return { allowed: false, retryAfterSec: r.block ? retryAfter(r.block.until, now) : 1, kind: 'user' };
+      }
+      const [pair, user] = r.counts as [number, number];
+      let settled = false;
+      const settle = async () => {
+        if (settled) return false;
+        settled = true;
+        await releaseAll();
+        return true;
+      };
+      return {
+        allowed: true,
+        ticket: {
+          failed: async () => {
+            if (!(await settle())) return { throttled: false };
+            const at = this.clock.now();
+            let throttled = false;
+            if (pair >= maxFailures) {
+              await this.rates.block(K.mfaPairBlock(src, u), at + windowMs, 'mfa');
+              await this.rates.reset(K.mfaPairFails(src, u));
+              throttled = true;
+            }
+            if (user >= maxFailures * MFA_USER_FACTOR) {
+              await this.rates.block(K.mfaUserBlock(u), at + windowMs, 'mfa');
+              await this.rates.reset(K.mfaUserFails(u));
+              throttled = true;
+            }
+            return { throttled };
+          },
+          succeeded: async () => {
+            if (!(await settle())) return;
+            await Promise.all([this.rates.reset(K.mfaPairFails(src, u)), this.rates.reset(K.mfaUserFails(u))]);
+          },
+        },
+      };
+    } catch (e) {
+      await releaseAll().catch(() => undefined);
+      throw e;
+    }
   }
 
   /**
@@ -251,7 +470,7 @@ export class LoginThrottle {
     await Promise.all([
       this.rates.reset(K.ipFails(src)),
       this.rates.reset(K.userFails(bucket, u)),
-      this.rates.reset(K.ceilingFails(u)),
+      this.rates.reset(K.ceilingFails(bucket, u)),
     ]);
   }
 
@@ -309,14 +528,16 @@ export class LoginThrottle {
     let lifted = 0;
     if ('user' in target) {
       const u = userKeyFor(target.user);
-      const blocks = [K.userLock('familiar', u), K.userLock('unfamiliar', u), K.ceilingLock(u), K.mfaUserBlock(u)];
+      const blocks = [K.userLock('familiar', u), K.userLock('unfamiliar', u), K.ceilingLock('familiar', u), K.ceilingLock('unfamiliar', u), K.mfaUserBlock(u)];
       for (const b of await this.rates.listBlocks(now)) {
         const info = parseBlockKey(b.key);
         if (info?.kind === 'mfa' && info.user === u && info.source !== undefined) blocks.push(b.key);
       }
       for (const k of blocks) if (await this.rates.unblock(k)) lifted++;
       await Promise.all(
-        [K.userFails('familiar', u), K.userFails('unfamiliar', u), K.ceilingFails(u), K.mfaUserFails(u)].map((k) => this.rates.reset(k)),
+        [K.userFails('familiar', u), K.userFails('unfamiliar', u), K.ceilingFails('familiar', u), K.ceilingFails('unfamiliar', u), K.mfaUserFails(u)].map((k) =>
+          this.rates.reset(k),
+        ),
       );
       return lifted;
     }
@@ -374,8 +595,10 @@ function parseBlockKey(key: string): Omit<BlockInfo, 'until' | 'retryAfterSec'> 
       return { kind: 'user', user: subject, bucket: 'familiar' };
     case 'uu':
       return { kind: 'user', user: subject, bucket: 'unfamiliar' };
-    case 'uc':
-      return { kind: 'ceiling', user: subject };
+    case 'cf':
+      return { kind: 'ceiling', user: subject, bucket: 'familiar' };
+    case 'cu':
+      return { kind: 'ceiling', user: subject, bucket: 'unfamiliar' };
     case 'm':
       return { kind: 'mfa', user: subject };
     case 'ms': {

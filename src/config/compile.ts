@@ -847,7 +847,7 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
   const m = 60_000;
   const d: LoginLimits = {
     perIp: { maxFailures: 20, windowMs: 15 * m, blockMs: 15 * m },
-    perUser: { maxFailures: 5, windowMs: 15 * m, lockoutMs: 15 * m },
+    perUser: { maxFailures: 5, windowMs: 15 * m, lockoutMs: 15 * m, ceiling: { maxFailures: 100, windowMs: 24 * 60 * m } },
     spray: { distinctUsers: 10, windowMs: 10 * m, blockMs: 60 * m },
     mfa: { maxFailures: 5, windowMs: 15 * m },
     ipv6Prefix: 64,
@@ -865,7 +865,8 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
   const section = <K extends string>(x: Val | undefined, keys: readonly K[]) => (x ? r.object(x, keys) : null) ?? ({} as Partial<Fields<K>>);
 
   const ip = section(l.per_ip, ['max_failures', 'window', 'block']);
-  const user = section(l.per_user, ['max_failures', 'window', 'lockout']);
+  const user = section(l.per_user, ['max_failures', 'window', 'lockout', 'ceiling']);
+  const ceiling = section(user.ceiling, ['max_failures', 'window']);
   const spray = section(l.spray, ['distinct_users', 'window', 'block']);
   const mfa = section(l.mfa, ['max_failures', 'window']);
   return {
@@ -874,6 +875,10 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
       maxFailures: count(user.max_failures, d.perUser.maxFailures),
       windowMs: dur(user.window, d.perUser.windowMs),
       lockoutMs: dur(user.lockout, d.perUser.lockoutMs),
+      ceiling: {
+        maxFailures: count(ceiling.max_failures, d.perUser.ceiling.maxFailures),
+        windowMs: dur(ceiling.window, d.perUser.ceiling.windowMs),
+      },
     },
     spray: {
       distinctUsers: count(spray.distinct_users, d.spray.distinctUsers),

@@ -25,7 +25,7 @@
  *   password_policy: { min_length: 8, blocklist: common, min_strength: 3, on_weak: deny }
  *   login_limits:
  *     per_ip:   { max_failures: 20, window: 15m, block: 15m }
- *     per_user: { max_failures: 5,  window: 15m, lockout: 15m }
+ *     per_user: { max_failures: 5,  window: 15m, lockout: 15m, ceiling: { max_failures: 100, window: 24h } }
  *     spray:    { distinct_users: 10, window: 10m, block: 1h }
  *     mfa:      { max_failures: 5, window: 15m }
  *     ipv6_prefix: 64                              32..128

@@ -53,7 +53,13 @@ export interface CompiledApp {
 
 export interface LoginLimits {
   perIp: { maxFailures: number; windowMs: number; blockMs: number };
-  perUser: { maxFailures: number; windowMs: number; lockoutMs: number };
+  perUser: {
+    maxFailures: number;
+    windowMs: number;
+    lockoutMs: number;
+    /** Distinct wrong passwords per account and kind of network (familiar/unfamiliar) in `windowMs`; reaching it refuses that kind of network for the same time. */
+    ceiling: { maxFailures: number; windowMs: number };
+  };
   spray: { distinctUsers: number; windowMs: number; blockMs: number };
   mfa: { maxFailures: number; windowMs: number };
   ipv6Prefix: number;

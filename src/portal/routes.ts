@@ -8,13 +8,12 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
-import { ERRORS, isPortcullisError } from '../errors.js';
+import { ERRORS } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { clientInfo, type ClientInfo } from '../http/request-context.js';
 import { appForHost, stepLocation } from '../proxy/gate.js';
 import type { OpenSession } from '../session/sessions.js';
-import { completeSignIn, confirmEnrolment, enrolmentDetails, firstFactor, secondFactor, signInAllowed, startEnrolment } from '../auth/login.js';
-import { editUsersFile, setPassword } from '../auth/users.js';
+import { changePassword, completeSignIn, confirmEnrolment, enrolmentDetails, firstFactor, secondFactor, signInAllowed, startEnrolment } from '../auth/login.js';
 import { errorPage, PAGE_HEADERS } from './html.js';
 import { enrolPage, loginPage, messagePage, mfaPage, passwordPage, recoveryCodesPage, signedOutPage } from './pages.js';
 import { safeRedirect } from './redirect.js';
@@ -129,6 +128,18 @@ export function portalRoutes(rt: Runtime) {
     }
 
 
+    /**
+     * Every portal page past the login form is a sign-in step, so it is admitted exactly as the
+     * login form is: from the client's network alone (and lockdown). A session obtained elsewhere
+     * (or before lockdown) is no way in from a network where no one may sign in.
+     */
+    function admitted(reply: FastifyReply, c: Ctx, user?: string): boolean {
+      if (signInAllowed(rt, c.cfg, c.app, c.info.ip)) return true;
+      rt.audit.record({ event: 'network_denied', ip: c.info.ip, user, app: c.app.name, outcome: 'denied', reason: 'sign-in page from a network no sign-in rule admits' });
+      void fail(reply, 403, ERRORS.PC_NETWORK_DENIED.message);
+      return false;
+    }
+
     /** The app and the (possibly half-signed-in) session, or null with a response already sent. */
     async function signedIn(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession } | null> {
       const c = ctx(req, reply);
@@ -138,6 +149,7 @@ export function portalRoutes(rt: Runtime) {
         void reply.redirect('/.portcullis/login', 303);
         return null;
       }
+      if (!admitted(reply, c, s.rec.user)) return null;
       return { c, s };
     }
 
@@ -163,7 +175,8 @@ export function portalRoutes(rt: Runtime) {
       if (!c) return reply;
       const q = req.query as Form;
       const rd = rdOf(c, q.rd);
-      if (!signInAllowed(rt, c.cfg, c.app, c.info.ip, rd)) return fail(reply, 403, ERRORS.PC_NETWORK_DENIED.message);
+      // decided on the client's network alone, never on `rd` (a bypass target admits nobody)
+      if (!admitted(reply, c)) return reply;
       return send(reply, 200, loginPage({ csrf: loginCsrf(req, reply, c), rd }));
     });
 
@@ -189,8 +202,6 @@ export function portalRoutes(rt: Runtime) {
           return fail(reply, 503, ERRORS.PC_BUSY.message, { 'retry-after': '1' });
         case 'fail':
           return again(401, GENERIC_LOGIN_ERROR);
-        case 'enrol-denied':
-          return fail(reply, 403, ERRORS.PC_ENROL_DENIED.message + '. Ask your administrator to set up your authenticator.');
         case 'ok': {
           // a new session id at sign-in: whatever id the browser had is discarded (no fixation)
           const old = await session(req, c);
@@ -204,7 +215,7 @@ export function portalRoutes(rt: Runtime) {
             // a weak password under on_weak: change: the change comes after the second factor
             mustChangePassword: r.weak && c.cfg.passwordPolicy.onWeak === 'change' && r.next !== 'password',
           });
-          if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: r.user.name, app: c.app.name });
+          if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: r.user.name, app: c.app.name, amr: s.rec.amr });
           setSession(reply, c, s);
           return reply.code(303).header('location', afterStep(s)).header('cache-control', 'no-store').send();
         }
@@ -236,7 +247,7 @@ export function portalRoutes(rt: Runtime) {
       const { c, s, f } = g;
       if (s.rec.pending !== 'mfa' && !(s.rec.pending === 'none' && !s.rec.amr.includes('otp'))) return reply.redirect(afterStep(s), 303);
       if (!rt.stores.healthy()) return storeDown(reply);
-      const r = await secondFactor(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, code: (f.code ?? '').slice(0, 64), app: c.app.name });
+      const r = await secondFactor(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, code: (f.code ?? '').slice(0, 64), app: c.app.name, session: s.idHash });
       if (r.kind === 'throttled') return send(reply, 429, mfaPage({ csrf: s.rec.csrf, error: ERRORS.PC_THROTTLED.message }), { 'retry-after': String(r.retryAfterSec) });
       if (r.kind === 'fail') return send(reply, 401, mfaPage({ csrf: s.rec.csrf, error: GENERIC_CODE_ERROR }));
       // a new id once the second factor is done (no fixation across the privilege change)
@@ -244,7 +255,7 @@ export function portalRoutes(rt: Runtime) {
         amr: ['pwd', 'otp'],
         pending: s.rec.mustChangePassword ? 'password' : 'none',
       });
-      if (n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name });
+      if (n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
       return reply.code(303).header('location', afterStep(n)).header('cache-control', 'no-store').send();
     });
@@ -277,7 +288,7 @@ export function portalRoutes(rt: Runtime) {
       const { c, s, f } = g;
       if (s.rec.pending !== 'enrol' || !s.rec.enrolSecret) return reply.redirect(afterStep(s), 303);
       if (!rt.stores.healthy()) return storeDown(reply);
-      const r = await confirmEnrolment(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, sealed: s.rec.enrolSecret, code: (f.code ?? '').slice(0, 64), app: c.app.name });
+      const r = await confirmEnrolment(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, sealed: s.rec.enrolSecret, code: (f.code ?? '').slice(0, 64), app: c.app.name, session: s.idHash });
       if (r.kind === 'network') return fail(reply, 403, ERRORS.PC_ENROL_DENIED.message);
       if (r.kind === 'exists') return reply.redirect('/.portcullis/login', 303);
       if (r.kind === 'throttled') return fail(reply, 429, undefined, { 'retry-after': String(r.retryAfterSec) });
@@ -291,7 +302,7 @@ export function portalRoutes(rt: Runtime) {
         pending: s.rec.mustChangePassword ? 'password' : 'none',
         enrolSecret: undefined,
       });
-      if (n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name });
+      if (n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
       return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: afterStep(n) }));
     });
@@ -302,6 +313,7 @@ export function portalRoutes(rt: Runtime) {
       if (!c) return reply;
       const s = await session(req, c);
       if (!s) return reply.redirect(`/.portcullis/login?rd=${encodeURIComponent('/.portcullis/password')}`, 303);
+      if (!admitted(reply, c, s.rec.user)) return reply;
       if (s.rec.pending !== 'none' && s.rec.pending !== 'password') return reply.redirect(stepLocation(s.rec.pending), 303);
       return send(reply, 200, passwordPage({ csrf: s.rec.csrf, required: s.rec.pending === 'password' }));
     });
@@ -313,39 +325,30 @@ export function portalRoutes(rt: Runtime) {
       if (s.rec.pending !== 'none' && s.rec.pending !== 'password') return reply.redirect(stepLocation(s.rec.pending), 303);
       const required = s.rec.pending === 'password';
       const again = (status: number, msg: string) => send(reply, status, passwordPage({ csrf: s.rec.csrf, required, error: msg }));
-      const user = rt.users.get(s.rec.user);
-      if (!user || user.disabled) return fail(reply, 403);
-      const current = f.current ?? '';
-      const next = f.new ?? '';
-      if (next !== (f.confirm ?? '')) return again(400, 'The new passwords do not match.');
-      const t = await rt.throttle.check({ ip: c.info.ip, user: user.name });
-      if (!t.allowed) return fail(reply, 429, undefined, { 'retry-after': String(t.retryAfterSec) });
-      let ok: boolean;
-      try {
-        ok = await rt.hashBudget.tryRun(() => rt.hasher.verify(user.passwordHash, current));
-      } catch (e) {
-        if (isPortcullisError(e, 'PC_BUSY')) return fail(reply, 503, ERRORS.PC_BUSY.message, { 'retry-after': '1' });
-        throw e;
+      if (!rt.stores.healthy()) return storeDown(reply);
+      const r = await changePassword(rt, c.cfg, { app: c.app, ip: c.info.ip, user: s.rec.user, current: f.current ?? '', next: f.new ?? '', confirm: f.confirm ?? '' });
+      switch (r.kind) {
+        case 'mismatch':
+          return again(400, 'The new passwords do not match.');
+        case 'network':
+          return fail(reply, 403, ERRORS.PC_NETWORK_DENIED.message);
+        case 'throttled':
+          return fail(reply, 429, undefined, { 'retry-after': String(r.retryAfterSec) });
+        case 'busy':
+          return fail(reply, 503, ERRORS.PC_BUSY.message, { 'retry-after': '1' });
+        case 'fail':
+          return again(401, 'The current password is not correct.');
+        case 'same':
+          return again(400, 'The new password must differ from the current one.');
+        case 'weak':
+          return again(400, describe(r.reasons, c.cfg.passwordPolicy.minLength));
+        case 'ok':
+          break;
       }
-      if (!ok) {
-        await rt.throttle.recordFailure({ ip: c.info.ip, user: user.name, passwordFingerprint: rt.box.hmac('password-fingerprint', `${user.name}\u0000${current}`), familiar: await rt.throttle.isFamiliar(user.name, c.info.ip) });
-        rt.audit.record({ event: 'login_failed', ip: c.info.ip, user: user.name, app: c.app.name, outcome: 'failure', reason: 'wrong current password on password change' });
-        return again(401, 'The current password is not correct.');
-      }
-      if (next === current) return again(400, 'The new password must differ from the current one.');
-      const verdict = rt.guidance().assess(next, { user: user.name, email: user.email });
-      if (!verdict.ok) return again(400, describe(verdict.reasons, c.cfg.passwordPolicy.minLength));
-      // hashing the new password counts against the same budget as verifications (503 past it)
-      const hash = await rt.hashBudget.tryRun(() => rt.hasher.hash(next));
-      await editUsersFile(c.cfg.usersFile, (doc) => setPassword(doc, user.name, hash));
-      await rt.reloadUsers();
-      // a new password ends every session of the user (ASVS 3.3.3): a thief's session must not
-      // outlive the change; this browser continues in a fresh session
-      await rt.sessions.destroy(s);
-      const ended = await rt.stores.sessions.deleteByUser(user.name);
-      if (ended > 0) rt.audit.record({ event: 'session_revoked', ip: c.info.ip, user: user.name, app: c.app.name, outcome: 'info', reason: 'password changed' });
-      const n = await rt.sessions.create({ user: user.name, amr: s.rec.amr, pending: 'none', ip: c.info.ip, rd: s.rec.rd });
-      if (required) await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: user.name, app: c.app.name });
+      // every session of the user has ended; this browser continues in a fresh one
+      rt.sessions.forget(s.idHash);
+      const n = await rt.sessions.create({ user: s.rec.user, amr: s.rec.amr, pending: 'none', ip: c.info.ip, rd: s.rec.rd });
+      if (required) await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
       return send(reply, 200, passwordPage({ csrf: n.rec.csrf, required: false, done: true, next: n.rec.rd ?? '/' }));
     });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock, Random } from '../clock.js';
 import type { Factor, SessionRecord, SessionStore } from '../store/ports.js';
-import { isPortcullisError } from '../errors.js';
+import { PortcullisError, isPortcullisError } from '../errors.js';
 
 export interface SessionTimeouts {
   idleMs: number;
@@ -112,7 +112,12 @@ export class SessionManager {
     }
     if (now - rec.lastSeenAt >= TOUCH_EVERY_MS) {
       rec = { ...rec, lastSeenAt: now };
-      await this.deps.store.set(idHash, rec, this.ttl(rec, now));
+      // only while the session still exists: a revocation (here or on another instance) between
+      // the read above and this write must not be undone by the touch
+      if (!(await this.deps.store.replace(idHash, rec, this.ttl(rec, now)))) {
+        this.cache?.delete(idHash);
+        return null;
+      }
       this.cache?.set(idHash, { rec, at: now });
     }
     return { id, idHash, rec };
@@ -134,13 +139,21 @@ export class SessionManager {
     return { id, idHash, rec };
   }
 
-  /** Update the record in place (same id). */
+  /** Update the record in place (same id); a session revoked meanwhile stays revoked (PC_SESSION_GONE). */
   async update(s: OpenSession, changes: Partial<SessionRecord>): Promise<OpenSession> {
     const now = this.deps.clock.now();
     const rec = { ...s.rec, ...changes };
-    await this.deps.store.set(s.idHash, rec, this.ttl(rec, now));
+    if (!(await this.deps.store.replace(s.idHash, rec, this.ttl(rec, now)))) {
+      this.cache?.delete(s.idHash);
+      throw new PortcullisError('PC_SESSION_GONE');
+    }
     this.cache?.set(s.idHash, { rec, at: now });
     return { ...s, rec };
+  }
+
+  /** Drop a session from this instance's cache (after the store deleted it some other way). */
+  forget(idHash: string): void {
+    this.cache?.delete(idHash);
   }
 
   async destroy(s: OpenSession): Promise<void> {

@@ -12,7 +12,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
-import type { RateStore, SessionRecord, SessionStore, StateStore, Stores } from './ports.js';
+import type { RateStore, ReserveRequest, ReserveResult, SessionRecord, SessionStore, StateStore, Stores } from './ports.js';
 
 export const DEFAULT_MAX_SESSIONS = 100_000;
 export const DEFAULT_MAX_RATE_KEYS = 200_000;
@@ -105,6 +105,12 @@ export class MemorySessionStore implements SessionStore {
       return;
     }
     this.table.set(idHash, { rec: frozenCopy(rec), expiresAt: this.clock.now() + ttlMs });
+  }
+
+  async replace(idHash: string, rec: SessionRecord, ttlMs: number): Promise<boolean> {
+    if (!(await this.get(idHash))) return false;
+    await this.set(idHash, rec, ttlMs);
+    return true;
   }
 
   async delete(idHash: string): Promise<boolean> {
@@ -212,6 +218,10 @@ export class MemoryRateStore implements RateStore {
   }
 
   async hit(key: string, windowMs: number, now: number, member?: string): Promise<number> {
+    return this.hitSync(key, windowMs, now, member);
+  }
+
+  private hitSync(key: string, windowMs: number, now: number, member?: string): number {
     let c = this.counters.get(key);
     if (!c || c.end <= now) {
       c = { end: now + windowMs, n: 0, members: null };
@@ -300,10 +310,78 @@ export class MemoryRateStore implements RateStore {
     return true;
   }
 
+  /**
+   * Synchronous from the first read to the last write (no await in between), so no other attempt
+   * in this process can interleave: that is what makes it atomic here.
+   */
+  async reserve(req: ReserveRequest, now: number): Promise<ReserveResult> {
+    for (const key of req.blocks) {
+      const b = this.blocks.get(key);
+      if (b && b.until > now) return { ok: false, block: { key, until: b.until, reason: b.reason } };
+    }
+    for (let i = 0; i < req.counters.length; i++) {
+      const c = req.counters[i]!;
+      const cur = this.live(c.key, now);
+      if (!cur || cur.n < c.max) continue;
+      if (c.member !== undefined && hasMember(cur, c.member)) continue;
+      return { ok: false, full: i };
+    }
+    const counts: number[] = [];
+    const added: boolean[] = [];
+    for (const c of req.counters) {
+      const before = this.live(c.key, now)?.n ?? 0;
+      const n = this.hitSync(c.key, c.windowMs, now, c.member);
+      counts.push(n);
+      added.push(n > before);
+    }
+    return { ok: true, counts, added };
+  }
+
+  async unhit(key: string, now: number, member?: string): Promise<void> {
+    const c = this.live(key, now);
+    if (!c) return;
+    if (member === undefined) {
+      if (c.n > 0) c.n--;
+      return;
+    }
+    if (c.members === member) {
+      c.members = null;
+      c.n--;
+    } else if (c.members instanceof Set && c.members.delete(member)) c.n--;
+  }
+
+  private readonly slots = new LRUCache<string, { n: number; until: number }>({ max: 100_000 });
+
+  async acquire(key: string, max: number, ttlMs: number, now: number): Promise<boolean> {
+    let s = this.slots.get(key);
+    if (!s || s.until <= now) s = { n: 0, until: 0 };
+    if (s.n >= max) return false;
+    this.slots.set(key, { n: s.n + 1, until: now + ttlMs });
+    return true;
+  }
+
+  async releaseSlot(key: string): Promise<void> {
+    const s = this.slots.get(key);
+    if (!s) return;
+    if (s.n <= 1) this.slots.delete(key);
+    else s.n--;
+  }
+
+  private live(key: string, now: number): Counter | null {
+    const c = this.counters.get(key);
+    if (!c) return null;
+    if (c.end <= now) {
+      this.counters.delete(key);
+      return null;
+    }
+    return c;
+  }
+
   clear(): void {
     this.counters.clear();
     this.blocks.clear();
     this.claims.clear();
+    this.slots.clear();
   }
 
   private sweepClaims(now: number): void {
@@ -311,6 +389,10 @@ export class MemoryRateStore implements RateStore {
     for (const [k, exp] of this.claims.entries()) if (exp <= now) stale.push(k);
     for (const k of stale) this.claims.delete(k);
   }
+}
+
+function hasMember(c: Counter, member: string): boolean {
+  return c.members === member || (c.members instanceof Set && c.members.has(member));
 }
 
 function frozenCopy(rec: SessionRecord): SessionRecord {

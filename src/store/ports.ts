@@ -32,6 +32,11 @@ export interface SessionStore {
   set(idHash: string, rec: SessionRecord, ttlMs: number): Promise<void>;
   delete(idHash: string): Promise<boolean>;
   list(user?: string): Promise<Array<{ idHash: string; rec: SessionRecord }>>;
+  /**
+   * Replace an existing record only: false (and nothing written) when the session is gone. A
+   * touch or step update must never bring back a session that was revoked meanwhile.
+   */
+  replace(idHash: string, rec: SessionRecord, ttlMs: number): Promise<boolean>;
   /** Removes every session of `user`; returns how many. */
   deleteByUser(user: string): Promise<number>;
   deleteAll(): Promise<number>;
@@ -57,7 +62,44 @@ export interface RateStore {
   listBlocks(now: number): Promise<Array<{ key: string; until: number; reason: string }>>;
   /** Atomically claim `key` for `ttlMs`; true only for the first claimant (TOTP step replay). */
   claim(key: string, ttlMs: number, now: number): Promise<boolean>;
+  /**
+   * One atomic step (no other operation on these keys in between, on any instance): refuse when
+   * any key in `blocks` is blocked now, or when a counter is already at its `max` and this attempt
+   * would add to it (a new member, or any event for a plain counter); otherwise count the attempt
+   * in every counter, as `hit` would. This is how an attempt is reserved before a password or code
+   * is verified, so parallel attempts can never evaluate more than the limits allow.
+   */
+  reserve(req: ReserveRequest, now: number): Promise<ReserveResult>;
+  /** Take back what `reserve` added to one counter (a member, or one plain event). */
+  unhit(key: string, now: number, member?: string): Promise<void>;
+  /**
+   * A counting semaphore: take one of `max` slots under `key` for at most `ttlMs` (a crashed
+   * holder's slot lapses). False when all are taken. Bounds work in flight (one code verification
+   * per session at a time, a few password verifications per user).
+   */
+  acquire(key: string, max: number, ttlMs: number, now: number): Promise<boolean>;
+  releaseSlot(key: string): Promise<void>;
 }
+
+export interface ReserveCounter {
+  key: string;
+  windowMs: number;
+  /** Count distinct members (a password fingerprint, a user name) rather than events. */
+  member?: string | undefined;
+  /** The attempt is refused when the count is already this high and the attempt would add to it. */
+  max: number;
+}
+
+export interface ReserveRequest {
+  blocks: readonly string[];
+  counters: readonly ReserveCounter[];
+}
+
+export type ReserveResult =
+  /** `counts[i]` is counter i after this attempt; `added[i]` whether this attempt added to it. */
+  | { ok: true; counts: number[]; added: boolean[] }
+  /** A block in force (`block` set), or counter `full` at its limit. */
+  | { ok: false; block?: { key: string; until: number; reason: string }; full?: number }
 
 export interface TotpRecord {
   /** AES-256-GCM sealed base32 secret. */

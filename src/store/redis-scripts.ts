@@ -170,6 +170,122 @@ return n
 };
 
 /**
+ * Reserve one attempt against blocks and counters in one step (see RateStore.reserve).
+ * KEYS: the block hashes (ARGV[1] of them), then one counter hash per counter.
+ * ARGV: [1] number of blocks, [2] now, [3] member cap, then per counter: window ms, member
+ *       digest or '', max.
+ * Returns {0, 'b', index, until, reason} for a block in force, {0, 'f', counter index} for a
+ * counter at its limit, or {1, count1, added1, count2, added2, ...}.
+ */
+const rateReserve: ScriptDef = {
+  numberOfKeys: null,
+  lua: `
+local nb = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local cap = tonumber(ARGV[3])
+for i = 1, nb do
+  local u = tonumber(redis.call('HGET', KEYS[i], 'u'))
+  if u and u > now then
+    return {0, 'b', i, string.format('%.0f', u), redis.call('HGET', KEYS[i], 'r') or ''}
+  end
+end
+local nc = #KEYS - nb
+local live = {}
+for j = 1, nc do
+  local k = KEYS[nb + j]
+  local member = ARGV[3 + (j - 1) * 3 + 2]
+  local max = tonumber(ARGV[3 + (j - 1) * 3 + 3])
+  local e = tonumber(redis.call('HGET', k, 'e'))
+  live[j] = e and now < e
+  if live[j] then
+    local n = tonumber(redis.call('HGET', k, 'n')) or 0
+    if n >= max and (member == '' or redis.call('HEXISTS', k, 'm:' .. member) == 0) then
+      return {0, 'f', j}
+    end
+  end
+end
+local out = {1}
+for j = 1, nc do
+  local k = KEYS[nb + j]
+  local win = tonumber(ARGV[3 + (j - 1) * 3 + 1])
+  local member = ARGV[3 + (j - 1) * 3 + 2]
+  if not live[j] then
+    redis.call('DEL', k)
+    redis.call('HSET', k, 'e', string.format('%.0f', now + win), 'n', 0)
+    redis.call('PEXPIRE', k, win)
+  end
+  local n = tonumber(redis.call('HGET', k, 'n'))
+  local added = 0
+  if member == '' then
+    n = redis.call('HINCRBY', k, 'n', 1)
+    added = 1
+  elseif n < cap and redis.call('HSETNX', k, 'm:' .. member, 1) == 1 then
+    n = redis.call('HINCRBY', k, 'n', 1)
+    added = 1
+  end
+  out[#out + 1] = n
+  out[#out + 1] = added
+end
+return out
+`,
+};
+
+/**
+ * Take back one event or member that rateReserve added.
+ * KEYS: [1] counter.  ARGV: [1] now, [2] member digest or ''.
+ */
+const rateUnhit: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local e = tonumber(redis.call('HGET', KEYS[1], 'e'))
+if (not e) or tonumber(ARGV[1]) >= e then return 0 end
+if ARGV[2] ~= '' and redis.call('HDEL', KEYS[1], 'm:' .. ARGV[2]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'n')) > 0 then redis.call('HINCRBY', KEYS[1], 'n', -1) end
+return 1
+`,
+};
+
+/**
+ * Take one of ARGV[1] slots of a counting semaphore for ARGV[2] ms.  KEYS: [1] slot counter.
+ * Returns 1 when taken.
+ */
+const slotAcquire: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`,
+};
+
+/** Give a slot back.  KEYS: [1] slot counter. */
+const slotRelease: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local n = redis.call('DECR', KEYS[1])
+if n <= 0 then redis.call('DEL', KEYS[1]) end
+return n
+`,
+};
+
+/**
+ * Replace a session only while it exists (a touch must not bring back a revoked session).
+ * KEYS: [1] session hash.  ARGV: [1] user, [2] sealed record, [3] ttl ms.
+ * Returns 1 when replaced, 0 when the session is gone or now belongs to someone else.
+ */
+const sessionReplace: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'r', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`,
+};
+
+/**
  * Block a key until a time, never shortening a longer block already in place.
  * KEYS: [1] block hash, [2] block index (zset key -> until).
  * ARGV: [1] blocked key, [2] until, [3] now, [4] reason.
@@ -285,6 +401,11 @@ export const SCRIPTS = {
   pcSessionList: sessionList,
   pcSessionDeleteMany: sessionDeleteMany,
   pcRateHit: rateHit,
+  pcRateReserve: rateReserve,
+  pcRateUnhit: rateUnhit,
+  pcSlotAcquire: slotAcquire,
+  pcSlotRelease: slotRelease,
+  pcSessionReplace: sessionReplace,
   pcBlock: block,
   pcUnblock: unblock,
   pcListBlocks: listBlocks,

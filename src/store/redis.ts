@@ -37,6 +37,8 @@ import type {
   AppPasswordRecord,
   Factor,
   RateStore,
+  ReserveRequest,
+  ReserveResult,
   SessionRecord,
   SessionStore,
   StateStore,
@@ -600,6 +602,16 @@ class RedisSessionStore implements SessionStore {
     );
   }
 
+  async replace(idHash: string, rec: SessionRecord, ttlMs: number): Promise<boolean> {
+    if (!validIdHash(idHash)) return false;
+    nonEmpty(rec.user, 'session user');
+    if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs)) throw new TypeError('ttlMs must be a finite number');
+    const sealed = this.box.seal(JSON.stringify(rec), this.aad(idHash));
+    const k = this.b.keys;
+    const n = await this.b.run((cmd) => this.b.script(cmd, 'pcSessionReplace', [k.session(idHash)], [rec.user, sealed, Math.max(1, Math.ceil(ttlMs))]));
+    return Number(n) === 1;
+  }
+
   async delete(idHash: string): Promise<boolean> {
     if (!validIdHash(idHash)) return false;
     const k = this.b.keys;
@@ -757,6 +769,55 @@ class RedisRateStore implements RateStore {
       if (typeof key === 'string' && Number.isFinite(until)) out.push({ key, until, reason: typeof reason === 'string' ? reason : '' });
     }
     return out;
+  }
+
+  async reserve(req: ReserveRequest, now: number): Promise<ReserveResult> {
+    const t = epochMs(now, 'now');
+    const k = this.b.keys;
+    const keys: string[] = [];
+    const args: Array<string | number> = [req.blocks.length, t, MEMBER_CAP];
+    for (const b of req.blocks) {
+      nonEmpty(b, 'block key');
+      keys.push(k.block(b));
+    }
+    for (const c of req.counters) {
+      nonEmpty(c.key, 'rate key');
+      keys.push(k.rate(c.key));
+      args.push(positiveMs(c.windowMs, 'windowMs'), c.member === undefined ? '' : memberDigest(c.member), c.max);
+    }
+    const r = (await this.b.run((cmd) => this.b.script(cmd, 'pcRateReserve', keys, args))) as unknown[];
+    if (Number(r[0]) === 1) {
+      const counts: number[] = [];
+      const added: boolean[] = [];
+      for (let i = 1; i + 1 < r.length; i += 2) {
+        counts.push(Number(r[i]));
+        added.push(Number(r[i + 1]) === 1);
+      }
+      return { ok: true, counts, added };
+    }
+    if (r[1] === 'b') {
+      const i = Number(r[2]) - 1;
+      return { ok: false, block: { key: req.blocks[i]!, until: Number(r[3]), reason: String(r[4] ?? '') } };
+    }
+    return { ok: false, full: Number(r[2]) - 1 };
+  }
+
+  async unhit(key: string, now: number, member?: string): Promise<void> {
+    nonEmpty(key, 'rate key');
+    const t = epochMs(now, 'now');
+    const digest = member === undefined ? '' : memberDigest(member);
+    await this.b.run((cmd) => this.b.script(cmd, 'pcRateUnhit', [this.b.keys.rate(key)], [t, digest]));
+  }
+
+  async acquire(key: string, max: number, ttlMs: number, _now: number): Promise<boolean> {
+    nonEmpty(key, 'slot key');
+    const r = await this.b.run((cmd) => this.b.script(cmd, 'pcSlotAcquire', [this.b.keys.claim(`slot:${key}`)], [max, Math.max(1, Math.ceil(ttlMs))]));
+    return Number(r) === 1;
+  }
+
+  async releaseSlot(key: string): Promise<void> {
+    nonEmpty(key, 'slot key');
+    await this.b.run((cmd) => this.b.script(cmd, 'pcSlotRelease', [this.b.keys.claim(`slot:${key}`)], []));
   }
 
   async claim(key: string, ttlMs: number, now: number): Promise<boolean> {

@@ -343,20 +343,23 @@ test('a user disabled while signed in is refused at once, and a half-finished si
 
 test('enrolment is refused outside totp.enrol.networks, directly and through a trusted proxy', async () => {
   const rt = gw.gw.rt;
-  // from home: sign-in is allowed there, enrolment is not
+  // from home: sign-in is allowed there, enrolment is not; the right password leads nowhere, so
+  // it is answered exactly as a wrong one (no password oracle), and the owner is told
   const home = client(HOME, 'vault.test');
   const r = await home.login('frank', PW.frank, '/');
-  assert.equal(r.status, 403);
-  assert.match(r.body, /cannot be enrolled from this network/);
+  assert.equal(r.status, 401);
+  assert.match(r.body, /Incorrect username or password\./);
+  assert.doesNotMatch(r.body, /enrol/i);
   assert.equal(home.cookie(COOKIE), undefined, 'no session');
+  await waitForAudit((e) => e.event === 'password_refused_correct' && e.user === 'frank');
 
   // an untrusted peer's X-Forwarded-For is ignored
   const liar = client(HOME, 'vault.test', ['X-Forwarded-For: 127.0.0.1']);
-  assert.equal((await liar.login('frank', PW.frank, '/')).status, 403);
+  assert.equal((await liar.login('frank', PW.frank, '/')).status, 401);
 
   // through the trusted proxy, the forwarded client address decides
   const viaHome = client(PROXY, 'vault.test', [`X-Forwarded-For: ${HOME}`]);
-  assert.equal((await viaHome.login('frank', PW.frank, '/')).status, 403);
+  assert.equal((await viaHome.login('frank', PW.frank, '/')).status, 401);
   const viaOffice = client(PROXY, 'vault.test', [`X-Forwarded-For: ${OFFICE}`]);
   const ok = await viaOffice.login('frank', PW.frank, '/');
   assert.equal(ok.status, 303);
@@ -406,8 +409,13 @@ test('a wrong password, an unknown user and a disabled user get the same status,
   for (const s of shapes.slice(1)) assert.deepEqual(s, shapes[0]);
   assert.equal(c.cookie(COOKIE), undefined);
   // the reasons differ only in the audit log
-  const reasons = (await auditEvents()).filter((e) => e.event === 'login_failed').map((e) => e.reason);
-  for (const why of ['wrong password', 'unknown user', 'user disabled']) assert.ok(reasons.includes(why), why);
+  const events = await auditEvents();
+  const reasons = events.filter((e) => e.event === 'login_failed').map((e) => e.reason);
+  for (const why of ['wrong password', 'unknown user']) assert.ok(reasons.includes(why), why);
+  assert.ok(
+    events.some((e) => e.event === 'password_refused_correct' && e.user === 'erin' && e.reason === 'user disabled'),
+    'a right password of a disabled account is refused as wrong, and reported',
+  );
 });
 
 test('an unknown or disabled user costs a full password verification, like a wrong password', async () => {

@@ -157,7 +157,7 @@ describe('a valid configuration', () => {
     assert.deepEqual(config.passwordPolicy, { minLength: 12, blocklist: 'common', minStrength: 3, onWeak: 'change' });
     assert.deepEqual(config.loginLimits, {
       perIp: { maxFailures: 20, windowMs: 900_000, blockMs: 900_000 },
-      perUser: { maxFailures: 5, windowMs: 900_000, lockoutMs: 900_000 },
+      perUser: { maxFailures: 5, windowMs: 900_000, lockoutMs: 900_000, ceiling: { maxFailures: 100, windowMs: 86_400_000 } },
       spray: { distinctUsers: 10, windowMs: 600_000, blockMs: 3_600_000 },
       mfa: { maxFailures: 5, windowMs: 900_000 },
       ipv6Prefix: 56,

@@ -26,7 +26,7 @@ const MIN = 60_000;
 /** The SPEC defaults. */
 const LIMITS: LoginLimits = {
   perIp: { maxFailures: 20, windowMs: 15 * MIN, blockMs: 15 * MIN },
-  perUser: { maxFailures: 5, windowMs: 15 * MIN, lockoutMs: 15 * MIN },
+  perUser: { maxFailures: 5, windowMs: 15 * MIN, lockoutMs: 15 * MIN, ceiling: { maxFailures: 100, windowMs: 24 * 60 * MIN } },
   spray: { distinctUsers: 10, windowMs: 10 * MIN, blockMs: 60 * MIN },
   mfa: { maxFailures: 5, windowMs: 15 * MIN },
   ipv6Prefix: 64,

@@ -23,7 +23,7 @@ const HOUR = 60 * MIN;
 /** The SPEC defaults. */
 const LIMITS: LoginLimits = {
   perIp: { maxFailures: 20, windowMs: 15 * MIN, blockMs: 15 * MIN },
-  perUser: { maxFailures: 5, windowMs: 15 * MIN, lockoutMs: 15 * MIN },
+  perUser: { maxFailures: 5, windowMs: 15 * MIN, lockoutMs: 15 * MIN, ceiling: { maxFailures: 100, windowMs: 24 * 60 * MIN } },
   spray: { distinctUsers: 10, windowMs: 10 * MIN, blockMs: HOUR },
   mfa: { maxFailures: 5, windowMs: 15 * MIN },
   ipv6Prefix: 64,
@@ -52,17 +52,17 @@ async function setup(limits: LoginLimits = LIMITS) {
   const stores = createMemoryStores({ clock, state });
   const throttle = new LoginThrottle({ limits, rates: stores.rates, state, clock });
 
-  /** One password attempt, driven the way the portal drives it: check first, hash only if allowed. */
+  /** One password attempt, driven the way the portal drives it: reserve first, hash only if allowed. */
   async function login(ip: string, user: string, password: string): Promise<Outcome> {
-    const d = await throttle.check({ ip, user });
+    const familiar = await throttle.isFamiliar(user, ip);
+    const d = await throttle.reservePassword({ ip, user, passwordFingerprint: fingerprint(user, password), familiar });
     if (!d.allowed) return { outcome: 'throttled', kind: d.kind, retryAfterSec: d.retryAfterSec };
     if (PASSWORDS[user] === password) {
-      await throttle.recordSuccess({ ip, user });
+      await d.ticket.succeeded();
       await state.addKnownNetwork(user, networkKeyFor(ip, limits.ipv6Prefix));
       return { outcome: 'ok' };
     }
-    const familiar = await throttle.isFamiliar(user, ip);
-    const r = await throttle.recordFailure({ ip, user, passwordFingerprint: fingerprint(user, password), familiar });
+    const r = await d.ticket.failed();
     return { outcome: 'wrong', ...r };
   }
   return { clock, state, stores, throttle, login };
@@ -225,30 +225,36 @@ describe('LoginThrottle: the 100-failure ceiling', () => {
     assert.equal(tried, 100, 'exactly 100 guesses were checked against the password in 24 h');
     assert.ok(firstCeilingAt > 4 * HOUR, 'smart lockout alone spread the first 100 over hours');
 
-    const fromOffice = await throttle.check({ ip: '192.0.2.10', user: 'alice' });
-    assert.equal(fromOffice.allowed, false, 'past the ceiling the account refuses password attempts from everywhere');
-    assert.equal(fromOffice.allowed === false && fromOffice.kind, 'ceiling');
-    assert.ok(fromOffice.allowed === false && fromOffice.retryAfterSec > 0 && fromOffice.retryAfterSec <= 24 * 3600);
-    assert.ok((await throttle.listBlocks()).some((b) => b.kind === 'ceiling' && b.user === 'alice'));
+    const fromElsewhere = await throttle.check({ ip: '10.200.0.1', user: 'alice' });
+    assert.equal(fromElsewhere.allowed, false, 'past the ceiling the account refuses password attempts from unfamiliar networks');
+    assert.equal(fromElsewhere.allowed === false && fromElsewhere.kind, 'ceiling');
+    assert.ok(fromElsewhere.allowed === false && fromElsewhere.retryAfterSec > 0 && fromElsewhere.retryAfterSec <= 24 * 3600);
+    assert.ok((await throttle.listBlocks()).some((b) => b.kind === 'ceiling' && b.user === 'alice' && b.bucket === 'unfamiliar'));
+    assert.deepEqual(
+      await throttle.check({ ip: '192.0.2.10', user: 'alice' }),
+      { allowed: true },
+      'the ceiling reached from elsewhere never locks the user out of the office (issue 10, item 6)',
+    );
 
     assert.ok((await throttle.unblock({ user: 'alice' })) >= 1, 'an admin lifts it');
-    assert.deepEqual(await login('192.0.2.10', 'alice', PASSWORDS.alice!), { outcome: 'ok' });
+    assert.deepEqual(await login('10.200.0.1', 'alice', PASSWORDS.alice!), { outcome: 'ok' });
   });
 
-  it('counts failures from familiar and unfamiliar networks together, and resets on success', async () => {
+  it('counts familiar and unfamiliar networks apart, and resets on success', async () => {
     const limits = { ...LIMITS, perUser: { ...LIMITS.perUser, maxFailures: 1000 } };
     const { login, throttle } = await setup(limits);
     await login('192.0.2.10', 'alice', PASSWORDS.alice!);
     for (let g = 0; g < 60; g++) await login(`10.0.${g}.1`, 'alice', `x-${g}`);
-    assert.deepEqual(await login('192.0.2.10', 'alice', PASSWORDS.alice!), { outcome: 'ok' }, 'a success resets the consecutive count');
-    for (let g = 0; g < 99; g++) {
-      // office addresses rotate too, so no source reaches its own limit
-      const ip = g % 2 ? `10.1.${g}.1` : `192.0.2.${g + 100}`;
-      assert.deepEqual(await login(ip, 'alice', `y-${g}`), wrong(), `failure ${g + 1}`);
+    assert.deepEqual(await login('10.9.0.1', 'alice', PASSWORDS.alice!), { outcome: 'ok' }, 'a success resets the consecutive count');
+    for (let g = 0; g < 50; g++) {
+      // office failures count in their own bucket: 50 there, 49 + 50 elsewhere
+      assert.deepEqual(await login(`192.0.2.${g + 100}`, 'alice', `o-${g}`), wrong(), `office failure ${g + 1}`);
     }
-    assert.deepEqual(await login('10.2.0.1', 'alice', 'y-99'), wrong(true), 'the 100th consecutive failure locks the account');
-    const d = await throttle.check({ ip: '192.0.2.10', user: 'alice' });
-    assert.deepEqual(d, { allowed: false, kind: 'ceiling', retryAfterSec: 24 * 3600 });
+    for (let g = 0; g < 99; g++) assert.deepEqual(await login(`10.1.${g}.1`, 'alice', `y-${g}`), wrong(), `failure ${g + 1}`);
+    assert.deepEqual(await login('10.2.0.1', 'alice', 'y-99'), wrong(true), 'the 100th failure from elsewhere locks unfamiliar networks');
+    assert.deepEqual(await throttle.check({ ip: '10.3.0.1', user: 'alice' }), { allowed: false, kind: 'ceiling', retryAfterSec: 24 * 3600 });
+    assert.deepEqual(await throttle.check({ ip: '192.0.2.10', user: 'alice' }), { allowed: true }, 'the office is another bucket');
+    assert.deepEqual(await login('192.0.2.10', 'alice', PASSWORDS.alice!), { outcome: 'ok' });
   });
 });
 

@@ -1,0 +1,164 @@
+/**
+ * The one credential check. The login form, the password-change page and HTTP Basic (app
+ * passwords) all check a secret the same way, in the same order:
+ *
+ *   network admission -> atomic reservation -> verify -> record -> audit
+ *
+ * The first landing had three copies of this, and they drifted: the password page had no network
+ * check and no throttle reservation, which is how a stolen session could change a password from a
+ * network that can never sign in. One function now, so a new entry path cannot forget a step.
+ *
+ * A correct secret that cannot lead anywhere from here (enrolment refused, a weak password under
+ * `on_weak: deny`, a disabled account) must look exactly like a wrong one: `refuse()` settles the
+ * reservation as a failure (the same store writes as a wrong password), writes the real reason to
+ * the audit and tells the owner and the admin (`password_refused_correct`). Every attempt reads
+ * the same state before verifying (familiarity, second factor), so the two paths also take the
+ * same time.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { CompiledApp, CompiledConfig } from '../config/types.js';
+import { isPortcullisError } from '../errors.js';
+import type { AuditEventName } from '../audit/events.js';
+import { signInAdmits } from '../policy/admission.js';
+import type { Runtime } from '../runtime.js';
+import type { UserRecord } from './users.js';
+
+/** The SecretBox purpose of app-password digests (stored and compared). */
+export const APP_PASSWORD_PURPOSE = 'app-password';
+
+export type CredentialVia = 'form' | 'password-change' | 'basic';
+
+export interface CredentialRequest {
+  app: CompiledApp;
+  ip: string;
+  username: string;
+  /** The password or app password as typed. */
+  secret: string;
+  via: CredentialVia;
+}
+
+export interface Accepted {
+  kind: 'ok';
+  user: UserRecord;
+  /** Whether the client's network is one the user has completed a sign-in from. */
+  familiar: boolean;
+  /** Whether the user has a second factor enrolled. */
+  hasTotp: boolean;
+  /** The secret was right and leads somewhere: forget the failure counts, audit the success. */
+  accept(): Promise<void>;
+  /**
+   * The secret was right but leads nowhere from here: answer as for a wrong one, count it as a
+   * failure, and record and notify the real reason.
+   */
+  refuse(reason: string): Promise<void>;
+}
+
+export type CredentialResult =
+  | Accepted
+  /** Wrong secret, unknown or disabled user (one answer for all of them). */
+  | { kind: 'fail' }
+  | { kind: 'throttled'; retryAfterSec: number }
+  /** The hash budget is spent (503). */
+  | { kind: 'busy' }
+  /** No sign-in from this network (or lockdown): refused before any secret is looked at. */
+  | { kind: 'network' };
+
+/** Lockdown respected, then the rules: see src/policy/admission.ts. */
+export function signInAllowed(rt: Pick<Runtime, 'lockdown'>, cfg: CompiledConfig, app: CompiledApp, ip: string): boolean {
+  if (rt.lockdown.on && !cfg.lockdown.networks.contains(ip)) return false;
+  return signInAdmits(app, { ip });
+}
+
+/** The keyed fingerprint of a typed secret, for "the same wrong password counts once". */
+export function secretFingerprint(rt: Pick<Runtime, 'box'>, via: CredentialVia, user: string, secret: string): string {
+  return rt.box.hmac(via === 'basic' ? APP_PASSWORD_PURPOSE : 'password-fingerprint', `${user}\u0000${secret}`);
+}
+
+
+export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: CredentialRequest): Promise<CredentialResult> {
+  const name = a.via === 'basic' ? a.username : a.username.trim();
+  const base = { ip: a.ip, app: a.app.name, user: name };
+  const what = a.via === 'basic' ? 'app password' : a.via === 'password-change' ? 'current password on password change' : 'password';
+  if (!signInAllowed(rt, cfg, a.app, a.ip)) {
+    rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: `${what} from a network no sign-in rule admits` });
+    return { kind: 'network' };
+  }
+  const user = rt.users.get(name);
+  const fingerprint = secretFingerprint(rt, a.via, name, a.secret);
+  // read for every attempt, whoever it names, so a right password costs what a wrong one does
+  const [familiar, totp] = await Promise.all([rt.throttle.isFamiliar(name, a.ip), rt.stores.state.getTotp(name)]);
+  // app passwords are checked in microseconds (an HMAC): no cap on checks in flight, so a
+  // user's phone and tablet syncing at the same moment are not refused
+  const r = await rt.throttle.reservePassword({ ip: a.ip, user: name, passwordFingerprint: fingerprint, familiar, inFlightCap: a.via !== 'basic' });
+  if (!r.allowed) {
+    rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: `throttled (${r.kind}): ${what}` });
+    return { kind: 'throttled', retryAfterSec: r.retryAfterSec };
+  }
+  const ticket = r.ticket;
+  let ok: boolean;
+  try {
+    ok = await verify(rt, a, name, user, fingerprint);
+  } catch (e) {
+    await ticket.cancel();
+    if (isPortcullisError(e, 'PC_BUSY')) {
+      // every attempt is recorded, also those refused before any hash was computed
+      rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: 'busy (hash budget spent)' });
+      return { kind: 'busy' };
+    }
+    throw e;
+  }
+
+  const failed = async (event: AuditEventName, reason: string, outcome: 'failure' | 'denied' = 'failure') => {
+    const f = await ticket.failed();
+    rt.audit.record({ ...base, event, outcome, reason });
+    if (f.lockedOut) rt.audit.record({ ...base, event: 'locked_out', outcome: 'denied', reason: familiar ? 'familiar networks' : 'unfamiliar networks' });
+    if (f.ipBlocked) rt.audit.record({ ...base, event: 'ip_blocked', outcome: 'denied', reason: 'too many failures from this source' });
+  };
+
+  if (!ok || !user) {
+    await failed('login_failed', !user ? (a.via === 'form' ? 'unknown user' : `unknown user (${what})`) : `wrong ${what}`);
+    return { kind: 'fail' };
+  }
+  if (user.disabled) {
+    await failed('password_refused_correct', a.via === 'form' ? 'user disabled' : `user disabled (${what})`, 'denied');
+    return { kind: 'fail' };
+  }
+  return {
+    kind: 'ok',
+    user,
+    familiar,
+    hasTotp: totp !== null,
+    accept: async () => {
+      await ticket.succeeded();
+      // Basic clients send the app password with every request: not a sign-in each time
+      if (a.via === 'form') rt.audit.record({ ...base, user: user.name, event: 'login_succeeded', outcome: 'success' });
+    },
+    refuse: async (reason: string) => {
+      await failed('password_refused_correct', reason, 'denied');
+    },
+  };
+}
+
+async function verify(rt: Runtime, a: CredentialRequest, name: string, user: UserRecord | undefined, fingerprint: string): Promise<boolean> {
+  if (a.via === 'basic') {
+    // app passwords are random 160-bit secrets stored as keyed HMACs: the fingerprint is the
+    // stored digest. The store is asked whether or not the user exists, so a remote store's round
+    // trip does not tell a known user name from an unknown one.
+    const stored = await rt.stores.state.listAppPasswords(name);
+    let ok = false;
+    for (const r of user ? stored : []) if (constantTimeEqual(r.hash, fingerprint)) ok = true;
+    return ok;
+  }
+  // a disabled user's password is still checked (against the real hash): a right one is then
+  // refused and reported rather than silently treated as wrong
+  const hash = user ? user.passwordHash : null;
+  return rt.hashBudget.tryRun(() => rt.hasher.verify(hash, a.secret));
+}
+
+
+/** Constant-time string comparison (lengths may differ: that is not secret here). */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}

@@ -1,0 +1,60 @@
+/**
+ * Sign-in admission: whether a client may try a password (or finish a sign-in) at all.
+ *
+ * SPEC: "Whether a client may sign in at all depends on its network alone (some `password`,
+ * `mfa` or `passkey` rule could admit it), never on anything the client chooses such as `rd`."
+ * An adversarial review got a login form, a password oracle and a session from a network every
+ * rule denies by pointing `rd` at a bypass path; this decision therefore reads only the client's
+ * address and the compiled rules (and, once known, the user's groups and completed factors):
+ * no path, no method, no query, no user name typed into a form.
+ *
+ * The rules are walked in order, as decide() walks them for a request from this address whose
+ * path and method are unknown:
+ * - a rule whose network condition excludes the address can never apply: skipped;
+ * - a rule that asks for a sign-in (`password`, `mfa`) admits: true;
+ * - a `deny` or `bypass` rule that matches every request from this address (no path, method or
+ *   group condition) hides every rule after it: false;
+ * - anything else (a conditional deny or bypass) may or may not apply: the walk goes on.
+ * `bypass` admits nobody to sign-in: a public path is no reason to accept passwords.
+ */
+import type { CompiledApp, CompiledRule } from '../config/types.js';
+import type { Factor } from '../store/ports.js';
+
+export interface AdmissionQuery {
+  ip: string;
+  /** The signed-in user's groups, once known: group rules then apply or not. */
+  groups?: readonly string[] | undefined;
+  /**
+   * Factors completed. When given, a sign-in rule admits only if they satisfy its policy
+   * (`password`: any; `mfa`: a second factor): a session that can open nothing from here is
+   * not a complete sign-in, and its network is not recorded as familiar.
+   */
+  factors?: readonly Factor[] | undefined;
+}
+
+function unconditional(rule: CompiledRule, groupsKnown: boolean): boolean {
+  return rule.paths === null && rule.methods === null && (rule.groups === null || groupsKnown);
+}
+
+/** The rule that admits this client to sign in, or null when none can. */
+export function admittingRule(app: CompiledApp, q: AdmissionQuery): CompiledRule | null {
+  const groupsKnown = q.groups !== undefined;
+  for (const rule of app.rules) {
+    if (rule.networks && !rule.networks.contains(q.ip)) continue;
+    if (rule.groups && groupsKnown && !rule.groups.some((g) => q.groups!.includes(g))) continue;
+    if (rule.policy === 'password' || rule.policy === 'mfa') {
+      if (!q.factors) return rule;
+      if (rule.policy === 'password' || q.factors.includes('otp')) return rule;
+      // an mfa rule the factors do not meet yet: a step-up could meet it, but it does not make
+      // this sign-in complete; keep looking for one they do meet
+      continue;
+    }
+    if (unconditional(rule, groupsKnown)) return null;
+  }
+  return null;
+}
+
+/** Whether some sign-in rule of `app` could admit this client (see the file comment). */
+export function signInAdmits(app: CompiledApp, q: AdmissionQuery): boolean {
+  return admittingRule(app, q) !== null;
+}
