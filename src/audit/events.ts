@@ -35,6 +35,9 @@ export const AUDIT_EVENTS = [
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];
 
+/** The events a notification can be sent for (the values `notify.events` accepts; all by default). */
+export const NOTIFY_EVENTS = ['new_network_login', 'locked_out', 'weak_password', 'password_refused_correct'] as const satisfies readonly AuditEventName[];
+
 export type Outcome = 'success' | 'failure' | 'denied' | 'info';
 
 /** One line of the audit log. Never carries passwords, codes, secrets, session ids or cookies. */

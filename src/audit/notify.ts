@@ -32,8 +32,9 @@ import type { Runtime } from '../runtime.js';
 import type { AuditEvent, AuditEventName } from './events.js';
 import type { Logger } from './logger.js';
 
-/** The events a notification can be sent for (the values `notify.events` accepts). */
-export const NOTIFY_EVENTS: readonly AuditEventName[] = ['new_network_login', 'locked_out', 'weak_password', 'password_refused_correct'];
+import { NOTIFY_EVENTS } from './events.js';
+
+export { NOTIFY_EVENTS };
 
 /** Events the account's owner is told about too (by e-mail, at the user's address), not only the admin. */
 const OWNER_EVENTS: ReadonlySet<AuditEventName> = new Set<AuditEventName>(['password_refused_correct']);
@@ -136,7 +137,7 @@ export class Notifier {
    */
   handle(e: AuditEvent): void {
     try {
-      if (this.closed || !NOTIFY_EVENTS.includes(e.event)) return;
+      if (this.closed || !(NOTIFY_EVENTS as readonly string[]).includes(e.event)) return;
       const cfg = this.deps.config();
       if (!cfg.events.has(e.event)) return;
       const channels: Channel[] = [];

@@ -14,6 +14,7 @@ import { CidrSet, coversEveryone, parseCidr, type Cidr } from '../net/cidr.js';
 import { parseIp } from '../net/ip.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { compilePathPattern } from './paths.js';
+import { NOTIFY_EVENTS } from '../audit/events.js';
 import type {
   CompiledApp,
   CompiledConfig,
@@ -47,7 +48,6 @@ const NETWORK_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 const APP_NAME = /^[a-z0-9][a-z0-9-]*$/;
 const MAX_NAME_LENGTH = 63;
 const POLICIES: readonly PolicyName[] = ['deny', 'bypass', 'password', 'mfa'];
-const NOTIFY_EVENTS = ['new_network_login', 'locked_out', 'weak_password'] as const;
 /** RFC 9110 token characters. */
 const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const REFUSED_METHODS: Record<string, string> = {

@@ -30,7 +30,7 @@
  *     mfa:      { max_failures: 5, window: 15m }
  *     ipv6_prefix: 64                              32..128
  *   lockdown: { networks: [] }                     who may still reach apps during lockdown
- *   notify: { webhook: null, events: [new_network_login, locked_out, weak_password] }
+ *   notify: { webhook: null, events: [new_network_login, locked_out, weak_password, password_refused_correct] }
  *   audit: { file: DATA_DIR/audit.jsonl }          null disables the audit file
  *   apps: (required, at least one)
  *     - name, hosts, upstream, rules (required); websocket: false; case_insensitive_paths: false
