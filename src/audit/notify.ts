@@ -37,7 +37,7 @@ import { NOTIFY_EVENTS } from './events.js';
 export { NOTIFY_EVENTS };
 
 /** Events the account's owner is told about too (by e-mail, at the user's address), not only the admin. */
-const OWNER_EVENTS: ReadonlySet<AuditEventName> = new Set<AuditEventName>(['password_refused_correct']);
+const OWNER_EVENTS: ReadonlySet<AuditEventName> = new Set<AuditEventName>(['password_refused_correct', 'totp_enrolled', 'totp_removed', 'new_network_login']);
 
 export type SmtpSettings = NonNullable<NotifyConfig['smtp']>;
 
@@ -456,6 +456,10 @@ export function summary(e: AuditEvent, instance: string): string {
       return `${who} is locked out after repeated failed sign-ins from ${e.ip}${on} [${instance}]`;
     case 'weak_password':
       return `${who} signed in with a password below the policy${e.reason ? ` (${e.reason})` : ''} from ${e.ip}${on} [${instance}]`;
+    case 'totp_enrolled':
+      return `${who} set up an authenticator from ${e.ip}${on} [${instance}]`;
+    case 'totp_removed':
+      return `${who} removed their authenticator from ${e.ip}${on} [${instance}]`;
     case 'password_refused_correct':
       return `the correct password of ${who} was used from ${e.ip} and refused${e.reason ? ` (${e.reason})` : ''}${on}: change it [${instance}]`;
     default:
@@ -468,6 +472,8 @@ function mailBody(e: AuditEvent, instance: string): string {
     new_network_login: 'If this sign-in was not expected, revoke the sessions (portcullis sessions revoke --user NAME) and reset the password.',
     locked_out: 'The account is locked for a while; if the failures were not the user, someone is guessing its password.',
     weak_password: 'The password in use does not meet the password policy; ask the user to change it.',
+    totp_enrolled: 'If you did not set up a new authenticator, tell your administrator at once: someone else may hold your password.',
+    totp_removed: 'If you did not remove your authenticator, tell your administrator at once: someone else may hold your password.',
     password_refused_correct:
       'Someone used the correct password from a network where it cannot open the account. The account stayed closed, but the password is known to them: change it now, and anywhere else it is used.',
   };

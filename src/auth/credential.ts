@@ -26,7 +26,8 @@ import type { UserRecord } from './users.js';
 /** The SecretBox purpose of app-password digests (stored and compared). */
 export const APP_PASSWORD_PURPOSE = 'app-password';
 
-export type CredentialVia = 'form' | 'password-change' | 'basic';
+/** form: the login form; password-change: the current password on the change page; reauth: re-entered before changing one's own factors; basic: an app password. */
+export type CredentialVia = 'form' | 'password-change' | 'reauth' | 'basic';
 
 export interface CredentialRequest {
   app: CompiledApp;
@@ -78,7 +79,7 @@ export function secretFingerprint(rt: Pick<Runtime, 'box'>, via: CredentialVia, 
 export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: CredentialRequest): Promise<CredentialResult> {
   const name = a.via === 'basic' ? a.username : a.username.trim();
   const base = { ip: a.ip, app: a.app.name, user: name };
-  const what = a.via === 'basic' ? 'app password' : a.via === 'password-change' ? 'current password on password change' : 'password';
+  const what = a.via === 'basic' ? 'app password' : a.via === 'password-change' ? 'current password on password change' : a.via === 'reauth' ? 'password re-entered' : 'password';
   if (!signInAllowed(rt, cfg, a.app, a.ip)) {
     rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: `${what} from a network no sign-in rule admits` });
     return { kind: 'network' };

@@ -21,7 +21,8 @@ import { generateRecoveryCodes, hashRecoveryCode, normaliseRecoveryCode } from '
 export type NextStep = 'mfa' | 'enrol' | 'password' | 'none';
 
 export type FirstFactor =
-  | { kind: 'ok'; user: UserRecord; next: NextStep; weak: boolean }
+  /** `offerEnrol`: `totp.enrol.prompt` is on, and this user could enrol here now. */
+  | { kind: 'ok'; user: UserRecord; next: NextStep; weak: boolean; offerEnrol: boolean }
   /** Wrong password, unknown or disabled user, or a right password that leads nowhere from here. */
   | { kind: 'fail' }
   | { kind: 'throttled'; retryAfterSec: number }
@@ -87,12 +88,27 @@ export async function firstFactor(
   }
   await c.accept();
 
+  // Ask for what is needed, no more: `password` is one factor. The target (`rd`) only tells
+  // whether the first request will need a second factor, to ask for it now rather than at once
+  // after; any later request that meets an `mfa` rule steps up (the gate sends it to the mfa page).
   const change = weak && cfg.passwordPolicy.onWeak === 'change';
-  if (hasTotp) return { kind: 'ok', user, next: 'mfa', weak };
-  if (!oneFactorEnough) return { kind: 'ok', user, next: 'enrol', weak };
   const d = decide(a.app, { method: 'GET', path: targetPath(a.rd), ip: a.ip, subject: { name: user.name, groups: user.groups } });
-  if (d.policy === 'mfa' && canEnrol) return { kind: 'ok', user, next: 'enrol', weak };
-  return { kind: 'ok', user, next: change ? 'password' : 'none', weak };
+  const targetNeedsMfa = d.policy === 'mfa';
+  const ok = (next: NextStep): FirstFactor => ({
+    kind: 'ok',
+    user,
+    next,
+    weak,
+    offerEnrol: next === 'none' && !hasTotp && canEnrol && cfg.totp.enrolPrompt,
+  });
+  if (hasTotp) {
+    // a weak password is changed only after the second factor from a network that is not familiar
+    const secondNow = cfg.totp.always || !oneFactorEnough || targetNeedsMfa || (change && !c.familiar);
+    if (secondNow) return ok('mfa');
+    return ok(change ? 'password' : 'none');
+  }
+  if (!oneFactorEnough || (targetNeedsMfa && canEnrol)) return ok('enrol');
+  return ok(change ? 'password' : 'none');
 }
 
 export type PasswordChange =
@@ -230,14 +246,15 @@ export function enrolmentDetails(rt: Runtime, cfg: CompiledConfig, user: string,
 export async function confirmEnrolment(
   rt: Runtime,
   cfg: CompiledConfig,
-  a: { ip: string; user: string; sealed: string; code: string; app: string; session?: string | undefined },
+  a: { ip: string; user: string; sealed: string; code: string; app: string; session?: string | undefined; replace?: boolean },
 ): Promise<{ kind: 'ok'; recoveryCodes: string[] } | { kind: 'fail' } | { kind: 'network' } | { kind: 'exists' } | { kind: 'throttled'; retryAfterSec: number }> {
   const base = { ip: a.ip, user: a.user, app: a.app };
   if (!cfg.totp.enrolNetworks.contains(a.ip)) {
     rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: 'TOTP enrolment outside totp.enrol.networks' });
     return { kind: 'network' };
   }
-  if ((await rt.stores.state.getTotp(a.user)) !== null) return { kind: 'exists' };
+  const had = (await rt.stores.state.getTotp(a.user)) !== null;
+  if (had && !a.replace) return { kind: 'exists' };
   const t = await rt.throttle.reserveMfa({ ip: a.ip, user: a.user, session: a.session });
   if (!t.allowed) return { kind: 'throttled', retryAfterSec: t.retryAfterSec };
   const c = cfg.totp;
@@ -254,8 +271,40 @@ export async function confirmEnrolment(
   await rt.stores.state.setTotp(a.user, { secret: rt.box.seal(secret, `totp:${a.user}`), enrolledAt: now, source: 'enrolled' });
   const codes = generateRecoveryCodes(rt.random, 10);
   await rt.stores.state.setRecoveryCodes(a.user, codes.map((x) => hashRecoveryCode(rt.box, a.user, x)));
-  rt.audit.record({ ...base, event: 'totp_enrolled', outcome: 'success' });
+  rt.audit.record({ ...base, event: 'totp_enrolled', outcome: 'success', reason: had ? 'replaced the authenticator' : 'first authenticator' });
   return { kind: 'ok', recoveryCodes: codes };
+}
+
+/** How long a re-entered password allows changing one's own factors. */
+export const REAUTH_MS = 5 * 60_000;
+
+/**
+ * Re-enter the password before changing one's own factors: the one credential check (admission,
+ * reservation, verification), so a stolen session cannot use it as an unthrottled oracle.
+ */
+export async function reauthenticate(
+  rt: Runtime,
+  cfg: CompiledConfig,
+  a: { app: CompiledApp; ip: string; user: string; password: string },
+): Promise<'ok' | 'fail' | 'throttled' | 'busy' | 'network'> {
+  const c = await checkCredential(rt, cfg, { app: a.app, ip: a.ip, username: a.user, secret: a.password, via: 'reauth' });
+  if (c.kind !== 'ok') return c.kind;
+  await c.accept();
+  return 'ok';
+}
+
+/** Remove one's own authenticator (and its recovery codes): only from `enrol.networks`. */
+export async function removeTotp(rt: Runtime, cfg: CompiledConfig, a: { ip: string; user: string; app: string }): Promise<'ok' | 'none' | 'network'> {
+  const base = { ip: a.ip, user: a.user, app: a.app };
+  if (!cfg.totp.enrolNetworks.contains(a.ip)) {
+    rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: 'authenticator removal outside enrol networks' });
+    return 'network';
+  }
+  if ((await rt.stores.state.getTotp(a.user)) === null) return 'none';
+  await rt.stores.state.setTotp(a.user, null);
+  await rt.stores.state.setRecoveryCodes(a.user, []);
+  rt.audit.record({ ...base, event: 'totp_removed', outcome: 'success', reason: 'by the user' });
+  return 'ok';
 }
 
 /**

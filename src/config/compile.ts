@@ -492,6 +492,7 @@ const TOP_KEYS = [
   'users_file',
   'session',
   'totp',
+  'enrol',
   'password_policy',
   'login_limits',
   'lockdown',
@@ -550,7 +551,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   const networks = opt(t.networks, (v) => compileNetworks(r, v), new Map<string, CidrSet>());
   const usersFile = opt(t.users_file, (v) => r.filePath(v, cwd), resolve(cwd, 'config/users.yaml'));
   const session = compileSession(r, t.session);
-  const totp = compileTotp(r, t.totp, networks);
+  const totp = compileTotp(r, t.totp, networks, t.enrol);
   const passwordPolicy = compilePasswordPolicy(r, t.password_policy);
   const loginLimits = compileLoginLimits(r, t.login_limits);
   const lockdown = compileLockdown(r, t.lockdown, networks);
@@ -786,11 +787,25 @@ function compileSession(r: Reader, v: Val | undefined): CompiledConfig['session'
   return { idleTimeoutMs, absoluteTimeoutMs, graceMs };
 }
 
-function compileTotp(r: Reader, v: Val | undefined, networks: ReadonlyMap<string, CidrSet>): TotpConfig {
-  const d: TotpConfig = { issuer: 'portcullis', period: 30, digits: 6, algorithm: 'SHA1', skew: 1, enrolNetworks: CidrSet.empty };
-  if (!v) return d;
-  const t = r.object(v, ['issuer', 'period', 'digits', 'algorithm', 'skew', 'enrol']);
+/**
+ * `totp:`; where a first factor may be enrolled is `totp.enrol` or, shared with passkeys, the
+ * top-level `enrol:` (one of the two).
+ */
+function compileTotp(r: Reader, v: Val | undefined, networks: ReadonlyMap<string, CidrSet>, topEnrol?: Val): TotpConfig {
+  const d: TotpConfig = { issuer: 'portcullis', period: 30, digits: 6, algorithm: 'SHA1', skew: 1, enrolNetworks: CidrSet.empty, enrolPrompt: false, always: false };
+  const enrolOf = (ev: Val, where: string): { set: CidrSet; prompt: boolean } => {
+    const e = r.object(ev, ['networks', 'prompt']);
+    const set = e?.networks ? (compileNetworkRefs(r, e.networks, networks, where, null)?.set ?? CidrSet.empty) : CidrSet.empty;
+    return { set, prompt: e?.prompt ? (r.bool(e.prompt) ?? false) : false };
+  };
+  if (!v) {
+    if (!topEnrol) return d;
+    const e = enrolOf(topEnrol, 'enrol');
+    return { ...d, enrolNetworks: e.set, enrolPrompt: e.prompt };
+  }
+  const t = r.object(v, ['issuer', 'period', 'digits', 'algorithm', 'skew', 'enrol', 'always']);
   if (!t) return d;
+  if (t.enrol && topEnrol) r.issue(topEnrol.node, topEnrol.path, 'set either enrol or totp.enrol, not both');
   const issuer = opt(
     t.issuer,
     (x) => {
@@ -802,11 +817,9 @@ function compileTotp(r: Reader, v: Val | undefined, networks: ReadonlyMap<string
     },
     d.issuer,
   );
-  let enrolNetworks = d.enrolNetworks;
-  if (t.enrol) {
-    const e = r.object(t.enrol, ['networks']);
-    if (e?.networks) enrolNetworks = compileNetworkRefs(r, e.networks, networks, 'totp.enrol', null)?.set ?? enrolNetworks;
-  }
+  const enrolVal = t.enrol ?? topEnrol;
+  const enrol = enrolVal ? enrolOf(enrolVal, t.enrol ? 'totp.enrol' : 'enrol') : { set: d.enrolNetworks, prompt: false };
+  const enrolNetworks = enrol.set;
   return {
     issuer,
     period: opt(t.period, (x) => r.int(x, 15, 120), d.period),
@@ -814,6 +827,8 @@ function compileTotp(r: Reader, v: Val | undefined, networks: ReadonlyMap<string
     algorithm: opt(t.algorithm, (x) => r.oneOf(x, ['SHA1', 'SHA256', 'SHA512'] as const), d.algorithm),
     skew: opt(t.skew, (x) => r.int(x, 0, 2), d.skew),
     enrolNetworks,
+    enrolPrompt: enrol.prompt,
+    always: opt(t.always, (x) => r.bool(x), false),
   };
 }
 

@@ -82,6 +82,10 @@ export interface TotpConfig {
   skew: number;
   /** Where a first device may be enrolled; empty set means nowhere. */
   enrolNetworks: CidrSet;
+  /** Offer enrolment right after a password sign-in from `enrolNetworks` (`totp.enrol.prompt`). */
+  enrolPrompt: boolean;
+  /** An enrolled user gives a code at every sign-in, even where a rule asks only for `password`. */
+  always: boolean;
 }
 
 export interface NotifyConfig {

@@ -28,6 +28,7 @@ export const STYLE = `
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}
 main{max-width:26rem;margin:8vh auto;background:#fff;border-radius:8px;padding:2rem;box-shadow:0 1px 4px rgba(0,0,0,.12)}
 h1{font-size:1.35rem;margin:0 0 1rem}
+h2{font-size:1.05rem;margin:1.4rem 0 .4rem}
 label{display:block;font-weight:600;margin:.9rem 0 .3rem}
 input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;border:1px solid #9aa3b2;border-radius:4px}
 input:focus{outline:3px solid #7aa7ff;outline-offset:1px}

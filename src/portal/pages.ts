@@ -20,21 +20,41 @@ ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
   );
 }
 
-export function mfaPage(o: { csrf: string; error?: string | null }): string {
+/**
+ * The second factor: the authenticator's code (digits: a numeric keypad on phones), and, apart,
+ * a recovery code (letters and digits: a normal keyboard). Patterns are compiled by browsers with
+ * the `v` flag, where a `-` in a class must be escaped.
+ */
+export function mfaPage(o: { csrf: string; error?: string | null; recovery?: boolean }): string {
+  if (o.recovery) {
+    return page(
+      'Recovery code',
+      html`<h1>Use a recovery code</h1>${error(o.error)}
+<p class="note">Enter one of the recovery codes you saved when you set up your authenticator. Each works once.</p>
+<form method="post" action="/.portcullis/mfa">
+${hidden('csrf', o.csrf)}
+<label for="code">Recovery code</label>
+<input type="text" id="code" name="code" autocomplete="off" autocapitalize="none" spellcheck="false" pattern="[0-9a-zA-Z \-]{8,24}" required autofocus>
+<button type="submit">Verify</button>
+</form>
+<p class="note"><a href="/.portcullis/mfa" id="use-app">Use the authenticator app instead</a></p>`,
+    );
+  }
   return page(
     'Verification code',
     html`<h1>Verification code</h1>${error(o.error)}
-<p class="note">Enter the code from your authenticator app, or one of your recovery codes.</p>
+<p class="note">Enter the code from your authenticator app.</p>
 <form method="post" action="/.portcullis/mfa">
 ${hidden('csrf', o.csrf)}
 <label for="code">Code</label>
-<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9a-zA-Z -]{6,16}" required autofocus>
+<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,10}" required autofocus>
 <button type="submit">Verify</button>
-</form>`,
+</form>
+<p class="note"><a href="/.portcullis/mfa?recovery=1" id="use-recovery">Lost your device? Use a recovery code</a></p>`,
   );
 }
 
-export function enrolPage(o: { csrf: string; qrDataUrl: string; uri: string; secret: string; issuer: string; error?: string | null }): string {
+export function enrolPage(o: { csrf: string; qrDataUrl: string; uri: string; secret: string; issuer: string; error?: string | null; extra?: Raw }): string {
   const grouped = o.secret.replace(/(.{4})/g, '$1 ').trim();
   return page(
     'Set up your authenticator',
@@ -48,17 +68,95 @@ ${hidden('csrf', o.csrf)}
 <label for="code">Code from the app</label>
 <input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,10}" required>
 <button type="submit">Confirm</button>
+</form>${o.extra ?? raw('')}`,
+  );
+}
+
+export function recoveryCodesPage(o: { codes: string[]; next: string; issuer?: string; user?: string }): string {
+  const text = `Recovery codes${o.issuer ? ` for ${o.issuer}` : ''}${o.user ? ` (${o.user})` : ''}\nEach code works once.\n\n${o.codes.join('\n')}\n`;
+  const href = `data:text/plain;charset=utf-8,${encodeURIComponent(text)}`;
+  return page(
+    'Recovery codes',
+    html`<h1>Save your recovery codes</h1>
+<p>Each code works once, if you lose your authenticator. They are shown only now: download them, print them or keep them in a password manager.</p>
+<ul class="codes" id="recovery-codes">${o.codes.map((c) => html`<li>${c}</li>`)}</ul>
+<p><a href="${href}" download="recovery-codes.txt" id="download">Download as a text file</a></p>
+<p><a href="${o.next}" id="continue">Continue</a></p>`,
+  );
+}
+
+/** The signed-in user's page. */
+export function accountPage(o: {
+  csrf: string;
+  user: string;
+  name?: string | null;
+  email?: string | null;
+  groups: readonly string[];
+  totp: { enrolledAt: string; source: string } | null;
+  recoveryLeft: number;
+  canEnrol: boolean;
+  message?: string | null;
+}): string {
+  const totp = o.totp
+    ? html`<p id="totp-state">Authenticator app: set up on ${o.totp.enrolledAt}${o.totp.source === 'provisioned' ? ' (by an administrator)' : ''}. Recovery codes left: <span id="recovery-left">${String(o.recoveryLeft)}</span>.</p>`
+    : html`<p id="totp-state">Authenticator app: not set up.</p>`;
+  const enrol = o.canEnrol
+    ? html`<p><a href="/.portcullis/enrol" id="enrol-link">${o.totp ? 'Replace or remove your authenticator' : 'Set up an authenticator app'}</a></p>`
+    : html`<p class="note" id="enrol-elsewhere">Authenticators can be set up or changed only from your organisation's network.</p>`;
+  return page(
+    'Your account',
+    html`<h1>Your account</h1>${o.message ? html`<p class="note" role="status">${o.message}</p>` : raw('')}
+<p>Signed in as <strong id="account-user">${o.user}</strong>${o.name ? html` (${o.name})` : raw('')}${o.email ? html`, ${o.email}` : raw('')}.</p>
+${o.groups.length ? html`<p class="note">Groups: ${o.groups.join(', ')}</p>` : raw('')}
+<h2>Second factor</h2>
+${totp}
+${enrol}
+<h2>Password</h2>
+<p><a href="/.portcullis/password" id="password-link">Change your password</a></p>
+<h2>Sessions</h2>
+<form method="post" action="/.portcullis/logout">${hidden('csrf', o.csrf)}<input type="hidden" name="everywhere" value="1"><button type="submit" id="logout-everywhere">Sign out everywhere</button></form>
+<form method="post" action="/.portcullis/logout">${hidden('csrf', o.csrf)}<button type="submit" id="logout">Sign out</button></form>`,
+  );
+}
+
+/** Re-enter the password before changing one's own authenticator. */
+export function reauthPage(o: { csrf: string; error?: string | null; hasTotp: boolean }): string {
+  return page(
+    'Confirm your password',
+    html`<h1>${o.hasTotp ? 'Change your authenticator' : 'Set up an authenticator'}</h1>${error(o.error)}
+<p class="note">Enter your password to continue.</p>
+<form method="post" action="/.portcullis/enrol">
+${hidden('csrf', o.csrf)}<input type="hidden" name="action" value="reauth">
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required autofocus>
+<button type="submit">Continue</button>
 </form>`,
   );
 }
 
-export function recoveryCodesPage(o: { codes: string[]; next: string }): string {
+/** Right after a password sign-in from an enrolment network (`totp.enrol.prompt`). */
+export function enrolOfferPage(o: { next: string }): string {
   return page(
-    'Recovery codes',
-    html`<h1>Save your recovery codes</h1>
-<p>Each code works once, if you lose your authenticator. They are shown only now: print them or keep them in a password manager.</p>
-<ul class="codes" id="recovery-codes">${o.codes.map((c) => html`<li>${c}</li>`)}</ul>
-<p><a href="${o.next}" id="continue">Continue</a></p>`,
+    'Protect your account',
+    html`<h1>Protect your account</h1>
+<p>Set up an authenticator app now, and you can sign in from outside the office too.</p>
+<p><a href="/.portcullis/enrol" id="enrol-now">Set up now</a></p>
+<p class="note"><a href="${o.next}" id="enrol-skip">Not now</a></p>`,
+  );
+}
+
+/** The remove form shown beside the QR code when replacing an existing authenticator. */
+export function removeTotpForm(o: { csrf: string }): Raw {
+  return html`<form method="post" action="/.portcullis/enrol">${hidden('csrf', o.csrf)}<input type="hidden" name="action" value="remove"><button type="submit" id="remove-totp">Remove my authenticator</button></form>`;
+}
+
+/** A refused form (CSRF): what happened and what to do. */
+export function formExpiredPage(o: { loginUrl: string }): string {
+  return page(
+    'Form expired',
+    html`<h1>This form has expired</h1>
+<p>The page was open too long, was opened in another window, or came from another site. Nothing was changed.</p>
+<p><a href="${o.loginUrl}" id="back-to-login">Go back to the sign-in page</a> and try again.</p>`,
   );
 }
 

@@ -13,9 +13,35 @@ import type { Runtime } from '../runtime.js';
 import { clientInfo, type ClientInfo } from '../http/request-context.js';
 import { appForHost, stepLocation } from '../proxy/gate.js';
 import type { OpenSession } from '../session/sessions.js';
-import { changePassword, completeSignIn, confirmEnrolment, enrolmentDetails, firstFactor, secondFactor, signInAllowed, startEnrolment } from '../auth/login.js';
+import {
+  changePassword,
+  completeSignIn,
+  confirmEnrolment,
+  enrolmentDetails,
+  firstFactor,
+  reauthenticate,
+  REAUTH_MS,
+  removeTotp,
+  secondFactor,
+  signInAllowed,
+  startEnrolment,
+} from '../auth/login.js';
 import { errorPage, PAGE_HEADERS } from './html.js';
-import { enrolPage, loginPage, messagePage, mfaPage, passwordPage, recoveryCodesPage, signedOutPage } from './pages.js';
+import {
+  accountPage,
+  enrolOfferPage,
+  enrolPage,
+  formExpiredPage,
+  loginPage,
+  messagePage,
+  mfaPage,
+  passwordPage,
+  reauthPage,
+  recoveryCodesPage,
+  removeTotpForm,
+  signedOutPage,
+} from './pages.js';
+import { peerAddress } from '../net/listener.js';
 import { safeRedirect } from './redirect.js';
 
 const GENERIC_LOGIN_ERROR = 'Incorrect username or password.';
@@ -80,14 +106,60 @@ export function portalRoutes(rt: Runtime) {
       ...(maxAgeSec !== undefined ? { maxAge: maxAgeSec } : {}),
     });
 
-    function originOk(req: FastifyRequest): boolean {
-      const origin = req.headers.origin;
-      if (!origin || origin === 'null') return origin !== 'null';
-      try {
-        return new URL(origin).host.toLowerCase() === String(req.headers.host ?? '').toLowerCase();
-      } catch {
-        return false;
+    /**
+     * The origins this page is served under, as the browser sees them: behind a trusted proxy on
+     * a non-default port the Host header may lack the port (`proxy_set_header Host $host`), so the
+     * proxy's X-Forwarded-Host / -Proto / -Port (or Forwarded) are believed, from it alone.
+     */
+    function ownOrigins(req: FastifyRequest, c: Ctx): Set<string> {
+      const out = new Set<string>();
+      const add = (proto: string, hostport: string) => {
+        if (!hostport) return;
+        try {
+          out.add(new URL(`${proto}://${hostport}`).origin);
+        } catch {
+          // not a host
+        }
+      };
+      const hostHeader = String(req.headers.host ?? '');
+      add(c.info.proto, c.info.host || hostHeader);
+      add(c.info.proto, hostHeader);
+      if (c.cfg.trustedProxies.contains(peerAddress(req.raw.socket))) {
+        const port = req.headers['x-forwarded-port'];
+        const base = (c.info.host || hostHeader).replace(/:\d+$/, '');
+        if (typeof port === 'string' && /^\d{1,5}$/.test(port.trim())) add(c.info.proto, `${base}:${port.trim()}`);
       }
+      return out;
+    }
+
+    /** null when the Origin (if sent) is this page's own; else why not. */
+    function originProblem(req: FastifyRequest, c: Ctx): string | null {
+      const origin = req.headers.origin;
+      if (origin === undefined) return null;
+      if (origin === 'null') return 'Origin: null';
+      let o: string;
+      try {
+        o = new URL(origin).origin;
+      } catch {
+        return 'malformed Origin';
+      }
+      const own = ownOrigins(req, c);
+      return own.has(o) ? null : `Origin ${o.slice(0, 200)} is not ${[...own].join(' or ')}`;
+    }
+
+    /** A refused form: audited and logged with its reason; the page says what to do. */
+    function csrfRefused(reply: FastifyReply, c: Ctx, reason: string, user?: string): FastifyReply {
+      rt.audit.record({ event: 'csrf_refused', ip: c.info.ip, user, app: c.app.name, outcome: 'denied', reason });
+      rt.logger.warn({ ip: c.info.ip, app: c.app.name, reason }, 'form refused (CSRF check)');
+      return send(reply, 403, formExpiredPage({ loginUrl: '/.portcullis/login' }));
+    }
+
+    /** The form's token and the Origin: null when both are right, else the reason. */
+    function csrfProblem(req: FastifyRequest, c: Ctx, token: string | undefined, expected: string | undefined): string | null {
+      const o = originProblem(req, c);
+      if (o) return o;
+      if (!same(token, expected)) return token ? 'form token does not match' : 'form token missing';
+      return null;
     }
 
     /** The live session, unless its user has since been removed or disabled (then it ends here). */
@@ -162,8 +234,9 @@ export function portalRoutes(rt: Runtime) {
         void fail(reply, 400);
         return null;
       }
-      if (!originOk(req) || !same(f.csrf, g.s.rec.csrf)) {
-        void fail(reply, 403, ERRORS.PC_CSRF.message);
+      const bad = csrfProblem(req, g.c, f.csrf, g.s.rec.csrf);
+      if (bad) {
+        void csrfRefused(reply, g.c, bad, g.s.rec.user);
         return null;
       }
       return { ...g, f };
@@ -186,7 +259,8 @@ export function portalRoutes(rt: Runtime) {
       const f = formOf(req.body);
       if (!f) return fail(reply, 400);
       const rd = rdOf(c, f.rd);
-      if (!originOk(req) || !same(f.csrf, req.cookies[csrfCookie(c)])) return fail(reply, 403, ERRORS.PC_CSRF.message);
+      const bad = csrfProblem(req, c, f.csrf, req.cookies[csrfCookie(c)]);
+      if (bad) return csrfRefused(reply, c, bad);
       const username = (f.username ?? '').slice(0, 256);
       const password = f.password ?? '';
       if (!rt.stores.healthy()) return storeDown(reply);
@@ -214,10 +288,13 @@ export function portalRoutes(rt: Runtime) {
             rd: rd ?? '/',
             // a weak password under on_weak: change: the change comes after the second factor
             mustChangePassword: r.weak && c.cfg.passwordPolicy.onWeak === 'change' && r.next !== 'password',
+            // the password was proved just now: enrolling right after needs no second entry
+            reauthAt: rt.clock.now(),
           });
           if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: r.user.name, app: c.app.name, amr: s.rec.amr });
           setSession(reply, c, s);
-          return reply.code(303).header('location', afterStep(s)).header('cache-control', 'no-store').send();
+          const to = r.offerEnrol ? '/.portcullis/enrol?offer=1' : afterStep(s);
+          return reply.code(303).header('location', to).header('cache-control', 'no-store').send();
         }
       }
     });
@@ -238,7 +315,7 @@ export function portalRoutes(rt: Runtime) {
         return reply.redirect(stepLocation(n.rec.pending), 303);
       }
       if (rd && rd !== s.rec.rd) await rt.sessions.update(s, { rd });
-      return send(reply, 200, mfaPage({ csrf: s.rec.csrf }));
+      return send(reply, 200, mfaPage({ csrf: s.rec.csrf, recovery: q.recovery === '1' }));
     });
 
     app.post('/.portcullis/mfa', async (req, reply) => {
@@ -247,9 +324,11 @@ export function portalRoutes(rt: Runtime) {
       const { c, s, f } = g;
       if (s.rec.pending !== 'mfa' && !(s.rec.pending === 'none' && !s.rec.amr.includes('otp'))) return reply.redirect(afterStep(s), 303);
       if (!rt.stores.healthy()) return storeDown(reply);
-      const r = await secondFactor(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, code: (f.code ?? '').slice(0, 64), app: c.app.name, session: s.idHash });
-      if (r.kind === 'throttled') return send(reply, 429, mfaPage({ csrf: s.rec.csrf, error: ERRORS.PC_THROTTLED.message }), { 'retry-after': String(r.retryAfterSec) });
-      if (r.kind === 'fail') return send(reply, 401, mfaPage({ csrf: s.rec.csrf, error: GENERIC_CODE_ERROR }));
+      const code = (f.code ?? '').slice(0, 64);
+      const recovery = /[a-z]/i.test(code);
+      const r = await secondFactor(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, code, app: c.app.name, session: s.idHash });
+      if (r.kind === 'throttled') return send(reply, 429, mfaPage({ csrf: s.rec.csrf, recovery, error: ERRORS.PC_THROTTLED.message }), { 'retry-after': String(r.retryAfterSec) });
+      if (r.kind === 'fail') return send(reply, 401, mfaPage({ csrf: s.rec.csrf, recovery, error: GENERIC_CODE_ERROR }));
       // a new id once the second factor is done (no fixation across the privilege change)
       const n = await rt.sessions.rotate(s, {
         amr: ['pwd', 'otp'],
@@ -260,51 +339,138 @@ export function portalRoutes(rt: Runtime) {
       return reply.code(303).header('location', afterStep(n)).header('cache-control', 'no-store').send();
     });
 
-    // ---------- enrolment ----------
-    app.get('/.portcullis/enrol', async (req, reply) => {
-      const g = await signedIn(req, reply);
-      if (!g) return reply;
-      const { c, s } = g;
-      if (s.rec.pending !== 'enrol') return reply.redirect(afterStep(s), 303);
-      if (!c.cfg.totp.enrolNetworks.contains(c.info.ip)) {
-        rt.audit.record({ event: 'network_denied', ip: c.info.ip, user: s.rec.user, app: c.app.name, outcome: 'denied', reason: 'TOTP enrolment outside totp.enrol.networks' });
-        return fail(reply, 403, ERRORS.PC_ENROL_DENIED.message);
-      }
+    // ---------- enrolment (a step of sign-in, or self-service from the account page) ----------
+    const qrOf = (uri: string) => QRCode.toDataURL(uri, { errorCorrectionLevel: 'M', margin: 2, width: 200 });
+
+    function enrolRefused(reply: FastifyReply, c: Ctx, user: string): FastifyReply {
+      rt.audit.record({ event: 'network_denied', ip: c.info.ip, user, app: c.app.name, outcome: 'denied', reason: 'TOTP enrolment outside totp.enrol.networks' });
+      return fail(reply, 403, `${ERRORS.PC_ENROL_DENIED.message}. Authenticators can be set up or changed only from your organisation's network.`);
+    }
+
+    /** The QR page for the session's candidate secret (made now if there is none yet). */
+    async function showEnrol(reply: FastifyReply, c: Ctx, s: OpenSession, status = 200, err?: string): Promise<FastifyReply> {
       let sealed = s.rec.enrolSecret;
       let details: { secret: string; uri: string };
       if (!sealed) {
         const fresh = startEnrolment(rt, c.cfg, s.rec.user);
         sealed = fresh.sealed;
-        await rt.sessions.update(s, { enrolSecret: sealed });
+        s = await rt.sessions.update(s, { enrolSecret: sealed });
         details = fresh;
       } else details = enrolmentDetails(rt, c.cfg, s.rec.user, sealed);
-      const qr = await QRCode.toDataURL(details.uri, { errorCorrectionLevel: 'M', margin: 2, width: 200 });
-      return send(reply, 200, enrolPage({ csrf: s.rec.csrf, qrDataUrl: qr, uri: details.uri, secret: details.secret, issuer: c.cfg.totp.issuer }));
+      const has = s.rec.pending === 'none' && (await rt.stores.state.getTotp(s.rec.user)) !== null;
+      return send(
+        reply,
+        status,
+        enrolPage({
+          csrf: s.rec.csrf,
+          qrDataUrl: await qrOf(details.uri),
+          uri: details.uri,
+          secret: details.secret,
+          issuer: c.cfg.totp.issuer,
+          ...(err ? { error: err } : {}),
+          ...(has ? { extra: removeTotpForm({ csrf: s.rec.csrf }) } : {}),
+        }),
+      );
+    }
+
+    const reauthFresh = (s: OpenSession) => s.rec.reauthAt !== undefined && rt.clock.now() - s.rec.reauthAt < REAUTH_MS;
+
+    app.get('/.portcullis/enrol', async (req, reply) => {
+      const g = await signedIn(req, reply);
+      if (!g) return reply;
+      const { c, s } = g;
+      if (s.rec.pending !== 'enrol' && s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
+      if (!c.cfg.totp.enrolNetworks.contains(c.info.ip)) return enrolRefused(reply, c, s.rec.user);
+      if (s.rec.pending === 'enrol') return showEnrol(reply, c, s);
+      // self-service: offered after sign-in, or opened from the account page
+      const has = (await rt.stores.state.getTotp(s.rec.user)) !== null;
+      if ((req.query as Form).offer === '1' && !has) return send(reply, 200, enrolOfferPage({ next: s.rec.rd ?? '/' }));
+      if (!reauthFresh(s)) return send(reply, 200, reauthPage({ csrf: s.rec.csrf, hasTotp: has }));
+      return showEnrol(reply, c, s);
     });
 
     app.post('/.portcullis/enrol', async (req, reply) => {
       const g = await sessionForm(req, reply);
       if (!g) return reply;
-      const { c, s, f } = g;
-      if (s.rec.pending !== 'enrol' || !s.rec.enrolSecret) return reply.redirect(afterStep(s), 303);
+      const { c, f } = g;
+      let s = g.s;
+      if (s.rec.pending !== 'enrol' && s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
+      if (!c.cfg.totp.enrolNetworks.contains(c.info.ip)) return enrolRefused(reply, c, s.rec.user);
       if (!rt.stores.healthy()) return storeDown(reply);
-      const r = await confirmEnrolment(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, sealed: s.rec.enrolSecret, code: (f.code ?? '').slice(0, 64), app: c.app.name, session: s.idHash });
-      if (r.kind === 'network') return fail(reply, 403, ERRORS.PC_ENROL_DENIED.message);
+      const selfService = s.rec.pending === 'none';
+      if (selfService && f.action === 'reauth') {
+        const r = await reauthenticate(rt, c.cfg, { app: c.app, ip: c.info.ip, user: s.rec.user, password: f.password ?? '' });
+        const has = (await rt.stores.state.getTotp(s.rec.user)) !== null;
+        switch (r) {
+          case 'ok':
+            await rt.sessions.update(s, { reauthAt: rt.clock.now() });
+            return reply.code(303).header('location', '/.portcullis/enrol').send();
+          case 'fail':
+            return send(reply, 401, reauthPage({ csrf: s.rec.csrf, hasTotp: has, error: 'The password is not correct.' }));
+          case 'throttled':
+            return fail(reply, 429, ERRORS.PC_THROTTLED.message);
+          case 'busy':
+            return fail(reply, 503, ERRORS.PC_BUSY.message, { 'retry-after': '1' });
+          case 'network':
+            return enrolRefused(reply, c, s.rec.user);
+        }
+      }
+      if (selfService && !reauthFresh(s)) return reply.code(303).header('location', '/.portcullis/enrol').send();
+      if (selfService && f.action === 'remove') {
+        const r = await removeTotp(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, app: c.app.name });
+        if (r === 'network') return enrolRefused(reply, c, s.rec.user);
+        await rt.sessions.update(s, { enrolSecret: undefined });
+        return reply.code(303).header('location', '/.portcullis/account?done=removed').send();
+      }
+      if (!s.rec.enrolSecret) return reply.redirect(afterStep(s), 303);
+      const r = await confirmEnrolment(rt, c.cfg, {
+        ip: c.info.ip,
+        user: s.rec.user,
+        sealed: s.rec.enrolSecret,
+        code: (f.code ?? '').slice(0, 64),
+        app: c.app.name,
+        session: s.idHash,
+        replace: selfService,
+      });
+      if (r.kind === 'network') return enrolRefused(reply, c, s.rec.user);
       if (r.kind === 'exists') return reply.redirect('/.portcullis/login', 303);
       if (r.kind === 'throttled') return fail(reply, 429, undefined, { 'retry-after': String(r.retryAfterSec) });
-      if (r.kind === 'fail') {
-        const d = enrolmentDetails(rt, c.cfg, s.rec.user, s.rec.enrolSecret);
-        const qr = await QRCode.toDataURL(d.uri, { errorCorrectionLevel: 'M', margin: 2, width: 200 });
-        return send(reply, 401, enrolPage({ csrf: s.rec.csrf, qrDataUrl: qr, uri: d.uri, secret: d.secret, issuer: c.cfg.totp.issuer, error: GENERIC_CODE_ERROR }));
-      }
+      if (r.kind === 'fail') return showEnrol(reply, c, s, 401, GENERIC_CODE_ERROR);
       const n = await rt.sessions.rotate(s, {
         amr: ['pwd', 'otp'],
         pending: s.rec.mustChangePassword ? 'password' : 'none',
         enrolSecret: undefined,
       });
-      if (n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name, amr: n.rec.amr });
+      s = n;
+      if (!selfService && n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
-      return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: afterStep(n) }));
+      return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: selfService ? '/.portcullis/account' : afterStep(n), issuer: c.cfg.totp.issuer, user: n.rec.user }));
+    });
+
+    // ---------- account ----------
+    app.get('/.portcullis/account', async (req, reply) => {
+      const g = await signedIn(req, reply);
+      if (!g) return reply;
+      const { c, s } = g;
+      if (s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
+      const user = rt.users.get(s.rec.user)!;
+      const [totp, left] = await Promise.all([rt.stores.state.getTotp(user.name), rt.stores.state.countRecoveryCodes(user.name)]);
+      const done = (req.query as Form).done;
+      return send(
+        reply,
+        200,
+        accountPage({
+          csrf: s.rec.csrf,
+          user: user.name,
+          name: user.displayName ?? null,
+          email: user.email ?? null,
+          groups: user.groups,
+          totp: totp ? { enrolledAt: new Date(totp.enrolledAt).toISOString().slice(0, 10), source: totp.source } : null,
+          recoveryLeft: left,
+          canEnrol: c.cfg.totp.enrolNetworks.contains(c.info.ip),
+          message: done === 'removed' ? 'Your authenticator was removed.' : null,
+        }),
+      );
     });
 
     // ---------- password change ----------
@@ -370,10 +536,16 @@ export function portalRoutes(rt: Runtime) {
       const q = req.query as Form;
       const s = await session(req, c);
       if (s) {
-        if (!originOk(req) || !same(f.csrf, s.rec.csrf)) return fail(reply, 403, ERRORS.PC_CSRF.message);
+        const bad = csrfProblem(req, c, f.csrf, s.rec.csrf);
+        if (bad) return csrfRefused(reply, c, bad, s.rec.user);
         await rt.sessions.destroy(s);
         for (const conn of rt.live) if (conn.sessionHash === s.idHash) conn.close('signed out');
         rt.audit.record({ event: 'session_ended', ip: c.info.ip, user: s.rec.user, app: c.app.name, outcome: 'success', reason: 'logout' });
+        if (f.everywhere === '1') {
+          const ended = await rt.stores.sessions.deleteByUser(s.rec.user);
+          for (const conn of rt.live) if (conn.user === s.rec.user) conn.close('signed out everywhere');
+          rt.audit.record({ event: 'session_revoked', ip: c.info.ip, user: s.rec.user, app: c.app.name, outcome: 'info', reason: `signed out everywhere (${ended} other sessions)` });
+        }
       }
       reply.clearCookie(c.info.cookieName, cookieOpts(c));
       const rd = rdOf(c, f.rd ?? q.rd);

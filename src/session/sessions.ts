@@ -67,6 +67,7 @@ export class SessionManager {
     ip: string;
     rd?: string | undefined;
     mustChangePassword?: boolean;
+    reauthAt?: number;
   }): Promise<OpenSession> {
     const now = this.deps.clock.now();
     const id = this.deps.random.bytes(ID_BYTES).toString('base64url');
@@ -80,6 +81,7 @@ export class SessionManager {
       csrf: this.deps.random.bytes(24).toString('base64url'),
       rd: init.rd,
       ...(init.mustChangePassword ? { mustChangePassword: true } : {}),
+      ...(init.reauthAt !== undefined ? { reauthAt: init.reauthAt } : {}),
     };
     const idHash = hashSessionId(id);
     await this.deps.store.set(idHash, rec, this.ttl(rec, now));

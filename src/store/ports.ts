@@ -24,6 +24,11 @@ export interface SessionRecord {
   enrolSecret?: string | undefined;
   /** Set when the password met the policy only at `on_weak: change`: the change is pending. */
   mustChangePassword?: boolean | undefined;
+  /**
+   * When the holder last proved the password (sign-in or re-entry): changing the session's own
+   * factors (enrol, replace, remove an authenticator) needs a proof at most a few minutes old.
+   */
+  reauthAt?: number | undefined;
 }
 
 export interface SessionStore {

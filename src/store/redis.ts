@@ -161,7 +161,7 @@ function parseSessionRecord(json: string): SessionRecord | null {
     return null;
   }
   if (!isRecord(v)) return null;
-  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword } = v;
+  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword, reauthAt } = v;
   if (typeof user !== 'string' || typeof ip !== 'string' || typeof csrf !== 'string') return null;
   if (!Array.isArray(amr) || !amr.every((f) => typeof f === 'string' && FACTORS.has(f))) return null;
   if (typeof pending !== 'string' || !PENDING.has(pending)) return null;
@@ -169,6 +169,7 @@ function parseSessionRecord(json: string): SessionRecord | null {
   if (rd !== undefined && typeof rd !== 'string') return null;
   if (enrolSecret !== undefined && typeof enrolSecret !== 'string') return null;
   if (mustChangePassword !== undefined && typeof mustChangePassword !== 'boolean') return null;
+  if (reauthAt !== undefined && typeof reauthAt !== 'number') return null;
   return v as unknown as SessionRecord;
 }
 
