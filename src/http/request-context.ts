@@ -5,7 +5,6 @@ import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import { sessionCookieName } from '../session/sessions.js';
 import type { GateRequest } from '../proxy/gate.js';
-import { readCookie } from '../proxy/headers.js';
 
 /** What the gateway knows about a request's origin, resolved once and attached to the request. */
 export interface ClientInfo {
@@ -41,7 +40,53 @@ export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateReque
     host: req.headers.host,
     ip: info.ip,
     proto: info.proto,
-    sessionId: readCookie(req.headers.cookie, info.cookieName),
+    sessionId: readSessionCookie(req.headers.cookie, info.cookieName),
     authorization: req.headers.authorization,
   };
+}
+
+/**
+ * The session cookie's value from a Cookie header: the one parser for the session cookie on every
+ * path (proxy, WebSocket, forward-auth, portal).
+ *
+ * Pairs are split at `;`; a pair's name is the text before its first `=`, trimmed of spaces and
+ * tabs only (RFC 6265bis; not of other Unicode spaces, so `\u00a0name` is another name), and
+ * compared exactly (letter case matters); the value is trimmed the same way. A pair without `=`
+ * is a nameless cookie and never the session. If the name occurs more than once (a second cookie
+ * of that name from another Path or Domain, or one tossed in from a sibling host) the request has
+ * no session: undefined, never one of the copies. Never throws.
+ */
+export function readSessionCookie(header: string | readonly string[] | undefined, name: string): string | undefined {
+  if (header === undefined || name === '') return undefined;
+  const h = typeof header === 'string' ? header : header.join('; ');
+  if (!h.includes(name)) return undefined; // the common case, without splitting anything
+  let found: string | undefined;
+  let start = 0;
+  // the next `=` at or after `start`, searched again only once passed (-1: none left): linear overall
+  let eq = h.indexOf('=');
+  while (start <= h.length) {
+    let end = h.indexOf(';', start);
+    if (end < 0) end = h.length;
+    if (eq >= 0 && eq < start) eq = h.indexOf('=', start);
+    if (eq >= 0 && eq < end && isName(h, start, eq, name)) {
+      if (found !== undefined) return undefined;
+      found = trimWsp(h, eq + 1, end);
+    }
+    start = end + 1;
+  }
+  return found;
+}
+
+/** Whether `s.slice(a, b)`, without leading and trailing spaces and tabs, is `name` (no copy made). */
+function isName(s: string, a: number, b: number, name: string): boolean {
+  while (a < b && (s.charCodeAt(a) === 0x20 || s.charCodeAt(a) === 0x09)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 0x20 || s.charCodeAt(b - 1) === 0x09)) b--;
+  return b - a === name.length && s.startsWith(name, a);
+}
+
+/** `s.slice(a, b)` without leading and trailing spaces and tabs. */
+function trimWsp(s: string, a: number, b: number): string {
+  while (a < b && (s.charCodeAt(a) === 0x20 || s.charCodeAt(a) === 0x09)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 0x20 || s.charCodeAt(b - 1) === 0x09)) b--;
+  return s.slice(a, b);
 }

@@ -182,19 +182,3 @@ export function clientResponseHeaders(
   }
   return out;
 }
-
-/** Read one cookie from a Cookie header without allocating a full map (hot path). */
-export function readCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  let i = header.indexOf(name);
-  while (i >= 0) {
-    const before = i === 0 ? ';' : header[i - 1];
-    if ((before === ';' || before === ' ') && header[i + name.length] === '=') {
-      const start = i + name.length + 1;
-      const end = header.indexOf(';', start);
-      return header.slice(start, end < 0 ? undefined : end).trim();
-    }
-    i = header.indexOf(name, i + 1);
-  }
-  return undefined;
-}
