@@ -4,14 +4,18 @@ import type { CompiledConfig } from '../config/types.js';
 import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import { sessionCookieName } from '../session/sessions.js';
-import type { GateRequest } from '../proxy/gate.js';
+import { hostOnly, type GateRequest } from '../proxy/gate.js';
 
 /** What the gateway knows about a request's origin, resolved once and attached to the request. */
 export interface ClientInfo {
   cfg: CompiledConfig;
   ip: string;
   proto: 'http' | 'https';
-  /** Host the client asked for (Host header; from a trusted proxy, X-Forwarded-Host wins). */
+  /**
+   * The host the request is routed on: its Host header (lower case, port kept), which is also what
+   * the app receives in X-Forwarded-Host. A trusted proxy's X-Forwarded-Host or Forwarded `host=`
+   * is not used: the gateway routes on Host, and the app must be told the host that was judged.
+   */
   host: string;
   cookieName: string;
 }
@@ -24,7 +28,7 @@ export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInf
     cfg,
     ip: f.ip,
     proto,
-    host: f.host ?? validHost(req.headers.host ?? '') ?? '',
+    host: routedHost(req.headers.host),
     cookieName: sessionCookieName(proto === 'https'),
   };
   // not cached on the request object: adding a property to IncomingMessage would change its
@@ -43,6 +47,12 @@ export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateReque
     sessionId: readSessionCookie(req.headers.cookie, info.cookieName),
     authorization: req.headers.authorization,
   };
+}
+
+/** The Host header as routed (see ClientInfo.host); '' when there is none usable. */
+export function routedHost(host: string | undefined): string {
+  if (!host) return '';
+  return validHost(host) ?? hostOnly(host) ?? '';
 }
 
 /**
