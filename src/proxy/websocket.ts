@@ -10,7 +10,7 @@ import { ERRORS } from '../errors.js';
 import type { LiveConnection, Runtime } from '../runtime.js';
 import { clientInfo, gateRequestOf } from '../http/request-context.js';
 import { gate } from './gate.js';
-import { appRequestHeaders } from './headers.js';
+import { appRequestHeaders, upgradeResponseHead } from './headers.js';
 import { identityHeaders } from './identity.js';
 
 function refuse(socket: Duplex, status: number, extra = ''): void {
@@ -60,10 +60,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
             upSocket.destroy();
             return;
           }
-          let out = `HTTP/1.1 101 Switching Protocols\r\n`;
-          const raw = upRes.rawHeaders;
-          for (let i = 0; i < raw.length; i += 2) out += `${raw[i]}: ${raw[i + 1]}\r\n`;
-          socket.write(`${out}\r\n`);
+          socket.write(upgradeResponseHead(upRes.rawHeaders, info.cookieName));
           if (upHead.length) socket.write(upHead);
           if (head.length) upSocket.write(head);
           const conn: LiveConnection = {
