@@ -100,3 +100,17 @@ function trimWsp(s: string, a: number, b: number): string {
   while (b > a && (s.charCodeAt(b - 1) === 0x20 || s.charCodeAt(b - 1) === 0x09)) b--;
   return s.slice(a, b);
 }
+
+/**
+ * Whether a request carries more than one Host field (RFC 9112 §3.2: answer 400). Node keeps the
+ * first and drops the rest from `req.headers`, so only the raw list can tell.
+ */
+export function hasDuplicateHost(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!;
+    if (k.length === 4 && k.toLowerCase() === 'host' && ++n > 1) return true;
+  }
+  return false;
+}

@@ -8,7 +8,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { ERRORS } from '../errors.js';
 import type { LiveConnection, Runtime } from '../runtime.js';
-import { clientInfo, gateRequestOf } from '../http/request-context.js';
+import { clientInfo, gateRequestOf, hasDuplicateHost } from '../http/request-context.js';
 import { gate } from './gate.js';
 import { appRequestHeaders, upgradeResponseHead } from './headers.js';
 import { identityHeaders } from './identity.js';
@@ -24,6 +24,7 @@ function refuse(socket: Duplex, status: number, extra = ''): void {
 export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     socket.on('error', () => socket.destroy());
+    if (hasDuplicateHost(req)) return refuse(socket, 400); // RFC 9112 §3.2
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
     const isWs = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
