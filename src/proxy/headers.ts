@@ -132,8 +132,9 @@ export function upstreamRequestHeaders(
     out[key] = value;
   }
   if (opts.keepUpgrade) {
+    // the only upgrade the gateway passes on (websocket.ts refuses every other before the gate)
     out.connection = 'upgrade';
-    if (inbound.upgrade) out.upgrade = inbound.upgrade;
+    out.upgrade = 'websocket';
   }
   out['x-forwarded-for'] = opts.clientIp;
   out['x-forwarded-proto'] = opts.proto;

@@ -1,7 +1,9 @@
 /**
- * WebSocket (and other HTTP/1.1 Upgrade) requests: the policy is checked on the upgrade request
- * exactly as for any request, and no 101 reaches the client without a pass. Open tunnels are
- * registered so lockdown and session revocation can close them.
+ * WebSocket upgrades: the only HTTP/1.1 Upgrade the gateway passes on. The request's shape is
+ * checked before the gate (one Host, `Upgrade: websocket` and nothing else, GET, no body), then
+ * the policy is checked exactly as for any request, on exactly the request the app then receives
+ * (same method, same target), and no 101 reaches the client without a pass and a real 101 from
+ * the app. Open tunnels are registered so lockdown and revocation can close them.
  */
 import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -21,18 +23,35 @@ function refuse(socket: Duplex, status: number, extra = ''): void {
   );
 }
 
+/**
+ * Why an upgrade request is refused before the gate looks at it, or null. Node raises the upgrade
+ * event for any method and any `Upgrade` value once `Connection` names `upgrade`; a WebSocket
+ * handshake is a GET without a body (RFC 6455 §4.1) and `websocket` is the only protocol the
+ * gateway tunnels: anything else (h2c above all) would let a client talk to the app past the gate.
+ */
+function malformedUpgrade(req: IncomingMessage): { status: number; extra?: string } | null {
+  if (hasDuplicateHost(req)) return { status: 400 };
+  if (String(req.headers.upgrade ?? '').trim().toLowerCase() !== 'websocket') return { status: 400 };
+  if (req.method !== 'GET') return { status: 405, extra: 'allow: GET\r\n' };
+  const cl = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0')) return { status: 400 };
+  return null;
+}
+
 export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     socket.on('error', () => socket.destroy());
-    if (hasDuplicateHost(req)) return refuse(socket, 400); // RFC 9112 §3.2
+    const bad = malformedUpgrade(req);
+    if (bad) return refuse(socket, bad.status, bad.extra);
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
-    const isWs = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
-    gate(rt, cfg, gateRequestOf(req, info))
+    // the gate decides on this request, and the app receives this request: same method and target
+    const asked = gateRequestOf(req, info);
+    gate(rt, cfg, asked)
       .then(async (r) => {
         if (r.kind === 'error') return refuse(socket, ERRORS[r.code].status);
         if (r.kind === 'signin' || r.kind === 'step') return refuse(socket, 401);
-        if (!isWs || !r.app.websocket || r.app.upstream.kind !== 'http') {
+        if (!r.app.websocket || r.app.upstream.kind !== 'http') {
           rt.audit.record({ event: 'access_denied', ip: info.ip, app: r.app.name, user: r.identity?.user.name, outcome: 'denied', reason: 'websocket not enabled for this app' });
           return refuse(socket, 403);
         }
@@ -43,7 +62,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
         const upReq = (url.protocol === 'https:' ? httpsRequest : httpRequest)({
           host: url.hostname,
           port: url.port || (url.protocol === 'https:' ? 443 : 80),
-          method: 'GET',
+          method: asked.method,
           path: r.rawTarget,
           headers,
           timeout: t.connectMs,
