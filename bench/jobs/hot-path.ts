@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { Gateway } from '../../src/main.js';
 import { silentLogger } from '../../src/audit/logger.js';
 import { TEST_PARAMS } from '../../src/auth/password.js';
-import { clientInfo } from '../../src/http/request-context.js';
+import { clientInfo, readSessionCookie } from '../../src/http/request-context.js';
 import { gate } from '../../src/proxy/gate.js';
 import { identityHeaders } from '../../src/proxy/identity.js';
-import { clientResponseHeaders, readCookie, upstreamRequestHeaders } from '../../src/proxy/headers.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/headers.js';
 import { normalizeRequestTarget } from '../../src/net/path.js';
 import { decide } from '../../src/policy/decide.js';
 import { hashSessionId } from '../../src/session/sessions.js';
@@ -104,7 +104,7 @@ runAsJob<HotPathInput, HotPathResult>(async (input) => {
     await add('request headers for the app', 'src/proxy/headers.ts upstreamRequestHeaders()', () => upstreamRequestHeaders(inbound, fwdOpts));
     await add('response headers for the client', 'src/proxy/headers.ts clientResponseHeaders()', () => clientResponseHeaders(upHeaders, SESSION_COOKIE));
     await add('client address and scheme', 'src/http/request-context.ts clientInfo()', () => clientInfo(fakeReq(), cfg));
-    await add('session cookie from the Cookie header', 'src/proxy/headers.ts readCookie()', () => readCookie(inbound.cookie, SESSION_COOKIE));
+    await add('session cookie from the Cookie header', 'src/http/request-context.ts readSessionCookie()', () => readSessionCookie(inbound.cookie, SESSION_COOKIE));
     await add('abort signal (EventEmitter) + close listener per request', 'src/proxy/forward.ts forward()', () => {
       const abort = new EventEmitter();
       const onAbort = () => undefined;

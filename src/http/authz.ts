@@ -10,11 +10,11 @@ import { validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import type { Runtime } from '../runtime.js';
 import { gate } from '../proxy/gate.js';
-import { readCookie, safe } from '../proxy/headers.js';
+import { safe } from '../proxy/headers.js';
 import { identityHeaders } from '../proxy/identity.js';
 import { wantsHtml } from '../proxy/handler.js';
 import { sessionCookieName } from '../session/sessions.js';
-import { clientInfo } from './request-context.js';
+import { clientInfo, readSessionCookie } from './request-context.js';
 
 function one(v: string | string[] | undefined): string | undefined {
   if (Array.isArray(v)) return v.length === 1 ? v[0] : undefined;
@@ -71,7 +71,7 @@ export function authzRoutes(rt: Runtime) {
         host: o.host,
         ip: info.ip,
         proto: o.proto,
-        sessionId: readCookie(req.headers.cookie, cookieName),
+        sessionId: readSessionCookie(req.headers.cookie, cookieName),
         authorization: req.headers.authorization,
       });
       if (r.kind === 'proxy') {

@@ -4,15 +4,18 @@ import type { CompiledConfig } from '../config/types.js';
 import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import { sessionCookieName } from '../session/sessions.js';
-import type { GateRequest } from '../proxy/gate.js';
-import { readCookie } from '../proxy/headers.js';
+import { hostOnly, type GateRequest } from '../proxy/gate.js';
 
 /** What the gateway knows about a request's origin, resolved once and attached to the request. */
 export interface ClientInfo {
   cfg: CompiledConfig;
   ip: string;
   proto: 'http' | 'https';
-  /** Host the client asked for (Host header; from a trusted proxy, X-Forwarded-Host wins). */
+  /**
+   * The host the request is routed on: its Host header (lower case, port kept), which is also what
+   * the app receives in X-Forwarded-Host. A trusted proxy's X-Forwarded-Host or Forwarded `host=`
+   * is not used: the gateway routes on Host, and the app must be told the host that was judged.
+   */
   host: string;
   cookieName: string;
 }
@@ -25,7 +28,7 @@ export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInf
     cfg,
     ip: f.ip,
     proto,
-    host: f.host ?? validHost(req.headers.host ?? '') ?? '',
+    host: routedHost(req.headers.host),
     cookieName: sessionCookieName(proto === 'https'),
   };
   // not cached on the request object: adding a property to IncomingMessage would change its
@@ -41,7 +44,73 @@ export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateReque
     host: req.headers.host,
     ip: info.ip,
     proto: info.proto,
-    sessionId: readCookie(req.headers.cookie, info.cookieName),
+    sessionId: readSessionCookie(req.headers.cookie, info.cookieName),
     authorization: req.headers.authorization,
   };
+}
+
+/** The Host header as routed (see ClientInfo.host); '' when there is none usable. */
+export function routedHost(host: string | undefined): string {
+  if (!host) return '';
+  return validHost(host) ?? hostOnly(host) ?? '';
+}
+
+/**
+ * The session cookie's value from a Cookie header: the one parser for the session cookie on every
+ * path (proxy, WebSocket, forward-auth, portal).
+ *
+ * Pairs are split at `;`; a pair's name is the text before its first `=`, trimmed of spaces and
+ * tabs only (RFC 6265bis; not of other Unicode spaces, so `\u00a0name` is another name), and
+ * compared exactly (letter case matters); the value is trimmed the same way. A pair without `=`
+ * is a nameless cookie and never the session. If the name occurs more than once (a second cookie
+ * of that name from another Path or Domain, or one tossed in from a sibling host) the request has
+ * no session: undefined, never one of the copies. Never throws.
+ */
+export function readSessionCookie(header: string | readonly string[] | undefined, name: string): string | undefined {
+  if (header === undefined || name === '') return undefined;
+  const h = typeof header === 'string' ? header : header.join('; ');
+  if (!h.includes(name)) return undefined; // the common case, without splitting anything
+  let found: string | undefined;
+  let start = 0;
+  // the next `=` at or after `start`, searched again only once passed (-1: none left): linear overall
+  let eq = h.indexOf('=');
+  while (start <= h.length) {
+    let end = h.indexOf(';', start);
+    if (end < 0) end = h.length;
+    if (eq >= 0 && eq < start) eq = h.indexOf('=', start);
+    if (eq >= 0 && eq < end && isName(h, start, eq, name)) {
+      if (found !== undefined) return undefined;
+      found = trimWsp(h, eq + 1, end);
+    }
+    start = end + 1;
+  }
+  return found;
+}
+
+/** Whether `s.slice(a, b)`, without leading and trailing spaces and tabs, is `name` (no copy made). */
+function isName(s: string, a: number, b: number, name: string): boolean {
+  while (a < b && (s.charCodeAt(a) === 0x20 || s.charCodeAt(a) === 0x09)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 0x20 || s.charCodeAt(b - 1) === 0x09)) b--;
+  return b - a === name.length && s.startsWith(name, a);
+}
+
+/** `s.slice(a, b)` without leading and trailing spaces and tabs. */
+function trimWsp(s: string, a: number, b: number): string {
+  while (a < b && (s.charCodeAt(a) === 0x20 || s.charCodeAt(a) === 0x09)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 0x20 || s.charCodeAt(b - 1) === 0x09)) b--;
+  return s.slice(a, b);
+}
+
+/**
+ * Whether a request carries more than one Host field (RFC 9112 §3.2: answer 400). Node keeps the
+ * first and drops the rest from `req.headers`, so only the raw list can tell.
+ */
+export function hasDuplicateHost(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!;
+    if (k.length === 4 && k.toLowerCase() === 'host' && ++n > 1) return true;
+  }
+  return false;
 }

@@ -15,6 +15,8 @@ import { createProxyHandler } from '../proxy/handler.js';
 import { createUpgradeHandler } from '../proxy/websocket.js';
 import { UpstreamPools } from '../proxy/upstreams.js';
 import { buildApp } from './app.js';
+import { hasDuplicateHost } from './request-context.js';
+import { sendPage } from '../proxy/forward.js';
 
 const RESERVED = '/.portcullis/';
 
@@ -36,7 +38,8 @@ export async function createGatewayServer(rt: Runtime, opts: { observe?: (app: s
 
   const dispatch = (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
-    if (url.startsWith(RESERVED)) fastifyHandler!(req, res);
+    if (hasDuplicateHost(req)) sendPage(res, 400, { connection: 'close' }); // RFC 9112 §3.2, on every path (upgrades: websocket.ts)
+    else if (url.startsWith(RESERVED)) fastifyHandler!(req, res);
     else proxy(req, res);
   };
   const server: Server = cfg.tls

@@ -10,7 +10,7 @@ import QRCode from 'qrcode';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import { ERRORS } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { clientInfo, type ClientInfo } from '../http/request-context.js';
+import { clientInfo, readSessionCookie, type ClientInfo } from '../http/request-context.js';
 import { appForHost, stepLocation } from '../proxy/gate.js';
 import type { OpenSession } from '../session/sessions.js';
 import {
@@ -164,7 +164,7 @@ export function portalRoutes(rt: Runtime) {
 
     /** The live session, unless its user has since been removed or disabled (then it ends here). */
     async function session(req: FastifyRequest, c: Ctx): Promise<OpenSession | null> {
-      const s = await rt.sessions.lookup(req.cookies[c.info.cookieName]);
+      const s = await rt.sessions.lookup(readSessionCookie(req.headers.cookie, c.info.cookieName));
       if (!s) return null;
       const u = rt.users.get(s.rec.user);
       if (u && !u.disabled) return s;

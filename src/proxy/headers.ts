@@ -132,8 +132,9 @@ export function upstreamRequestHeaders(
     out[key] = value;
   }
   if (opts.keepUpgrade) {
+    // the only upgrade the gateway passes on (websocket.ts refuses every other before the gate)
     out.connection = 'upgrade';
-    if (inbound.upgrade) out.upgrade = inbound.upgrade;
+    out.upgrade = 'websocket';
   }
   out['x-forwarded-for'] = opts.clientIp;
   out['x-forwarded-proto'] = opts.proto;
@@ -162,7 +163,7 @@ export function stripCookie(header: string, name: string): string {
     .trim();
 }
 
-/** Headers for the response to the client: the app's, less hop-by-hop ones and any attempt to set the gateway cookie. */
+/** Headers for the response to the client: the app's, less hop-by-hop ones and any attempt to set a gateway cookie. */
 export function clientResponseHeaders(
   upstream: Record<string, string | string[] | undefined>,
   sessionCookie: string,
@@ -174,7 +175,7 @@ export function clientResponseHeaders(
     if (value === undefined) continue;
     if (HOP_BY_HOP.has(key) || named?.has(key)) continue;
     if (key === 'set-cookie') {
-      const list = (Array.isArray(value) ? value : [value]).filter((c) => !c.trimStart().startsWith(`${sessionCookie}=`));
+      const list = (Array.isArray(value) ? value : [value]).filter((c) => !setsGatewayCookie(c, sessionCookie));
       if (list.length) out[key] = list;
       continue;
     }
@@ -183,18 +184,90 @@ export function clientResponseHeaders(
   return out;
 }
 
-/** Read one cookie from a Cookie header without allocating a full map (hot path). */
-export function readCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  let i = header.indexOf(name);
-  while (i >= 0) {
-    const before = i === 0 ? ';' : header[i - 1];
-    if ((before === ';' || before === ' ') && header[i + name.length] === '=') {
-      const start = i + name.length + 1;
-      const end = header.indexOf(';', start);
-      return header.slice(start, end < 0 ? undefined : end).trim();
-    }
-    i = header.indexOf(name, i + 1);
+/**
+ * The head of the 101 answer to a WebSocket upgrade, from the app's raw header list (order and
+ * letter case kept): hop-by-hop headers other than Connection and Upgrade are dropped, and so is
+ * any Set-Cookie for a gateway cookie, exactly as on every other response.
+ */
+export function upgradeResponseHead(rawHeaders: readonly string[], sessionCookie: string): string {
+  let out = 'HTTP/1.1 101 Switching Protocols\r\n';
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const value = rawHeaders[i + 1]!;
+    const key = name.toLowerCase();
+    if (HOP_BY_HOP.has(key) && key !== 'connection' && key !== 'upgrade') continue;
+    if (key === 'content-length') continue; // never in a 1xx (RFC 9110 §8.6)
+    if (key === 'set-cookie' && setsGatewayCookie(value, sessionCookie)) continue;
+    out += `${name}: ${value}\r\n`;
   }
-  return undefined;
+  return `${out}\r\n`;
+}
+
+/*
+ * Cookie names as browsers read them (RFC 6265bis §5.7): the name-value pair is the text before
+ * the first `;`; the name is what precedes its first `=`, trimmed of spaces and tabs; a pair with
+ * no `=` is a cookie with an empty name whose value is sent bare (`Cookie: value`), and a cookie
+ * with an empty name is sent as its value alone, so `=portcullis_dev_session=x` arrives as
+ * `portcullis_dev_session=x`. Older or non-conforming clients read a pair without `=` as a name
+ * with an empty value, and some servers trim every Unicode space or ignore letter case. An app
+ * behind the gateway must not set any cookie that any of these readings would take for one of
+ * the gateway's own.
+ */
+
+/** A control character other than HTAB: RFC 6265bis makes browsers ignore such a line; older ones truncated at it. */
+// eslint-disable-next-line no-control-regex
+const COOKIE_CTL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+/** Anything around a (lower-cased) name that is not a character of the gateway's cookie names. */
+const NOT_NAME_EDGE = /^[^a-z0-9_-]+|[^a-z0-9_-]+$/g;
+/** Anything around a name that is not a token character: what may surround an empty name (`= x`, `\t=x`). */
+const NOT_TOKEN_EDGE = /^[^A-Za-z0-9!#$%&'*+.^_`|~-]+|[^A-Za-z0-9!#$%&'*+.^_`|~-]+$/g;
+const NAME_PREFIX = /^(?:__host-|__secure-)/;
+
+/**
+ * A cookie name reduced for comparison with the gateway's: lower case, stripped of anything but
+ * letters, digits, `_` and `-` at either end (spaces, tabs, Unicode spaces, quotes, stray bytes),
+ * and of `__Host-` / `__Secure-` prefixes (browsers match prefixes in any case).
+ */
+function nameKey(name: string): string {
+  let k = name.toLowerCase().replace(NOT_NAME_EDGE, '');
+  for (;;) {
+    const m = NAME_PREFIX.exec(k);
+    if (!m) return k;
+    k = k.slice(m[0].length).replace(NOT_NAME_EDGE, '');
+  }
+}
+
+/**
+ * The gateway's cookie namespace: `portcullis` itself and every name that continues it with `-`
+ * or `_` (the session cookies `__Host-portcullis` and `portcullis_dev_session`, the portal's
+ * `__Host-portcullis-csrf` / `portcullis_dev_csrf`, the admin console's `portcullis_admin`).
+ */
+function gatewayKey(k: string): boolean {
+  return k === 'portcullis' || k.startsWith('portcullis-') || k.startsWith('portcullis_');
+}
+
+/**
+ * Whether a Set-Cookie line from an app would set (or shadow) one of the gateway's cookies in
+ * some client: its name, read as a browser reads it, is the gateway's session cookie `own` or in
+ * the gateway's namespace; or the line has no name and its value would be read as such a cookie.
+ * Lines with control characters are refused outright.
+ */
+export function setsGatewayCookie(line: string, own: string): boolean {
+  if (COOKIE_CTL.test(line)) return true;
+  const semi = line.indexOf(';');
+  const pair = semi < 0 ? line : line.slice(0, semi);
+  const eq = pair.indexOf('=');
+  const ownKey = nameKey(own);
+  const hit = (candidate: string): boolean => {
+    const k = nameKey(candidate);
+    return k === ownKey || gatewayKey(k);
+  };
+  // the name (or, without `=`, the whole pair: the legacy reading)
+  if (hit(eq < 0 ? pair : pair.slice(0, eq))) return true;
+  if (eq >= 0 && pair.slice(0, eq).replace(NOT_TOKEN_EDGE, '') !== '') return false;
+  // a nameless cookie is sent as its bare value: read that value as a `name=value` pair
+  // (anything before its first token character, `=` included, is skipped as a lenient parser would)
+  const value = (eq < 0 ? pair : pair.slice(eq + 1)).replace(NOT_TOKEN_EDGE, '');
+  const veq = value.indexOf('=');
+  return hit(veq < 0 ? value : value.slice(0, veq));
 }

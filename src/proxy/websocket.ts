@@ -1,17 +1,28 @@
 /**
- * WebSocket (and other HTTP/1.1 Upgrade) requests: the policy is checked on the upgrade request
- * exactly as for any request, and no 101 reaches the client without a pass. Open tunnels are
- * registered so lockdown and session revocation can close them.
+ * WebSocket upgrades: the only HTTP/1.1 Upgrade the gateway passes on. The request's shape is
+ * checked before the gate (one Host, `Upgrade: websocket` and nothing else, GET, no body), then
+ * the policy is checked exactly as for any request, on exactly the request the app then receives
+ * (same method, same target), and no 101 reaches the client without a pass and a real 101 from
+ * the app. Open tunnels are registered so lockdown and revocation can close them, and each tunnel
+ * with a session re-checks it and closes when the session ends (idle or absolute timeout, removal
+ * elsewhere, the user disabled).
  */
 import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { ERRORS } from '../errors.js';
 import type { LiveConnection, Runtime } from '../runtime.js';
-import { clientInfo, gateRequestOf } from '../http/request-context.js';
+import type { OpenSession } from '../session/sessions.js';
+import { clientInfo, gateRequestOf, hasDuplicateHost } from '../http/request-context.js';
 import { gate } from './gate.js';
-import { appRequestHeaders } from './headers.js';
+import { appRequestHeaders, upgradeResponseHead } from './headers.js';
 import { identityHeaders } from './identity.js';
+
+/** How often an open tunnel re-checks its session, in real time (a tuning knob and a test hook). */
+export const tunnelChecks = { everyMs: 15_000 };
+
+/** setTimeout's longest delay (about 24.8 days). */
+const MAX_DELAY_MS = 2 ** 31 - 1;
 
 function refuse(socket: Duplex, status: number, extra = ''): void {
   if (socket.destroyed) return;
@@ -21,17 +32,35 @@ function refuse(socket: Duplex, status: number, extra = ''): void {
   );
 }
 
+/**
+ * Why an upgrade request is refused before the gate looks at it, or null. Node raises the upgrade
+ * event for any method and any `Upgrade` value once `Connection` names `upgrade`; a WebSocket
+ * handshake is a GET without a body (RFC 6455 §4.1) and `websocket` is the only protocol the
+ * gateway tunnels: anything else (h2c above all) would let a client talk to the app past the gate.
+ */
+function malformedUpgrade(req: IncomingMessage): { status: number; extra?: string } | null {
+  if (hasDuplicateHost(req)) return { status: 400 };
+  if (String(req.headers.upgrade ?? '').trim().toLowerCase() !== 'websocket') return { status: 400 };
+  if (req.method !== 'GET') return { status: 405, extra: 'allow: GET\r\n' };
+  const cl = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0')) return { status: 400 };
+  return null;
+}
+
 export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     socket.on('error', () => socket.destroy());
+    const bad = malformedUpgrade(req);
+    if (bad) return refuse(socket, bad.status, bad.extra);
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
-    const isWs = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
-    gate(rt, cfg, gateRequestOf(req, info))
+    // the gate decides on this request, and the app receives this request: same method and target
+    const asked = gateRequestOf(req, info);
+    gate(rt, cfg, asked)
       .then(async (r) => {
         if (r.kind === 'error') return refuse(socket, ERRORS[r.code].status);
         if (r.kind === 'signin' || r.kind === 'step') return refuse(socket, 401);
-        if (!isWs || !r.app.websocket || r.app.upstream.kind !== 'http') {
+        if (!r.app.websocket || r.app.upstream.kind !== 'http') {
           rt.audit.record({ event: 'access_denied', ip: info.ip, app: r.app.name, user: r.identity?.user.name, outcome: 'denied', reason: 'websocket not enabled for this app' });
           return refuse(socket, 403);
         }
@@ -42,7 +71,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
         const upReq = (url.protocol === 'https:' ? httpsRequest : httpRequest)({
           host: url.hostname,
           port: url.port || (url.protocol === 'https:' ? 443 : 80),
-          method: 'GET',
+          method: asked.method,
           path: r.rawTarget,
           headers,
           timeout: t.connectMs,
@@ -60,15 +89,14 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
             upSocket.destroy();
             return;
           }
-          let out = `HTTP/1.1 101 Switching Protocols\r\n`;
-          const raw = upRes.rawHeaders;
-          for (let i = 0; i < raw.length; i += 2) out += `${raw[i]}: ${raw[i + 1]}\r\n`;
-          socket.write(`${out}\r\n`);
+          socket.write(upgradeResponseHead(upRes.rawHeaders, info.cookieName));
           if (upHead.length) socket.write(upHead);
           if (head.length) upSocket.write(head);
+          const session = r.identity?.session ?? null;
+          let stopWatching = (): void => undefined;
           const conn: LiveConnection = {
             user: r.identity?.user.name ?? null,
-            sessionHash: r.identity?.session?.idHash ?? null,
+            sessionHash: session?.idHash ?? null,
             app: r.app.name,
             ip: info.ip,
             close: () => {
@@ -78,6 +106,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
           };
           rt.live.add(conn);
           const done = () => {
+            stopWatching();
             rt.live.delete(conn);
             socket.destroy();
             upSocket.destroy();
@@ -87,9 +116,69 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
           socket.on('close', done);
           socket.pipe(upSocket);
           upSocket.pipe(socket);
+          if (session && r.identity) {
+            stopWatching = watchSession(rt, session, r.identity.user.name, (reason) => {
+              rt.logger.info({ app: r.app.name, user: conn.user, reason }, 'WebSocket closed: its session ended');
+              rt.live.delete(conn);
+              conn.close(reason);
+            });
+          }
         });
         upReq.end();
       })
       .catch(() => refuse(socket, 503));
+  };
+}
+
+/**
+ * Keep a tunnel no longer than its session: re-check the session at its deadline (the earlier of
+ * the idle and absolute expiry, on the runtime's clock) and at least every `tunnelChecks.everyMs`
+ * of real time in between (a touch by the user's other requests moves the deadline; a removal on
+ * another instance is seen; a fixed test clock is honoured). The check does not touch the session.
+ * While the store cannot be read, the last known deadline still holds. Returns a stop function.
+ */
+function watchSession(rt: Runtime, s: OpenSession, user: string, end: (reason: string) => void): () => void {
+  let rec = s.rec;
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+
+  const check = async (): Promise<string | null> => {
+    const u = rt.users.get(user);
+    if (!u || u.disabled) return 'user disabled or removed';
+    try {
+      const now = await rt.sessions.peek(s.idHash);
+      if (!now) return 'session ended';
+      rec = now;
+    } catch {
+      // store unreachable: nothing new can be learned; the deadline already known still applies
+      if (rt.clock.now() >= rt.sessions.expiresAt(rec)) return 'session expired';
+    }
+    return null;
+  };
+  const schedule = (): void => {
+    if (stopped) return;
+    const left = rt.sessions.expiresAt(rec) - rt.clock.now();
+    // never sooner than a short floor: a clock that stands still (tests) must not spin
+    const floor = Math.min(tunnelChecks.everyMs, 1_000);
+    timer = setTimeout(run, Math.max(floor, Math.min(tunnelChecks.everyMs, left, MAX_DELAY_MS)));
+    timer.unref();
+  };
+  const run = (): void => {
+    timer = null;
+    check().then(
+      (reason) => {
+        if (stopped) return;
+        if (reason === null) return schedule();
+        stopped = true;
+        end(reason);
+      },
+      () => schedule(),
+    );
+  };
+  schedule();
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    timer = null;
   };
 }

@@ -125,6 +125,22 @@ export class SessionManager {
     return { id, idHash, rec };
   }
 
+  /**
+   * The live record for `idHash`, read from the store without touching it (lastSeenAt unchanged),
+   * or null when it is gone or expired. For an open WebSocket re-checking its session: traffic on
+   * the tunnel is not activity that extends the idle timeout. Store errors propagate.
+   */
+  async peek(idHash: string): Promise<SessionRecord | null> {
+    const rec = await this.deps.store.get(idHash);
+    return rec && this.deps.clock.now() < this.expiresAt(rec) ? rec : null;
+  }
+
+  /** When `rec` ends unless it is touched again: the earlier of its idle and absolute expiry (ms). */
+  expiresAt(rec: SessionRecord): number {
+    const t = this.deps.timeouts();
+    return Math.min(rec.createdAt + t.absoluteMs, rec.lastSeenAt + t.idleMs);
+  }
+
   /** Replace the session with a new id carrying `changes` (privilege change: no fixation). */
   async rotate(old: OpenSession, changes: Partial<SessionRecord>): Promise<OpenSession> {
     await this.destroyHash(old.idHash);
