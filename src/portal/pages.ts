@@ -34,7 +34,7 @@ export function mfaPage(o: { csrf: string; error?: string | null; recovery?: boo
 <form method="post" action="/.portcullis/mfa">
 ${hidden('csrf', o.csrf)}
 <label for="code">Recovery code</label>
-<input type="text" id="code" name="code" autocomplete="off" autocapitalize="none" spellcheck="false" pattern="[0-9a-zA-Z \-]{8,24}" required autofocus>
+<input type="text" id="code" name="code" autocomplete="off" autocapitalize="none" spellcheck="false" pattern="[0-9a-zA-Z \\-]{8,24}" required autofocus>
 <button type="submit">Verify</button>
 </form>
 <p class="note"><a href="/.portcullis/mfa" id="use-app">Use the authenticator app instead</a></p>`,

@@ -42,6 +42,7 @@ import {
   signedOutPage,
 } from './pages.js';
 import { peerAddress } from '../net/listener.js';
+import { resolveClient } from '../net/client-ip.js';
 import { safeRedirect } from './redirect.js';
 
 const GENERIC_LOGIN_ERROR = 'Incorrect username or password.';
@@ -122,12 +123,14 @@ export function portalRoutes(rt: Runtime) {
         }
       };
       const hostHeader = String(req.headers.host ?? '');
-      add(c.info.proto, c.info.host || hostHeader);
       add(c.info.proto, hostHeader);
-      if (c.cfg.trustedProxies.contains(peerAddress(req.raw.socket))) {
+      const peer = peerAddress(req.raw.socket);
+      if (c.cfg.trustedProxies.contains(peer)) {
+        const fwd = resolveClient(peer, req.headers, c.cfg.trustedProxies, c.info.proto);
+        const external = fwd.host ?? hostHeader;
+        add(c.info.proto, external);
         const port = req.headers['x-forwarded-port'];
-        const base = (c.info.host || hostHeader).replace(/:\d+$/, '');
-        if (typeof port === 'string' && /^\d{1,5}$/.test(port.trim())) add(c.info.proto, `${base}:${port.trim()}`);
+        if (typeof port === 'string' && /^\d{1,5}$/.test(port.trim())) add(c.info.proto, `${external.replace(/:\d+$/, '')}:${port.trim()}`);
       }
       return out;
     }
@@ -181,7 +184,7 @@ export function portalRoutes(rt: Runtime) {
     }
 
     function loginCsrf(req: FastifyRequest, reply: FastifyReply, c: Ctx): string {
-      let token = req.cookies[csrfCookie(c)];
+      let token = readSessionCookie(req.headers.cookie, csrfCookie(c));
       if (!token || !/^[A-Za-z0-9_-]{32}$/.test(token)) {
         token = rt.random.bytes(24).toString('base64url');
         reply.setCookie(csrfCookie(c), token, { ...cookieOpts(c), sameSite: 'strict' });
@@ -259,7 +262,7 @@ export function portalRoutes(rt: Runtime) {
       const f = formOf(req.body);
       if (!f) return fail(reply, 400);
       const rd = rdOf(c, f.rd);
-      const bad = csrfProblem(req, c, f.csrf, req.cookies[csrfCookie(c)]);
+      const bad = csrfProblem(req, c, f.csrf, readSessionCookie(req.headers.cookie, csrfCookie(c)));
       if (bad) return csrfRefused(reply, c, bad);
       const username = (f.username ?? '').slice(0, 256);
       const password = f.password ?? '';

@@ -151,13 +151,19 @@ export function upstreamRequestHeaders(
 }
 
 /** Remove the gateway's own cookie from a Cookie header; returns '' when nothing is left. */
+/**
+ * The client's Cookie header less the gateway's own cookies (the session cookie `name`, and every
+ * name in the gateway's namespace: the portal's CSRF cookie, the console's): an app never sees them.
+ */
 export function stripCookie(header: string, name: string): string {
-  if (!header.includes(name)) return header;
+  if (!header.toLowerCase().includes('portcullis') && !header.includes(name)) return header;
+  const ownKey = nameKey(name);
   return header
     .split(';')
     .filter((part) => {
       const eq = part.indexOf('=');
-      return (eq < 0 ? part : part.slice(0, eq)).trim() !== name;
+      const k = nameKey(eq < 0 ? part : part.slice(0, eq));
+      return k !== ownKey && !gatewayKey(k);
     })
     .join(';')
     .trim();

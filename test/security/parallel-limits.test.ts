@@ -30,6 +30,7 @@ const BURST = 200;
 function config(store: string): string {
   return `
 store: "${store}"
+totp: { always: true }
 login_limits:
   per_ip: { max_failures: 20, window: 15m, block: 15m }
   per_user: { max_failures: 5, window: 15m, lockout: 15m }

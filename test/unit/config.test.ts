@@ -282,7 +282,7 @@ describe('a valid configuration', () => {
     assert.deepEqual(c.audit, { file: '/srv/portcullis/data/audit.jsonl' });
     assert.deepEqual(c.upstreamTimeouts, { connectMs: 5_000, headersMs: 60_000, idleMs: 300_000 });
     assert.deepEqual(c.notify.webhook, null);
-    assert.deepEqual([...c.notify.events], ['new_network_login', 'locked_out', 'weak_password', 'password_refused_correct']);
+    assert.deepEqual([...c.notify.events], ['new_network_login', 'locked_out', 'weak_password', 'password_refused_correct', 'totp_enrolled', 'totp_removed']);
     assert.deepEqual(c.apps[0]!.upstream, { kind: 'builtin', name: 'whoami' });
     assert.equal(ok(loadConfigText(minimal('audit: { file: null }'), 'p.yaml')).audit.file, null);
   });
@@ -588,7 +588,7 @@ describe('values', () => {
     const header = only(minimal('notify: { smtp: { url: "smtp://mail.example.org", from: "a@example.org\\r\\nBcc: x@evil.example", to: ["b@example.org"] } }'));
     assert.equal(header.path, 'notify.smtp.from');
     assert.match(header.message, /not a plain e-mail address/);
-    assert.match(only(minimal('notify: { events: [login_failed] }')).message, /expected one of new_network_login, locked_out, weak_password, password_refused_correct/);
+    assert.match(only(minimal('notify: { events: [login_failed] }')).message, /expected one of new_network_login, locked_out, weak_password, password_refused_correct, totp_enrolled, totp_removed/);
   });
 
   it('hosts are lower-cased DNS names or IP literals, unique across apps', () => {
