@@ -40,6 +40,10 @@ export interface ReportOptions {
   maxListed?: number;
 }
 
+/** At most this many failures, all from the network that then succeeded within TYPO_WINDOW_MS, are typing mistakes. */
+const TYPO_FAILURES = 2;
+const TYPO_WINDOW_MS = 10 * 60_000;
+
 export interface CompromiseSuspect {
   user: string;
   /** Failed sign-ins for the account in the window before its first success. */
@@ -348,6 +352,12 @@ export class ReportBuilder {
       return;
     }
     if (!u || u.failures === 0) return;
+    // a typo or two, then the right password from the same network within minutes: the user, not
+    // an attacker (flagging it would teach admins to ignore the list)
+    const sameSource = source !== null && u.sources.has(source) && u.sources.size === 1;
+    if (sameSource && u.failures <= TYPO_FAILURES && e.t - Date.parse(u.last) <= TYPO_WINDOW_MS) {
+      return;
+    }
     this.suspects.set(user, {
       user,
       failuresBefore: u.failures,

@@ -12,7 +12,7 @@ import type { Runtime } from '../runtime.js';
 import { gate } from '../proxy/gate.js';
 import { safe } from '../proxy/headers.js';
 import { identityHeaders } from '../proxy/identity.js';
-import { wantsHtml } from '../proxy/handler.js';
+import { wantsHtml, wantsJson } from '../proxy/handler.js';
 import { sessionCookieName } from '../session/sessions.js';
 import { clientInfo, readSessionCookie } from './request-context.js';
 
@@ -90,6 +90,9 @@ export function authzRoutes(rt: Runtime) {
         const location = r.kind === 'step' ? `${origin}${r.location}` : `${origin}/.portcullis/login?rd=${encodeURIComponent(origin + o.target)}`;
         // nginx auth_request understands only 2xx/401/403: 401 + Location, and nginx redirects browsers
         if (mode === 'auth-request') return reply.code(401).header('location', location).send();
+        if (wantsJson(req.raw)) {
+          return reply.code(401).header('location', location).header('www-authenticate', 'Portcullis realm="portcullis"').type('application/json; charset=utf-8').send(JSON.stringify({ error: r.kind === 'step' ? 'step_up' : 'signed_out', login: location }));
+        }
         if (wantsHtml(req.raw) && (o.method === 'GET' || o.method === 'HEAD')) return reply.code(302).header('location', location).send();
         return reply.code(401).header('www-authenticate', 'Portcullis realm="portcullis"').send();
       }

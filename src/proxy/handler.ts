@@ -14,6 +14,29 @@ import { identityHeaders } from './identity.js';
 import { appRequestHeaders, type IdentityHeaders } from './headers.js';
 import type { UpstreamPools } from './upstreams.js';
 
+/**
+ * Whether the request comes from an app's own script (XHR / fetch): it cannot follow a redirect
+ * to an HTML login page, so it gets a 401 with a JSON body saying where to sign in.
+ */
+export function wantsJson(req: IncomingMessage): boolean {
+  if (req.headers['x-requested-with']) return true;
+  const accept = req.headers.accept;
+  return typeof accept === 'string' && accept.includes('application/json') && !accept.includes('text/html');
+}
+
+/** 401 for a script: `{"error": "signed_out" | "step_up", "login": URL}` and the same URL in Location. */
+export function signInJson(res: ServerResponse, error: 'signed_out' | 'step_up', login: string): void {
+  const body = JSON.stringify({ error, login });
+  res.writeHead(401, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'www-authenticate': 'Portcullis realm="portcullis"',
+    location: login,
+  });
+  res.end(body);
+}
+
 /** Whether a client is a browser that can follow a redirect to the login page. */
 export function wantsHtml(req: IncomingMessage): boolean {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
@@ -64,6 +87,8 @@ export function render(req: IncomingMessage, res: ServerResponse, r: Exclude<Gat
     case 'signin':
       if (r.basic) {
         sendPage(res, 401, { 'www-authenticate': `Basic realm="${r.app.name}", charset="UTF-8"` });
+      } else if (wantsJson(req)) {
+        signInJson(res, 'signed_out', `/.portcullis/login?rd=${encodeURIComponent(r.rd)}`);
       } else if (wantsHtml(req)) {
         redirect(res, `/.portcullis/login?rd=${encodeURIComponent(r.rd)}`);
       } else {
@@ -71,7 +96,8 @@ export function render(req: IncomingMessage, res: ServerResponse, r: Exclude<Gat
       }
       return;
     case 'step':
-      if (wantsHtml(req)) redirect(res, r.location);
+      if (wantsJson(req)) signInJson(res, 'step_up', r.location);
+      else if (wantsHtml(req)) redirect(res, r.location);
       else sendPage(res, 401);
       return;
   }

@@ -49,9 +49,9 @@ async function writeScenario(path: string, start: number): Promise<void> {
   rec({ event: 'mfa_failed', ip: '203.0.113.7', user: 'alice', app: 'mail', outcome: 'failure' });
   rec({ event: 'mfa_failed', ip: '203.0.113.7', user: 'alice', app: 'mail', outcome: 'failure' });
 
-  // bob mistypes once, then signs in from his usual place, from a new network
+  // bob: one failure from one network, then a success from another, a new one: worth a look
   rec({ event: 'login_failed', ip: '198.51.100.4', user: 'bob', app: 'mail', outcome: 'failure', reason: 'wrong password' }, HOUR);
-  rec({ event: 'login_succeeded', ip: '198.51.100.4', user: 'bob', app: 'mail', outcome: 'success' });
+  rec({ event: 'login_succeeded', ip: '10.20.30.40', user: 'bob', app: 'mail', outcome: 'success' });
   rec({ event: 'mfa_succeeded', ip: '198.51.100.4', user: 'bob', app: 'mail', outcome: 'success', reason: 'totp' });
   rec({ event: 'new_network_login', ip: '198.51.100.4', user: 'bob', app: 'mail', outcome: 'info', reason: '198.51.100.4' });
   rec({ event: 'session_started', ip: '198.51.100.4', user: 'bob', app: 'mail', outcome: 'success' });
@@ -193,7 +193,7 @@ describe('reading', () => {
   it('lines and characters split anywhere across chunks, and CRLF endings, read the same', async () => {
     const lines = [
       JSON.stringify({ ts: iso(T0 + 1000), event: 'login_failed', ip: '192.0.2.7', user: 'zed', outcome: 'failure', reason: 'wrong password' }),
-      JSON.stringify({ ts: iso(T0 + 2000), event: 'login_succeeded', ip: '192.0.2.7', user: 'zed', outcome: 'success' }),
+      JSON.stringify({ ts: iso(T0 + 2000), event: 'login_succeeded', ip: '198.51.100.7', user: 'zed', outcome: 'success' }),
     ];
     // a user name with multi-byte characters, cut in the middle of them by the chunking
     const bytes = Buffer.from(`${lines.join('\r\n')}\r\n`.replaceAll('zed', 'zé€d'));
@@ -204,6 +204,21 @@ describe('reading', () => {
     const out = b.finish();
     assert.equal(out.input.malformed, 0);
     assert.deepEqual(out.possibleCompromise.map((c) => [c.user, c.failuresBefore]), [['zé€d', 1]]);
+  });
+
+  it('one typo then the right password from the same network within minutes is the user, not a compromise', () => {
+    const b = new ReportBuilder(WINDOW);
+    const ev = (at: number, o: Record<string, string>) => b.addLine(JSON.stringify({ ts: iso(T0 + at), ...o }));
+    ev(1000, { event: 'login_failed', ip: '192.0.2.7', user: 'typo', outcome: 'failure', reason: 'wrong password' });
+    ev(20_000, { event: 'login_succeeded', ip: '192.0.2.8', user: 'typo', outcome: 'success' });
+    // the same shape from another network, or after a long pause, is still flagged
+    ev(1000, { event: 'login_failed', ip: '203.0.113.7', user: 'far', outcome: 'failure', reason: 'wrong password' });
+    ev(20_000, { event: 'login_succeeded', ip: '192.0.2.9', user: 'far', outcome: 'success' });
+    ev(1000, { event: 'login_failed', ip: '192.0.2.7', user: 'slow', outcome: 'failure', reason: 'wrong password' });
+    ev(HOUR, { event: 'login_succeeded', ip: '192.0.2.7', user: 'slow', outcome: 'success' });
+    const out = b.finish();
+    assert.deepEqual(out.possibleCompromise.map((c) => c.user).sort(), ['far', 'slow']);
+    assert.equal(out.attackedAccounts.count, 3, 'the typo still counts as an attempt on the account');
   });
 
   it('a spray over 200,000 invented names stays bounded and still flags the real account', () => {
