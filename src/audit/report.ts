@@ -43,6 +43,8 @@ export interface ReportOptions {
 /** At most this many failures, all from the network that then succeeded within TYPO_WINDOW_MS, are typing mistakes. */
 const TYPO_FAILURES = 2;
 const TYPO_WINDOW_MS = 10 * 60_000;
+/** Typing mistakes held aside at most (each a real account that then signed in). */
+const MAX_TYPOS = 100_000;
 
 export interface CompromiseSuspect {
   user: string;
@@ -299,6 +301,7 @@ export class ReportBuilder {
         break;
       case 'new_network_login':
         this.newNetworks.push(listed(e));
+        if (e.user) this.promoteTypo(e.user);
         break;
       case 'weak_password':
         if (e.user) {
@@ -342,6 +345,28 @@ export class ReportBuilder {
     if (source) addCapped(u.sources, source);
   }
 
+  /** Typing mistakes set aside (see success), until the success turns out to be from a new network. */
+  private readonly typos = new Map<string, { failures: number; sources: number; first: string; last: string; at: string; ip: string }>();
+
+  private promoteTypo(user: string): void {
+    const t = this.typos.get(user);
+    if (!t || this.suspects.has(user)) return;
+    this.typos.delete(user);
+    this.suspects.set(user, {
+      user,
+      failuresBefore: t.failures,
+      failureSources: t.sources,
+      firstFailure: t.first,
+      lastFailure: t.last,
+      succeededAt: t.at,
+      succeededFrom: t.ip,
+      fromFailingSource: true,
+      laterSuccesses: 0,
+      mfaSucceededAfter: 0,
+      mfaFailedAfter: 0,
+    });
+  }
+
   private success(e: Parsed, source: string | null): void {
     const user = e.user!;
     const u = this.users.get(user);
@@ -356,6 +381,8 @@ export class ReportBuilder {
     // an attacker (flagging it would teach admins to ignore the list)
     const sameSource = source !== null && u.sources.has(source) && u.sources.size === 1;
     if (sameSource && u.failures <= TYPO_FAILURES && e.t - Date.parse(u.last) <= TYPO_WINDOW_MS) {
+      // unless that network turns out to be new to the account (new_network_login follows)
+      if (this.typos.size < MAX_TYPOS) this.typos.set(user, { failures: u.failures, sources: u.sources.size, first: u.first, last: u.last, at: e.ts, ip: e.ip });
       return;
     }
     this.suspects.set(user, {

@@ -15,9 +15,8 @@
  * the same state before verifying (familiarity, second factor), so the two paths also take the
  * same time.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
-import { isPortcullisError } from '../errors.js';
 import type { AuditEventName } from '../audit/events.js';
 import { signInAdmits } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
@@ -85,31 +84,47 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     return { kind: 'network' };
   }
   const user = rt.users.get(name);
-  const fingerprint = secretFingerprint(rt, a.via, name, a.secret);
+  // for account passwords the fingerprint also names the stored hash, so a guess remembered as
+  // wrong is forgotten the moment the password changes
+  const fingerprint = secretFingerprint(rt, a.via, name, a.via === 'basic' ? a.secret : `${a.secret}\u0000${hashTag(user)}`);
   // read for every attempt, whoever it names, so a right password costs what a wrong one does
   const [familiar, totp] = await Promise.all([rt.throttle.isFamiliar(name, a.ip), rt.stores.state.getTotp(name)]);
-  // app passwords are checked in microseconds (an HMAC): no cap on checks in flight, so a
-  // user's phone and tablet syncing at the same moment are not refused
-  const r = await rt.throttle.reservePassword({ ip: a.ip, user: name, passwordFingerprint: fingerprint, familiar, inFlightCap: a.via !== 'basic' });
-  if (!r.allowed) {
-    rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: `throttled (${r.kind}): ${what}` });
-    return { kind: 'throttled', retryAfterSec: r.retryAfterSec };
+  // an argon2 thread is taken before the attempt is reserved, so a reserved attempt is always
+  // verified (never taken back for lack of a thread, which could uncount a parallel attempt)
+  const release = a.via === 'basic' ? () => undefined : rt.hashBudget.tryAcquire();
+  if (!release) {
+    // every attempt is recorded, also those refused before any hash was computed
+    rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: 'busy (hash budget spent)' });
+    return { kind: 'busy' };
   }
-  const ticket = r.ticket;
+  let ticket;
   let ok: boolean;
   try {
-    ok = await verify(rt, a, name, user, fingerprint);
-  } catch (e) {
-    await ticket.cancel();
-    if (isPortcullisError(e, 'PC_BUSY')) {
-      // every attempt is recorded, also those refused before any hash was computed
-      rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: 'busy (hash budget spent)' });
-      return { kind: 'busy' };
+    // app passwords are checked in microseconds (an HMAC): no cap on checks in flight, so a
+    // user's phone and tablet syncing at the same moment are not refused
+    const r = await rt.throttle.reservePassword({ ip: a.ip, user: name, passwordFingerprint: fingerprint, familiar, inFlightCap: a.via !== 'basic' });
+    if (!r.allowed) {
+      if (r.kind === 'repeat') {
+        rt.audit.record({ ...base, event: 'login_failed', outcome: 'failure', reason: `the same wrong ${what} again (not checked again)` });
+        return { kind: 'fail' };
+      }
+      rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: `throttled (${r.kind}): ${what}` });
+      return { kind: 'throttled', retryAfterSec: r.retryAfterSec };
     }
-    throw e;
+    ticket = r.ticket;
+    try {
+      ok = await verify(rt, a, name, user, fingerprint);
+    } catch (e) {
+      await ticket.cancel();
+      throw e;
+    }
+  } finally {
+    release();
   }
 
   const failed = async (event: AuditEventName, reason: string, outcome: 'failure' | 'denied' = 'failure') => {
+    // a right password refused is remembered like a wrong one: repeats of both are answered
+    // without a hash, so the time of a repeat cannot tell them apart
     const f = await ticket.failed();
     rt.audit.record({ ...base, event, outcome, reason });
     if (f.lockedOut) rt.audit.record({ ...base, event: 'locked_out', outcome: 'denied', reason: familiar ? 'familiar networks' : 'unfamiliar networks' });
@@ -130,7 +145,8 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     familiar,
     hasTotp: totp !== null,
     accept: async () => {
-      await ticket.succeeded();
+      // an app password proves nothing about the account password: it forgets no failures
+      await ticket.succeeded({ reset: a.via !== 'basic' });
       // Basic clients send the app password with every request: not a sign-in each time
       if (a.via === 'form') rt.audit.record({ ...base, user: user.name, event: 'login_succeeded', outcome: 'success' });
     },
@@ -151,9 +167,14 @@ async function verify(rt: Runtime, a: CredentialRequest, name: string, user: Use
     return ok;
   }
   // a disabled user's password is still checked (against the real hash): a right one is then
-  // refused and reported rather than silently treated as wrong
+  // refused and reported rather than silently treated as wrong. The caller holds a hash-budget slot.
   const hash = user ? user.passwordHash : null;
-  return rt.hashBudget.tryRun(() => rt.hasher.verify(hash, a.secret));
+  return rt.hasher.verify(hash, a.secret);
+}
+
+/** A short tag of the user's stored password hash ('' for an unknown user). */
+function hashTag(user: UserRecord | undefined): string {
+  return user ? createHash('sha256').update(user.passwordHash).digest('base64url').slice(0, 8) : '';
 }
 
 

@@ -38,6 +38,26 @@ export class HashBudget {
     return this.completedTotal;
   }
 
+  /**
+   * Take a slot now (null when the budget is spent); call the returned function once to give it
+   * back. Lets a caller hold the slot before it reserves an attempt in the login throttle, so a
+   * reserved attempt never has to be taken back for lack of a thread.
+   */
+  tryAcquire(): (() => void) | null {
+    if (this.running >= this.max) {
+      this.rejectedTotal++;
+      return null;
+    }
+    this.running++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.running--;
+      this.completedTotal++;
+    };
+  }
+
   /** Run `fn` if a slot is free, else throw PortcullisError('PC_BUSY') without calling it. */
   async tryRun<T>(fn: () => Promise<T>): Promise<T> {
     if (this.running >= this.max) {

@@ -199,26 +199,32 @@ export async function secondFactor(
     rt.audit.record({ ...base, event: 'mfa_failed', outcome: 'denied', reason: 'throttled' });
     return { kind: 'throttled', retryAfterSec: t.retryAfterSec };
   }
-  const rec = await rt.stores.state.getTotp(a.user);
-  const code = a.code.replace(/\s+/g, '');
-  if (rec && /^\d+$/.test(code)) {
-    const secret = rt.box.open(rec.secret, `totp:${a.user}`);
-    const now = rt.clock.now();
-    const c = cfg.totp;
-    const step = verifyCode(secret, code, { now, period: c.period, digits: c.digits, algorithm: c.algorithm, skew: c.skew });
-    if (step !== null) {
-      const fresh = await rt.stores.rates.claim(`totp:${a.user}:${step}`, c.period * 1000 * (2 * c.skew + 2), now);
-      if (fresh) {
-        await t.ticket.succeeded();
-        rt.audit.record({ ...base, event: 'mfa_succeeded', outcome: 'success', reason: 'totp' });
-        return { kind: 'ok', method: 'totp' };
+  try {
+    const rec = await rt.stores.state.getTotp(a.user);
+    const code = a.code.replace(/\s+/g, '');
+    if (rec && /^\d+$/.test(code)) {
+      const secret = rt.box.open(rec.secret, `totp:${a.user}`);
+      const now = rt.clock.now();
+      const c = cfg.totp;
+      const step = verifyCode(secret, code, { now, period: c.period, digits: c.digits, algorithm: c.algorithm, skew: c.skew });
+      if (step !== null) {
+        const fresh = await rt.stores.rates.claim(`totp:${a.user}:${step}`, c.period * 1000 * (2 * c.skew + 2), now);
+        if (fresh) {
+          await t.ticket.succeeded();
+          rt.audit.record({ ...base, event: 'mfa_succeeded', outcome: 'success', reason: 'totp' });
+          return { kind: 'ok', method: 'totp' };
+        }
+        rt.audit.record({ ...base, event: 'totp_replayed', outcome: 'denied', reason: 'time step already used' });
       }
-      rt.audit.record({ ...base, event: 'totp_replayed', outcome: 'denied', reason: 'time step already used' });
+    } else if (normaliseRecoveryCode(code) !== null && (await rt.stores.state.consumeRecoveryCode(a.user, hashRecoveryCode(rt.box, a.user, code)))) {
+      await t.ticket.succeeded();
+      rt.audit.record({ ...base, event: 'mfa_succeeded', outcome: 'success', reason: 'recovery code' });
+      return { kind: 'ok', method: 'recovery' };
     }
-  } else if (normaliseRecoveryCode(code) !== null && (await rt.stores.state.consumeRecoveryCode(a.user, hashRecoveryCode(rt.box, a.user, code)))) {
-    await t.ticket.succeeded();
-    rt.audit.record({ ...base, event: 'mfa_succeeded', outcome: 'success', reason: 'recovery code' });
-    return { kind: 'ok', method: 'recovery' };
+  } catch (e) {
+    // a store error half way: the attempt counts, and the session's slot is given back
+    await t.ticket.failed().catch(() => undefined);
+    throw e;
   }
   await t.ticket.failed();
   rt.audit.record({ ...base, event: 'mfa_failed', outcome: 'failure' });

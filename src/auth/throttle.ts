@@ -72,15 +72,32 @@ export interface BlockInfo {
 /** A reserved password attempt; settle it exactly once. */
 export interface PasswordTicket {
   readonly bucket: Bucket;
-  /** A wrong password: blocks imposed when the counts reached a limit. */
-  failed(): Promise<{ lockedOut: boolean; ipBlocked: boolean }>;
-  /** A right password: the counts are forgotten (not the spray count). */
-  succeeded(): Promise<void>;
+  /**
+   * A wrong password: blocks imposed when the counts reached a limit. Unless `knownWrong` is
+   * false (a right password refused for another reason), the guess is remembered for this source
+   * and answered as wrong without hashing if repeated.
+   */
+  failed(opts?: { knownWrong?: boolean }): Promise<{ lockedOut: boolean; ipBlocked: boolean }>;
+  /**
+   * A right password. `reset` (a sign-in with the account password): the user's counts for this
+   * kind of network are forgotten, as NIST 5.2.2 says; the source's count keeps everyone else's
+   * failures (only this attempt's own entry is taken back), so an attacker's own account cannot
+   * launder a source. Without `reset` (an app password, which proves nothing about the account
+   * password): only this attempt's own entries are taken back.
+   */
+  succeeded(opts?: { reset?: boolean }): Promise<void>;
   /** The attempt was not evaluated after all: give back what it counted. */
   cancel(): Promise<void>;
 }
 
-export type PasswordAttempt = { allowed: true; ticket: PasswordTicket } | { allowed: false; retryAfterSec: number; kind: ThrottleKind };
+export type PasswordAttempt =
+  | { allowed: true; ticket: PasswordTicket }
+  | { allowed: false; retryAfterSec: number; kind: ThrottleKind }
+  /**
+   * This source tried this very (user, password) a moment ago and it was wrong: answered as wrong
+   * again without hashing or counting, so repeating one guess cannot spend the hash budget.
+   */
+  | { allowed: false; retryAfterSec: 0; kind: 'repeat' };
 
 /** A reserved second-factor attempt (TOTP, recovery or enrolment code); settle it exactly once. */
 export interface MfaTicket {
@@ -134,6 +151,7 @@ const K = {
   pwSlot: (b: Bucket, u: string) => `${NS}s:${b === 'familiar' ? 'pf' : 'pu'}:${u}`,
   mfaSlot: (u: string) => `${NS}s:m:${u}`,
   mfaSessionSlot: (session: string) => `${NS}s:ms:${session}`,
+  knownWrong: (src: string) => `${NS}f:kw:${src}`,
   mfaUserBlock: (u: string) => `${NS}b:m:${u}`,
   mfaUserFails: (u: string) => `${NS}f:m:${u}`,
   // source keys never contain a space; user names may, so they come last
@@ -296,6 +314,8 @@ export class LoginThrottle {
     const L = this.limits;
     const src = this.keyFor(ctx.ip);
     const u = userKeyFor(ctx.user);
+    const pair = pairMember(u, ctx.passwordFingerprint);
+    const knownWrong = K.knownWrong(src);
     const bucket: Bucket = ctx.familiar ? 'familiar' : 'unfamiliar';
     const pw = fingerprintMember(ctx.passwordFingerprint);
     const slot = ctx.inFlightCap === false ? null : K.pwSlot(bucket, u);
@@ -304,20 +324,24 @@ export class LoginThrottle {
     }
     const releaseSlot = () => (slot ? this.rates.releaseSlot(slot) : Promise.resolve());
     const counters = [
-      { key: K.ipFails(src), windowMs: L.perIp.windowMs, member: pairMember(u, ctx.passwordFingerprint), max: L.perIp.maxFailures },
+      { key: K.ipFails(src), windowMs: L.perIp.windowMs, member: pair, max: L.perIp.maxFailures },
       { key: K.sprayUsers(src), windowMs: L.spray.windowMs, member: u, max: L.spray.distinctUsers },
       { key: K.userFails(bucket, u), windowMs: L.perUser.windowMs, member: pw, max: L.perUser.maxFailures },
       { key: K.ceilingFails(bucket, u), windowMs: this.ceiling.windowMs, member: pw, max: this.ceiling.maxFailures },
     ];
     let r;
     try {
-      r = await this.rates.reserve({ blocks: [K.ipBlock(src), K.userLock(bucket, u), K.ceilingLock(bucket, u)], counters }, now);
+      r = await this.rates.reserve(
+        { blocks: [K.ipBlock(src), K.userLock(bucket, u), K.ceilingLock(bucket, u)], counters, seen: { key: knownWrong, member: pair } },
+        now,
+      );
     } catch (e) {
       await releaseSlot().catch(() => undefined);
       throw e;
     }
     if (!r.ok) {
       await releaseSlot();
+      if (r.seen) return { allowed: false, retryAfterSec: 0, kind: 'repeat' };
       if (r.block) {
         const kind: ThrottleKind = r.block.key === K.ipBlock(src) ? (r.block.reason === 'spray' ? 'spray' : 'ip') : r.block.key === K.userLock(bucket, u) ? 'user' : 'ceiling';
         return { allowed: false, retryAfterSec: retryAfter(r.block.until, now), kind };
@@ -327,7 +351,7 @@ export class LoginThrottle {
       return { allowed: false, retryAfterSec: 1, kind: kinds[r.full ?? 0] ?? 'user' };
     }
     const [ipFails, sprayUsers, userFails, ceilingFails] = r.counts as [number, number, number, number];
-    const sprayAdded = r.added[1] === true;
+    const added = r.added;
     let settled = false;
     const settle = async (): Promise<boolean> => {
       if (settled) return false;
@@ -339,11 +363,13 @@ export class LoginThrottle {
       allowed: true,
       ticket: {
         bucket,
-        failed: async () => {
+        failed: async (opts?: { knownWrong?: boolean }) => {
           if (!(await settle())) return { lockedOut: false, ipBlocked: false };
           const at = this.clock.now();
           let ipBlocked = false;
           let lockedOut = false;
+          // the same guess from this source is not hashed again while the per-source window lasts
+          if (opts?.knownWrong !== false) await this.rates.hit(knownWrong, L.perIp.windowMs, at, pair);
           const spraying = sprayUsers >= L.spray.distinctUsers;
           const guessing = ipFails >= L.perIp.maxFailures;
           if (spraying || guessing) {
@@ -364,21 +390,21 @@ export class LoginThrottle {
           }
           return { lockedOut, ipBlocked };
         },
-        succeeded: async () => {
+        succeeded: async (opts?: { reset?: boolean }) => {
           if (!(await settle())) return;
           const at = this.clock.now();
-          await Promise.all([
-            this.rates.reset(K.ipFails(src)),
-            this.rates.reset(K.userFails(bucket, u)),
-            this.rates.reset(K.ceilingFails(bucket, u)),
-            // a success is not a spray failure: only what this attempt added is taken back
-            sprayAdded ? this.rates.unhit(K.sprayUsers(src), at, u) : Promise.resolve(),
-          ]);
+          const reset = opts?.reset !== false;
+          await Promise.all(
+            counters.map((c, i) => {
+              if (reset && i >= 2) return this.rates.reset(c.key); // the user's bucket and ceiling
+              return added[i] ? this.rates.unhit(c.key, at, c.member) : Promise.resolve();
+            }),
+          );
         },
         cancel: async () => {
           if (!(await settle())) return;
           const at = this.clock.now();
-          await Promise.all(counters.map((c, i) => (r.added[i] ? this.rates.unhit(c.key, at, c.member) : Promise.resolve())));
+          await Promise.all(counters.map((c, i) => (added[i] ? this.rates.unhit(c.key, at, c.member) : Promise.resolve())));
         },
       },
     };

@@ -32,8 +32,26 @@ export interface AdmissionQuery {
   factors?: readonly Factor[] | undefined;
 }
 
+/** Paths every pattern that means "everything" must match (`/**`, `^/`, `^.*`, ...). */
+const PROBE_PATHS = ['/', '/a', '/a/b/c', '/A/b.c/d-e_f', '/.x', '/ü/%', `/${'z'.repeat(300)}`, '/index.html', '/api/v1/x?y'];
+const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+const everything = new WeakMap<CompiledRule, boolean>();
+
+/**
+ * Whether a rule matches every request from an address its networks admit, whatever the path and
+ * method: no path or method condition, or one that matches everything (`paths: ["/**"]` or
+ * `^/`, every method listed). Such a `deny` or `bypass` hides every rule after it.
+ */
 function unconditional(rule: CompiledRule, groupsKnown: boolean): boolean {
-  return rule.paths === null && rule.methods === null && (rule.groups === null || groupsKnown);
+  if (rule.groups !== null && !groupsKnown) return false;
+  let all = everything.get(rule);
+  if (all === undefined) {
+    const pathsAll = rule.paths === null || rule.paths.some((m) => PROBE_PATHS.every((p) => m.test(p)));
+    const methodsAll = rule.methods === null || ALL_METHODS.every((m) => rule.methods!.has(m));
+    all = pathsAll && methodsAll;
+    everything.set(rule, all);
+  }
+  return all;
 }
 
 /** The rule that admits this client to sign in, or null when none can. */

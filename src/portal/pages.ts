@@ -124,11 +124,13 @@ export function reauthPage(o: { csrf: string; error?: string | null; hasTotp: bo
   return page(
     'Confirm your password',
     html`<h1>${o.hasTotp ? 'Change your authenticator' : 'Set up an authenticator'}</h1>${error(o.error)}
-<p class="note">Enter your password to continue.</p>
+<p class="note">${o.hasTotp ? 'Enter your password and a code from your current authenticator (or a recovery code) to continue.' : 'Enter your password to continue.'}</p>
 <form method="post" action="/.portcullis/enrol">
 ${hidden('csrf', o.csrf)}<input type="hidden" name="action" value="reauth">
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required autofocus>
+${o.hasTotp ? html`<label for="code">Code</label>
+<input type="text" id="code" name="code" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" pattern="[0-9a-zA-Z \\-]{6,24}" required>` : raw('')}
 <button type="submit">Continue</button>
 </form>`,
   );

@@ -42,6 +42,7 @@ import {
   signedOutPage,
 } from './pages.js';
 import { peerAddress } from '../net/listener.js';
+import { signInAdmits } from '../policy/admission.js';
 import { resolveClient } from '../net/client-ip.js';
 import { safeRedirect } from './redirect.js';
 
@@ -215,6 +216,18 @@ export function portalRoutes(rt: Runtime) {
       return false;
     }
 
+    /**
+     * Whether a signed-in session's factors fall short of every rule that admits it from here
+     * (a password-only session on a network where only `mfa` rules apply): such a session is
+     * stepped up before it sees the account page, changes the password or ends other sessions.
+     */
+    function shortOfFactors(c: Ctx, s: OpenSession): boolean {
+      const user = rt.users.get(s.rec.user);
+      return !signInAdmits(c.app, { ip: c.info.ip, groups: user?.groups ?? [], factors: s.rec.amr });
+    }
+
+    const stepUpTo = (reply: FastifyReply, page: string) => reply.code(303).header('location', `/.portcullis/mfa?rd=${encodeURIComponent(page)}`).send();
+
     /** The app and the (possibly half-signed-in) session, or null with a response already sent. */
     async function signedIn(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession } | null> {
       const c = ctx(req, reply);
@@ -312,10 +325,16 @@ export function portalRoutes(rt: Runtime) {
       if (s.rec.pending === 'none' && s.rec.amr.includes('otp')) return reply.redirect(rd ?? s.rec.rd ?? '/', 303);
       if (s.rec.pending !== 'mfa' && s.rec.pending !== 'none') return reply.redirect(stepLocation(s.rec.pending), 303);
       if (!(await rt.stores.state.getTotp(s.rec.user))) {
-        // step-up for a user with no device yet: enrol, where allowed
-        if (!c.cfg.totp.enrolNetworks.contains(c.info.ip)) return fail(reply, 403, ERRORS.PC_ENROL_DENIED.message);
-        const n = await rt.sessions.update(s, { pending: 'enrol', ...(rd ? { rd } : {}) });
-        return reply.redirect(stepLocation(n.rec.pending), 303);
+        // step-up for a user with no device yet: self-service enrolment, where allowed, which asks
+        // for the password again unless it was proved minutes ago (a stolen cookie is not enough)
+        if (!c.cfg.totp.enrolNetworks.contains(c.info.ip)) return enrolRefused(reply, c, s.rec.user);
+        if (s.rec.pending === 'mfa') {
+          // a sign-in step whose user lost the device meanwhile: start again
+          await rt.sessions.destroy(s);
+          return reply.redirect('/.portcullis/login', 303);
+        }
+        if (rd && rd !== s.rec.rd) await rt.sessions.update(s, { rd });
+        return reply.redirect('/.portcullis/enrol', 303);
       }
       if (rd && rd !== s.rec.rd) await rt.sessions.update(s, { rd });
       return send(reply, 200, mfaPage({ csrf: s.rec.csrf, recovery: q.recovery === '1' }));
@@ -336,6 +355,7 @@ export function portalRoutes(rt: Runtime) {
       const n = await rt.sessions.rotate(s, {
         amr: ['pwd', 'otp'],
         pending: s.rec.mustChangePassword ? 'password' : 'none',
+        factorAt: rt.clock.now(),
       });
       if (n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
@@ -376,7 +396,15 @@ export function portalRoutes(rt: Runtime) {
       );
     }
 
-    const reauthFresh = (s: OpenSession) => s.rec.reauthAt !== undefined && rt.clock.now() - s.rec.reauthAt < REAUTH_MS;
+    /**
+     * Whether this session may change the user's factors now: the password proved minutes ago,
+     * and, when an authenticator exists (replace, remove), the second factor too.
+     */
+    const reauthFresh = (s: OpenSession, hasTotp: boolean) => {
+      const now = rt.clock.now();
+      const fresh = (t: number | undefined) => t !== undefined && now - t < REAUTH_MS;
+      return fresh(s.rec.reauthAt) && (!hasTotp || fresh(s.rec.factorAt));
+    };
 
     app.get('/.portcullis/enrol', async (req, reply) => {
       const g = await signedIn(req, reply);
@@ -388,7 +416,7 @@ export function portalRoutes(rt: Runtime) {
       // self-service: offered after sign-in, or opened from the account page
       const has = (await rt.stores.state.getTotp(s.rec.user)) !== null;
       if ((req.query as Form).offer === '1' && !has) return send(reply, 200, enrolOfferPage({ next: s.rec.rd ?? '/' }));
-      if (!reauthFresh(s)) return send(reply, 200, reauthPage({ csrf: s.rec.csrf, hasTotp: has }));
+      if (!reauthFresh(s, has)) return send(reply, 200, reauthPage({ csrf: s.rec.csrf, hasTotp: has }));
       return showEnrol(reply, c, s);
     });
 
@@ -402,12 +430,23 @@ export function portalRoutes(rt: Runtime) {
       if (!rt.stores.healthy()) return storeDown(reply);
       const selfService = s.rec.pending === 'none';
       if (selfService && f.action === 'reauth') {
-        const r = await reauthenticate(rt, c.cfg, { app: c.app, ip: c.info.ip, user: s.rec.user, password: f.password ?? '' });
         const has = (await rt.stores.state.getTotp(s.rec.user)) !== null;
+        const r = await reauthenticate(rt, c.cfg, { app: c.app, ip: c.info.ip, user: s.rec.user, password: f.password ?? '' });
         switch (r) {
-          case 'ok':
-            await rt.sessions.update(s, { reauthAt: rt.clock.now() });
+          case 'ok': {
+            if (!has) {
+              await rt.sessions.update(s, { reauthAt: rt.clock.now() });
+              return reply.code(303).header('location', '/.portcullis/enrol').send();
+            }
+            // replacing or removing an authenticator needs the authenticator (NIST 800-63B
+            // 6.1.2.1: bind at the level you authenticate at): a code or a recovery code too
+            const m = await secondFactor(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, code: (f.code ?? '').slice(0, 64), app: c.app.name, session: s.idHash });
+            if (m.kind === 'throttled') return fail(reply, 429, ERRORS.PC_THROTTLED.message, { 'retry-after': String(m.retryAfterSec) });
+            if (m.kind === 'fail') return send(reply, 401, reauthPage({ csrf: s.rec.csrf, hasTotp: has, error: GENERIC_CODE_ERROR }));
+            const now = rt.clock.now();
+            await rt.sessions.update(s, { reauthAt: now, factorAt: now });
             return reply.code(303).header('location', '/.portcullis/enrol').send();
+          }
           case 'fail':
             return send(reply, 401, reauthPage({ csrf: s.rec.csrf, hasTotp: has, error: 'The password is not correct.' }));
           case 'throttled':
@@ -418,7 +457,7 @@ export function portalRoutes(rt: Runtime) {
             return enrolRefused(reply, c, s.rec.user);
         }
       }
-      if (selfService && !reauthFresh(s)) return reply.code(303).header('location', '/.portcullis/enrol').send();
+      if (selfService && !reauthFresh(s, (await rt.stores.state.getTotp(s.rec.user)) !== null)) return reply.code(303).header('location', '/.portcullis/enrol').send();
       if (selfService && f.action === 'remove') {
         const r = await removeTotp(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, app: c.app.name });
         if (r === 'network') return enrolRefused(reply, c, s.rec.user);
@@ -443,11 +482,12 @@ export function portalRoutes(rt: Runtime) {
         amr: ['pwd', 'otp'],
         pending: s.rec.mustChangePassword ? 'password' : 'none',
         enrolSecret: undefined,
+        factorAt: rt.clock.now(),
       });
       s = n;
       if (!selfService && n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
-      return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: selfService ? '/.portcullis/account' : afterStep(n), issuer: c.cfg.totp.issuer, user: n.rec.user }));
+      return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: selfService ? (n.rec.rd ?? '/.portcullis/account') : afterStep(n), issuer: c.cfg.totp.issuer, user: n.rec.user }));
     });
 
     // ---------- account ----------
@@ -456,6 +496,7 @@ export function portalRoutes(rt: Runtime) {
       if (!g) return reply;
       const { c, s } = g;
       if (s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
+      if (shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/account');
       const user = rt.users.get(s.rec.user)!;
       const [totp, left] = await Promise.all([rt.stores.state.getTotp(user.name), rt.stores.state.countRecoveryCodes(user.name)]);
       const done = (req.query as Form).done;
@@ -484,6 +525,7 @@ export function portalRoutes(rt: Runtime) {
       if (!s) return reply.redirect(`/.portcullis/login?rd=${encodeURIComponent('/.portcullis/password')}`, 303);
       if (!admitted(reply, c, s.rec.user)) return reply;
       if (s.rec.pending !== 'none' && s.rec.pending !== 'password') return reply.redirect(stepLocation(s.rec.pending), 303);
+      if (s.rec.pending === 'none' && shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/password');
       return send(reply, 200, passwordPage({ csrf: s.rec.csrf, required: s.rec.pending === 'password' }));
     });
 
@@ -492,6 +534,7 @@ export function portalRoutes(rt: Runtime) {
       if (!g) return reply;
       const { c, s, f } = g;
       if (s.rec.pending !== 'none' && s.rec.pending !== 'password') return reply.redirect(stepLocation(s.rec.pending), 303);
+      if (s.rec.pending === 'none' && shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/password');
       const required = s.rec.pending === 'password';
       const again = (status: number, msg: string) => send(reply, status, passwordPage({ csrf: s.rec.csrf, required, error: msg }));
       if (!rt.stores.healthy()) return storeDown(reply);
@@ -544,7 +587,7 @@ export function portalRoutes(rt: Runtime) {
         await rt.sessions.destroy(s);
         for (const conn of rt.live) if (conn.sessionHash === s.idHash) conn.close('signed out');
         rt.audit.record({ event: 'session_ended', ip: c.info.ip, user: s.rec.user, app: c.app.name, outcome: 'success', reason: 'logout' });
-        if (f.everywhere === '1') {
+        if (f.everywhere === '1' && s.rec.pending === 'none' && !shortOfFactors(c, s)) {
           const ended = await rt.stores.sessions.deleteByUser(s.rec.user);
           for (const conn of rt.live) if (conn.user === s.rec.user) conn.close('signed out everywhere');
           rt.audit.record({ event: 'session_revoked', ip: c.info.ip, user: s.rec.user, app: c.app.name, outcome: 'info', reason: `signed out everywhere (${ended} other sessions)` });

@@ -141,9 +141,13 @@ export class SessionManager {
     return Math.min(rec.createdAt + t.absoluteMs, rec.lastSeenAt + t.idleMs);
   }
 
-  /** Replace the session with a new id carrying `changes` (privilege change: no fixation). */
+  /**
+   * Replace the session with a new id carrying `changes` (privilege change: no fixation). The new
+   * record is written first and the old one deleted after; if the old one was already gone
+   * (revoked meanwhile, here or on another instance) the new one is deleted again and
+   * PC_SESSION_GONE thrown: a revocation racing a sign-in step can never be undone by it.
+   */
   async rotate(old: OpenSession, changes: Partial<SessionRecord>): Promise<OpenSession> {
-    await this.destroyHash(old.idHash);
     const now = this.deps.clock.now();
     const id = this.deps.random.bytes(ID_BYTES).toString('base64url');
     const rec: SessionRecord = {
@@ -154,6 +158,11 @@ export class SessionManager {
     };
     const idHash = hashSessionId(id);
     await this.deps.store.set(idHash, rec, this.ttl(rec, now));
+    this.cache?.delete(old.idHash);
+    if (!(await this.deps.store.delete(old.idHash))) {
+      await this.deps.store.delete(idHash);
+      throw new PortcullisError('PC_SESSION_GONE');
+    }
     return { id, idHash, rec };
   }
 

@@ -319,6 +319,10 @@ export class MemoryRateStore implements RateStore {
       const b = this.blocks.get(key);
       if (b && b.until > now) return { ok: false, block: { key, until: b.until, reason: b.reason } };
     }
+    if (req.seen) {
+      const c = this.live(req.seen.key, now);
+      if (c && hasMember(c, req.seen.member)) return { ok: false, seen: true };
+    }
     for (let i = 0; i < req.counters.length; i++) {
       const c = req.counters[i]!;
       const cur = this.live(c.key, now);

@@ -29,6 +29,8 @@ export interface SessionRecord {
    * factors (enrol, replace, remove an authenticator) needs a proof at most a few minutes old.
    */
   reauthAt?: number | undefined;
+  /** When the holder last proved a second factor in this session (replacing or removing one needs it fresh). */
+  factorAt?: number | undefined;
 }
 
 export interface SessionStore {
@@ -98,13 +100,15 @@ export interface ReserveCounter {
 export interface ReserveRequest {
   blocks: readonly string[];
   counters: readonly ReserveCounter[];
+  /** Refuse (with `seen`) when `member` is already counted under `key` (a guess already known wrong). */
+  seen?: { key: string; member: string } | undefined;
 }
 
 export type ReserveResult =
   /** `counts[i]` is counter i after this attempt; `added[i]` whether this attempt added to it. */
   | { ok: true; counts: number[]; added: boolean[] }
-  /** A block in force (`block` set), or counter `full` at its limit. */
-  | { ok: false; block?: { key: string; until: number; reason: string }; full?: number }
+  /** A block in force (`block` set), counter `full` at its limit, or the `seen` member present. */
+  | { ok: false; block?: { key: string; until: number; reason: string }; full?: number; seen?: boolean }
 
 export interface TotpRecord {
   /** AES-256-GCM sealed base32 secret. */

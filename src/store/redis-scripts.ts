@@ -171,11 +171,12 @@ return n
 
 /**
  * Reserve one attempt against blocks and counters in one step (see RateStore.reserve).
- * KEYS: the block hashes (ARGV[1] of them), then one counter hash per counter.
- * ARGV: [1] number of blocks, [2] now, [3] member cap, then per counter: window ms, member
- *       digest or '', max.
- * Returns {0, 'b', index, until, reason} for a block in force, {0, 'f', counter index} for a
- * counter at its limit, or {1, count1, added1, count2, added2, ...}.
+ * KEYS: the block hashes (ARGV[1] of them), then one counter hash per counter, then (when
+ *       ARGV[4] is not '') the `seen` counter.
+ * ARGV: [1] number of blocks, [2] now, [3] member cap, [4] `seen` member digest or '', then per
+ *       counter: window ms, member digest or '', max.
+ * Returns {0, 'b', index, until, reason} for a block in force, {0, 's'} when the `seen` member is
+ * present, {0, 'f', counter index} for a counter at its limit, or {1, count1, added1, ...}.
  */
 const rateReserve: ScriptDef = {
   numberOfKeys: null,
@@ -183,6 +184,8 @@ const rateReserve: ScriptDef = {
 local nb = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
+local seen = ARGV[4]
+local A = 4
 for i = 1, nb do
   local u = tonumber(redis.call('HGET', KEYS[i], 'u'))
   if u and u > now then
@@ -190,11 +193,19 @@ for i = 1, nb do
   end
 end
 local nc = #KEYS - nb
+if seen ~= '' then
+  nc = nc - 1
+  local sk = KEYS[#KEYS]
+  local se = tonumber(redis.call('HGET', sk, 'e'))
+  if se and now < se and redis.call('HEXISTS', sk, 'm:' .. seen) == 1 then
+    return {0, 's'}
+  end
+end
 local live = {}
 for j = 1, nc do
   local k = KEYS[nb + j]
-  local member = ARGV[3 + (j - 1) * 3 + 2]
-  local max = tonumber(ARGV[3 + (j - 1) * 3 + 3])
+  local member = ARGV[A + (j - 1) * 3 + 2]
+  local max = tonumber(ARGV[A + (j - 1) * 3 + 3])
   local e = tonumber(redis.call('HGET', k, 'e'))
   live[j] = e and now < e
   if live[j] then
@@ -207,8 +218,8 @@ end
 local out = {1}
 for j = 1, nc do
   local k = KEYS[nb + j]
-  local win = tonumber(ARGV[3 + (j - 1) * 3 + 1])
-  local member = ARGV[3 + (j - 1) * 3 + 2]
+  local win = tonumber(ARGV[A + (j - 1) * 3 + 1])
+  local member = ARGV[A + (j - 1) * 3 + 2]
   if not live[j] then
     redis.call('DEL', k)
     redis.call('HSET', k, 'e', string.format('%.0f', now + win), 'n', 0)

@@ -161,7 +161,7 @@ function parseSessionRecord(json: string): SessionRecord | null {
     return null;
   }
   if (!isRecord(v)) return null;
-  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword, reauthAt } = v;
+  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword, reauthAt, factorAt } = v;
   if (typeof user !== 'string' || typeof ip !== 'string' || typeof csrf !== 'string') return null;
   if (!Array.isArray(amr) || !amr.every((f) => typeof f === 'string' && FACTORS.has(f))) return null;
   if (typeof pending !== 'string' || !PENDING.has(pending)) return null;
@@ -170,6 +170,7 @@ function parseSessionRecord(json: string): SessionRecord | null {
   if (enrolSecret !== undefined && typeof enrolSecret !== 'string') return null;
   if (mustChangePassword !== undefined && typeof mustChangePassword !== 'boolean') return null;
   if (reauthAt !== undefined && typeof reauthAt !== 'number') return null;
+  if (factorAt !== undefined && typeof factorAt !== 'number') return null;
   return v as unknown as SessionRecord;
 }
 
@@ -776,7 +777,7 @@ class RedisRateStore implements RateStore {
     const t = epochMs(now, 'now');
     const k = this.b.keys;
     const keys: string[] = [];
-    const args: Array<string | number> = [req.blocks.length, t, MEMBER_CAP];
+    const args: Array<string | number> = [req.blocks.length, t, MEMBER_CAP, req.seen ? memberDigest(req.seen.member) : ''];
     for (const b of req.blocks) {
       nonEmpty(b, 'block key');
       keys.push(k.block(b));
@@ -785,6 +786,10 @@ class RedisRateStore implements RateStore {
       nonEmpty(c.key, 'rate key');
       keys.push(k.rate(c.key));
       args.push(positiveMs(c.windowMs, 'windowMs'), c.member === undefined ? '' : memberDigest(c.member), c.max);
+    }
+    if (req.seen) {
+      nonEmpty(req.seen.key, 'rate key');
+      keys.push(k.rate(req.seen.key));
     }
     const r = (await this.b.run((cmd) => this.b.script(cmd, 'pcRateReserve', keys, args))) as unknown[];
     if (Number(r[0]) === 1) {
@@ -796,6 +801,7 @@ class RedisRateStore implements RateStore {
       }
       return { ok: true, counts, added };
     }
+    if (r[1] === 's') return { ok: false, seen: true };
     if (r[1] === 'b') {
       const i = Number(r[2]) - 1;
       return { ok: false, block: { key: req.blocks[i]!, until: Number(r[3]), reason: String(r[4] ?? '') } };

@@ -422,7 +422,9 @@ test('an unknown or disabled user costs a full password verification, like a wro
   // Real-sized hashes here, and the users hashed with the same parameters as the gateway's dummy:
   // a gateway that skipped the hash for unknown or disabled users would answer them in a fraction
   // of the time. The machine may be busy, so the three cases are timed back to back in each round
-  // and compared within the round; the medians of those ratios must stay near 1.
+  // and compared within the round; the medians of those ratios must stay near 1. Every attempt is
+  // a fresh (user, password) pair: a guess this source already got wrong (or right but refused)
+  // is answered without a hash, alike for all three, so repeats would measure nothing.
   const params: Argon2Params = { memoryCost: 16384, timeCost: 2, parallelism: 1 };
   const tg = await startTestGateway(config(up.url), { users: USERS.slice(0, 1), clock, argon2: params });
   try {
@@ -431,6 +433,10 @@ test('an unknown or disabled user costs a full password verification, like a wro
       'users:',
       `  alice: { password: ${JSON.stringify(await h.hash(PW.alice))}, groups: [staff] }`,
       `  erin: { password: ${JSON.stringify(await h.hash(PW.erin))}, groups: [staff], disabled: true }`,
+      // per round one account tried with a wrong password and one disabled account tried with its
+      // right password, each once
+      ...(await Promise.all(Array.from({ length: 16 }, async (_, i) => `  alice${i}: { password: ${JSON.stringify(await h.hash(`${PW.alice} ${i}`))}, groups: [staff] }`))),
+      ...(await Promise.all(Array.from({ length: 16 }, async (_, i) => `  erin${i}: { password: ${JSON.stringify(await h.hash(`${PW.erin} ${i}`))}, groups: [staff], disabled: true }`))),
       '',
     ].join('\n');
     await writeFile(tg.usersFile, yaml);
@@ -446,8 +452,8 @@ test('an unknown or disabled user costs a full password verification, like a wro
 
     const c = new PortalClient(tg.port, 'mail.test', { localAddress: OFFICE });
     const csrf = hiddenField((await c.get('/.portcullis/login')).body, 'csrf')!;
-    const cases = { wrong: ['alice', 'wrong password'], unknown: ['nobody', 'wrong password'], disabled: ['erin', PW.erin] } as const;
-    type Case = keyof typeof cases;
+    const casesFor = (round: number) => ({ wrong: [`alice${round}`, `wrong password ${round}`], unknown: [`nobody${round}`, `wrong password ${round}`], disabled: [`erin${round}`, `${PW.erin} ${round}`] }) as const;
+    type Case = keyof ReturnType<typeof casesFor>;
     const order: Case[] = ['wrong', 'unknown', 'disabled'];
     const times: Record<Case, number[]> = { wrong: [], unknown: [], disabled: [] };
     const ratios: Record<'unknown' | 'disabled', number[]> = { unknown: [], disabled: [] };
@@ -455,6 +461,8 @@ test('an unknown or disabled user costs a full password verification, like a wro
     for (let round = 0; round < 16; round++) {
       order.push(order.shift()!); // rotate, so no case always runs first
       const t: Partial<Record<Case, number>> = {};
+      const cases = casesFor(round);
+      clock.advance(16 * 60_000); // each round in fresh throttle windows
       for (const k of order) {
         const [username, password] = cases[k];
         const t0 = performance.now();

@@ -145,16 +145,39 @@ describe('self-service enrolment', () => {
     assert.equal(m.location, '/inbox');
   });
 
-  it('replacing and removing need a fresh password, and are audited', async () => {
+  it('replacing or removing an authenticator needs the password and the authenticator, and is audited', async () => {
     await provision('alice');
     const c = pa.client('mail.test', OFFICE);
-    await c.login('alice', PW.alice, '/');
+    // a password-only sign-in (the office rule is `password`): not enough to touch the authenticator
+    assert.equal((await c.login('alice', PW.alice, '/')).location, '/');
+    const ask = await c.get('/.portcullis/enrol');
+    assert.doesNotMatch(ask.body, /id="remove-totp"/);
+    assert.match(ask.body, /name="code"/, 'a code is asked besides the password');
+    const csrf = hiddenField(ask.body, 'csrf')!;
+    assert.equal((await c.post('/.portcullis/enrol', { csrf, action: 'remove' })).status, 303, 'remove without the factor: back to the form');
+    assert.ok(await pa.rt.stores.state.getTotp('alice'), 'still there');
+    const noCode = await c.post('/.portcullis/enrol', { csrf, action: 'reauth', password: PW.alice, code: '000000' });
+    assert.equal(noCode.status, 401);
+    nextStep();
+    const ok = await c.post('/.portcullis/enrol', { csrf, action: 'reauth', password: PW.alice, code: code(SECRET) });
+    assert.equal(ok.status, 303);
     const page = await c.get('/.portcullis/enrol');
-    assert.match(page.body, /id="remove-totp"/, 'fresh from sign-in: the QR page with a remove button');
+    assert.match(page.body, /id="remove-totp"/);
     const rm = await c.post('/.portcullis/enrol', { csrf: hiddenField(page.body, 'csrf')!, action: 'remove' });
     assert.equal(rm.status, 303);
     assert.equal(await pa.rt.stores.state.getTotp('alice'), null);
     assert.ok(pa.events.some((e) => e.event === 'totp_removed' && e.user === 'alice'));
+  });
+
+  it('a stolen password-only cookie cannot enrol through the step-up page without the password', async () => {
+    const c = pa.client('mail.test', OFFICE);
+    await c.login('dave', PW.dave, '/');
+    pa.clock.advance(10 * 60_000); // the thief uses the cookie later
+    const up = await c.get('/.portcullis/mfa?rd=%2Fadmin%2Fx');
+    assert.equal(up.location, '/.portcullis/enrol');
+    const page = await c.get('/.portcullis/enrol');
+    assert.match(page.body, /name="action" value="reauth"/, 'the password is asked, no QR code shown');
+    assert.doesNotMatch(page.body, /id="secret"/);
   });
 
   it('from outside enrol networks it is refused on every path, whatever the session', async () => {
@@ -173,6 +196,20 @@ describe('self-service enrolment', () => {
       assert.equal(r.status, 403, JSON.stringify(form));
     }
     assert.ok(await pa.rt.stores.state.getTotp('alice'), 'nothing was removed');
+  });
+});
+
+describe('account pages need the factors the network asks for', () => {
+  it('a password-only session taken to an mfa-only network is stepped up before the account page', async () => {
+    await provision('dave');
+    const c = pa.client('mail.test', OFFICE);
+    await c.login('dave', PW.dave, '/');
+    c.ip = VPN;
+    const r = await c.get('/.portcullis/account');
+    assert.equal(r.status, 303);
+    assert.equal(r.location, '/.portcullis/mfa?rd=%2F.portcullis%2Faccount');
+    assert.equal((await c.get('/.portcullis/password')).status, 303);
+    await pa.rt.stores.state.setTotp('dave', null);
   });
 });
 

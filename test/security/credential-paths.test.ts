@@ -14,6 +14,13 @@
  * - the enrolment code's time step not claimed: the code that confirmed a new authenticator
  *   could be replayed at the next sign-in (RFC 6238 5.2: one use per time step);
  * - a session touch that resurrects a revoked session (an unconditional SET after a DEL);
+ * And what an adversarial review of the first fix found:
+ * - one source repeating one wrong password kept every argon2 thread busy (each repeat was hashed
+ *   again but never counted): the office got 503 for as long as it lasted. A guess this source
+ *   already got wrong is now answered as wrong without a hash;
+ * - a success wiped counts it should not touch: the victim's phone syncing over Basic reset the
+ *   account's lock at every sync, and an attacker's own account reset the source's count;
+ * - a revocation racing a sign-in step was undone by the session rotation.
  * - forward-auth believing X-Forwarded-* from a peer that is not a trusted proxy (the
  *   oauth2-proxy / Authelia "trusted headers from anywhere" advisories) — inject level, not only
  *   behind a real nginx.
@@ -119,6 +126,42 @@ describe('app passwords over Basic', () => {
   });
 });
 
+describe('what a success may forget, and what a repeated guess may cost', () => {
+  it('one wrong password repeated from one source is hashed once', async () => {
+    const hasher = pa.rt.hasher;
+    const real = hasher.verify.bind(hasher);
+    let calls = 0;
+    hasher.verify = async (h, p) => {
+      calls++;
+      return real(h, p);
+    };
+    try {
+      const c = pa.client('mail.test', HOME);
+      const csrf = hiddenField((await c.get('/.portcullis/login')).body, 'csrf')!;
+      for (let i = 0; i < 30; i++) {
+        const r = await c.post('/.portcullis/login', { csrf, username: 'nobody1', password: 'Summer2024!' });
+        assert.equal(r.status, 401);
+      }
+      assert.equal(calls, 1, `${calls} argon2 verifications for 30 identical guesses`);
+    } finally {
+      hasher.verify = real;
+    }
+  });
+
+  it("an app password's success over Basic does not reset the account's failure count", async () => {
+    const c = pa.client('mail.test', HOME);
+    const csrf = hiddenField((await c.get('/.portcullis/login')).body, 'csrf')!;
+    let evaluated = 0;
+    for (let i = 0; i < 12; i++) {
+      const r = await c.post('/.portcullis/login', { csrf, username: 'alice', password: `guess-${i}` });
+      if (r.status === 401) evaluated++;
+      // the victim's phone syncs between guesses, from the same kind of (unfamiliar) network
+      await gateBasic('/dav/cal', '100.64.7.9', basic('alice', 'app-secret-1234'));
+    }
+    assert.ok(evaluated <= 5, `${evaluated} guesses evaluated with a phone syncing in between (limit 5)`);
+  });
+});
+
 describe('the throttle fails closed', () => {
   it('a login while the rate store is down: 503, and no password is checked', async () => {
     const c = pa.client('mail.test', OFFICE);
@@ -191,6 +234,31 @@ describe('a revoked session stays revoked', () => {
       store.get = realGet;
     }
     assert.equal(await store.get(s.idHash), null, 'and it is not written back');
+  });
+});
+
+describe('a revocation racing a sign-in step stays in force', () => {
+  it('a session revoked while its code is checked does not come back rotated', async () => {
+    await pa.rt.stores.state.setTotp('alice', { secret: pa.rt.box.seal('JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', 'totp:alice'), enrolledAt: 0, source: 'provisioned' });
+    const c = pa.client('vault.test', OFFICE);
+    assert.equal((await c.login('alice', PW.alice, '/')).location, '/.portcullis/mfa');
+    const page = await c.get('/.portcullis/mfa');
+    const state = pa.rt.stores.state;
+    const realGet = state.getTotp.bind(state);
+    state.getTotp = async (u: string) => {
+      await pa.rt.stores.sessions.deleteByUser('alice'); // "sign out everywhere" lands now
+      return realGet(u);
+    };
+    try {
+      const t = pa.rt.config.totp;
+      const code = generateCode('JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', { time: pa.clock.now(), period: t.period, digits: t.digits, algorithm: t.algorithm });
+      const r = await c.post('/.portcullis/mfa', { csrf: hiddenField(page.body, 'csrf')!, code });
+      assert.notEqual(r.status, 303);
+    } finally {
+      state.getTotp = realGet;
+      await state.setTotp('alice', null);
+    }
+    assert.equal((await pa.rt.stores.sessions.list('alice')).length, 0, 'no session of alice survives');
   });
 });
 

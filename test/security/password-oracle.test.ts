@@ -111,6 +111,26 @@ describe('a right password that leads nowhere looks like a wrong one', () => {
     });
   }
 
+  it('a repeat costs the same whether the password was right or wrong: neither is hashed again', async () => {
+    const hasher = pa.rt.hasher;
+    const real = hasher.verify.bind(hasher);
+    let calls = 0;
+    hasher.verify = async (h, p) => {
+      calls++;
+      return real(h, p);
+    };
+    try {
+      const c = pa.client('mail.test', '198.51.100.77');
+      for (const pw of [PW.frank, 'frank-wrong-1']) {
+        calls = 0;
+        for (let i = 0; i < 3; i++) assert.equal((await c.login('frank', pw, '/')).status, 401);
+        assert.equal(calls, 1, `${pw === PW.frank ? 'right' : 'wrong'} password: hashed ${calls} times in 3 tries`);
+      }
+    } finally {
+      hasher.verify = real;
+    }
+  });
+
   it('the owner and the admin are told (password_refused_correct)', async () => {
     await notifier.whenIdle();
     const told = posted.filter((p) => p.event.event === 'password_refused_correct').map((p) => p.event.user);

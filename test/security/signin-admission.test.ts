@@ -140,6 +140,31 @@ describe('every portal page checks the network, not only the login form', () => 
   });
 });
 
+describe('a deny rule whose pattern covers every path is unconditional', () => {
+  it('no login form, no session, no oracle for a network denied by paths: ["/**"]', async () => {
+    const guest = await startPortalApp(
+      `
+networks: { guest: ["10.9.1.0/24"] }
+apps:
+  - name: mail
+    hosts: ["mail.test"]
+    upstream: "http://127.0.0.1:9"
+    rules:
+      - { networks: [guest], paths: ["/**"], policy: deny }
+      - { networks: [guest], paths: ["^/"], policy: deny }
+      - { policy: password }
+`,
+      { users: [{ name: 'alice', password: PW.alice }] },
+    );
+    try {
+      assert.equal((await guest.client('mail.test', '10.9.1.5').get('/.portcullis/login')).status, 403);
+      assert.equal((await guest.client('mail.test', '10.9.2.5').get('/.portcullis/login')).status, 200, 'elsewhere it is served');
+    } finally {
+      await guest.close();
+    }
+  });
+});
+
 describe('lockdown closes sign-in to everyone outside lockdown.networks', () => {
   it('from the vpn: the form and a forged POST are refused; from the office: signed in', async () => {
     pa.rt.lockdown = { on: true, since: pa.clock.now(), by: 'test' };
