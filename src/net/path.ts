@@ -24,6 +24,16 @@
  * - paths longer than {@link MAX_PATH_LENGTH}.
  * The query string is not interpreted (policy does not look at it) and is forwarded untouched;
  * it is only required to be printable ASCII without `#`.
+ *
+ * For apps on Windows (IIS: `apps[].case_insensitive_paths`, option `windows`), also refused,
+ * since Windows reaches the same file by other names than the one the rules were matched against:
+ * - a segment ending in a dot or a space, in any spelling (`/ecp./x`, `/ecp%20/x`, `/ecp%2e/x`,
+ *   `/ecp%20..%20/x`): Windows drops trailing dots and spaces from every name, so all of these
+ *   are `/ecp/x` to IIS;
+ * - `:` anywhere in the path: `name::$DATA` is the file's NTFS data stream (IIS once served a
+ *   script's source that way) and ASP.NET refuses `:` in a path anyway;
+ * - `~` followed by a digit: an 8.3 short name (`/LONGDI~1/` for `/longdirectoryname/`), which
+ *   Windows resolves on volumes that keep short names.
  */
 
 export type PathResult =
@@ -48,6 +58,9 @@ const QUESTION = 0x3f;
 const HASH = 0x23;
 const SEMICOLON = 0x3b;
 const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const TILDE = 0x7e;
+const SPACE = 0x20;
 
 /**
  * Per printable-ASCII code: 0 = ordinary path character, otherwise needs attention.
@@ -87,12 +100,47 @@ function rawCharReason(c: number): string {
   return 'semicolon (path parameter) in path';
 }
 
+export interface NormalizeOptions {
+  /** The app runs on Windows (IIS): refuse the names Windows treats as another (see above). */
+  windows?: boolean;
+}
+
 /**
  * Validate an origin-form request target and split it into a decoded path (for policy
  * matching), the raw path (forwarded as is) and the query string (forwarded as is).
  * Never throws.
  */
-export function normalizeRequestTarget(target: string): PathResult {
+export function normalizeRequestTarget(target: string, opts: NormalizeOptions = {}): PathResult {
+  const r = normalizeTarget(target);
+  if (r.ok && opts.windows === true) {
+    const why = windowsAlias(r.path);
+    if (why !== null) return refuse(why);
+  }
+  return r;
+}
+
+/**
+ * Why Windows would take `path` (decoded, already free of dot and empty segments) for another
+ * name, or null: a segment ending in `.` or ` `, a `:` (NTFS stream), a `~` and digit (8.3 name).
+ */
+function windowsAlias(path: string): string | null {
+  const n = path.length;
+  for (let i = 1; i < n; i++) {
+    const c = path.charCodeAt(i);
+    if (c === COLON) return 'colon in path (an NTFS stream name on Windows)';
+    if (c === TILDE) {
+      const d = i + 1 < n ? path.charCodeAt(i + 1) : 0;
+      if (d >= 0x30 && d <= 0x39) return 'short (8.3) file name in path';
+      continue;
+    }
+    if ((c === DOT || c === SPACE) && (i + 1 === n || path.charCodeAt(i + 1) === SLASH)) {
+      return 'path segment ending in a dot or a space (Windows ignores them)';
+    }
+  }
+  return null;
+}
+
+function normalizeTarget(target: string): PathResult {
   if (typeof target !== 'string' || target.length === 0) return refuse('empty request target');
   if (target.charCodeAt(0) !== SLASH) {
     return refuse(target === '*' ? 'asterisk-form request target' : 'request target is not an absolute path');
