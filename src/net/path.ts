@@ -17,6 +17,8 @@
  * - invalid percent escapes (`%`, `%4`, `%zz`, `%u002e`);
  * - escapes that decode to `/`, `\`, `;`, NUL or any other control character (C0, DEL, C1);
  * - decoded bytes that are not valid UTF-8 (overlong `%c0%af`, lone surrogates, truncations);
+ * - characters that Unicode normalisation (NFKC) turns into `/` or `\` (fullwidth `%ef%bc%8f`),
+ *   and segments it turns into `.` or `..` (fullwidth `%ef%bc%8e`, two-dot leader `%e2%80%a5`);
  * - `.` and `..` segments in any spelling (`.`, `%2e`, `.%2E`, ...);
  * - empty segments (`//`, `/a//b`); a single trailing `/` is fine;
  * - double-encoded separators, dots, controls, `;` and `%` (`%252e`, `%252f`, `%2500`), which
@@ -113,7 +115,9 @@ export interface NormalizeOptions {
 export function normalizeRequestTarget(target: string, opts: NormalizeOptions = {}): PathResult {
   const r = normalizeTarget(target);
   if (r.ok && opts.windows === true) {
-    const why = windowsAlias(r.path);
+    // Windows' best-fit mapping sees compatibility forms as ASCII (`ecp．` is `ecp.`)
+    const nf = r.path.normalize('NFKC');
+    const why = windowsAlias(r.path) ?? (nf === r.path ? null : windowsAlias(nf));
     if (why !== null) return refuse(why);
   }
   return r;
@@ -231,6 +235,8 @@ function decodePath(rawPath: string, query: string): PathResult {
       const c = path.charCodeAt(i);
       if ((c >= 0x80 && c <= 0x9f) || c === 0x2028 || c === 0x2029) return refuse('encoded control character in path');
     }
+    const why = compatibilityAlias(path);
+    if (why !== null) return refuse(why);
   } else {
     path = bytes.toString('latin1', 0, o);
   }
@@ -248,6 +254,22 @@ function decodePath(rawPath: string, query: string): PathResult {
     segStart = i + 1;
   }
   return { ok: true, path, rawPath, query };
+}
+
+/**
+ * Compatibility forms of the characters refused above: fullwidth `／` and `＼`, fullwidth dots
+ * `．．`, the two-dot leader `‥`. Unicode normalisation (NFKC, as some frameworks apply to paths)
+ * and Windows' best-fit mapping to code pages turn them into `/`, `\` and `..`, so an app could
+ * resolve `/public/．．/admin` to /admin after the gateway matched it under /public/.
+ */
+function compatibilityAlias(path: string): string | null {
+  const nf = path.normalize('NFKC');
+  if (nf === path) return null;
+  if (nf.includes('\\') || nf.split('/').length !== path.split('/').length) {
+    return 'character in path that Unicode normalisation turns into a separator';
+  }
+  for (const seg of nf.split('/')) if (seg === '.' || seg === '..') return 'dot segment in path after Unicode normalisation';
+  return null;
 }
 
 /**
