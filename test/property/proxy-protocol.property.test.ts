@@ -98,6 +98,11 @@ const anyBytes = fc.oneof(
   fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.concat([Buffer.from('PROXY '), a])),
   fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.concat([V2_SIGNATURE, a])),
   fc.tuple(valid, stream).map(([h, s]) => Buffer.concat([h.bytes, s])),
+  // v2 with a right length but any bytes where the TLVs go (a TLV cut short at the very end)
+  fc.tuple(fc.constantFrom(0x11, 0x21, 0x31), fc.uint8Array({ maxLength: 8 }), stream).map(([ft, extra, s]) => {
+    const addrLen = ft === 0x11 ? 12 : ft === 0x21 ? 36 : 216;
+    return Buffer.concat([v2Header(1, ft, Buffer.alloc(addrLen, 7), Buffer.from(extra)), s]);
+  }),
   // v1 lines around the 107-byte limit
   fc.tuple(fc.integer({ min: 84, max: 96 }), fc.constantFrom('\r\n', '\r', '', '\n'), stream).map(([k, end, s]) => Buffer.concat([Buffer.from(`PROXY UNKNOWN ${'x'.repeat(k)}${end}`), s])),
   fc.tuple(valid, fc.array(mutation, { minLength: 1, maxLength: 4 }), stream).map(([h, ms, s]) => Buffer.concat([mutate(h.bytes, ms), s])),
