@@ -54,18 +54,7 @@ export function compilePathPattern(source: string, opts: { caseInsensitive?: boo
 
 function makeMatcher(source: string, re: Tester): PathMatcher {
   // The compiled pattern stays private and keeps no state between calls.
-  return Object.freeze({
-    source,
-    test: (path: string): boolean => {
-      if (typeof path !== 'string') return false;
-      try {
-        return re.test(path);
-      } catch {
-        // not expected from either engine; a pattern that cannot be evaluated does not match
-        return false;
-      }
-    },
-  });
+  return Object.freeze({ source, test: (path: string): boolean => typeof path === 'string' && re.test(path) });
 }
 
 function compileRe2(pattern: string, opts: { caseInsensitive: boolean; dotAll: boolean }): RE2JS {

@@ -115,8 +115,9 @@ export interface NormalizeOptions {
 export function normalizeRequestTarget(target: string, opts: NormalizeOptions = {}): PathResult {
   const r = normalizeTarget(target);
   if (r.ok && opts.windows === true) {
-    // Windows' best-fit mapping sees compatibility forms as ASCII (`ecp．` is `ecp.`)
-    const nf = r.path.normalize('NFKC');
+    // Windows' best-fit mapping sees compatibility forms as ASCII (`ecp．` is `ecp.`); a path
+    // without escapes is ASCII (raw non-ASCII is refused), so it has none
+    const nf = r.path === r.rawPath ? r.path : r.path.normalize('NFKC');
     const why = windowsAlias(r.path) ?? (nf === r.path ? null : windowsAlias(nf));
     if (why !== null) return refuse(why);
   }
