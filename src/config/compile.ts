@@ -1097,7 +1097,7 @@ function compileApp(
   }
 
   return {
-    compiled: { name, hosts, upstream, websocket, rules, basicAuthPaths, pos: r.pos(v.node) },
+    compiled: { name, hosts, upstream, websocket, rules, basicAuthPaths, caseInsensitivePaths: ci, pos: r.pos(v.node) },
     nameVal,
     hostVals,
   };

@@ -48,6 +48,11 @@ export interface CompiledApp {
   websocket: boolean;
   rules: readonly CompiledRule[];
   basicAuthPaths: readonly PathMatcher[];
+  /**
+   * `case_insensitive_paths`: an app on Windows (IIS). Its rules match in any letter case, and
+   * paths Windows would read as another name (trailing dots or spaces, `::$DATA`, `~1`) are refused.
+   */
+  caseInsensitivePaths: boolean;
   pos: SourcePos;
 }
 

@@ -17,6 +17,8 @@
  * - invalid percent escapes (`%`, `%4`, `%zz`, `%u002e`);
  * - escapes that decode to `/`, `\`, `;`, NUL or any other control character (C0, DEL, C1);
  * - decoded bytes that are not valid UTF-8 (overlong `%c0%af`, lone surrogates, truncations);
+ * - characters that Unicode normalisation (NFKC) turns into `/` or `\` (fullwidth `%ef%bc%8f`),
+ *   and segments it turns into `.` or `..` (fullwidth `%ef%bc%8e`, two-dot leader `%e2%80%a5`);
  * - `.` and `..` segments in any spelling (`.`, `%2e`, `.%2E`, ...);
  * - empty segments (`//`, `/a//b`); a single trailing `/` is fine;
  * - double-encoded separators, dots, controls, `;` and `%` (`%252e`, `%252f`, `%2500`), which
@@ -24,6 +26,16 @@
  * - paths longer than {@link MAX_PATH_LENGTH}.
  * The query string is not interpreted (policy does not look at it) and is forwarded untouched;
  * it is only required to be printable ASCII without `#`.
+ *
+ * For apps on Windows (IIS: `apps[].case_insensitive_paths`, option `windows`), also refused,
+ * since Windows reaches the same file by other names than the one the rules were matched against:
+ * - a segment ending in a dot or a space, in any spelling (`/ecp./x`, `/ecp%20/x`, `/ecp%2e/x`,
+ *   `/ecp%20..%20/x`): Windows drops trailing dots and spaces from every name, so all of these
+ *   are `/ecp/x` to IIS;
+ * - `:` anywhere in the path: `name::$DATA` is the file's NTFS data stream (IIS once served a
+ *   script's source that way) and ASP.NET refuses `:` in a path anyway;
+ * - `~` followed by a digit: an 8.3 short name (`/LONGDI~1/` for `/longdirectoryname/`), which
+ *   Windows resolves on volumes that keep short names.
  */
 
 export type PathResult =
@@ -48,6 +60,9 @@ const QUESTION = 0x3f;
 const HASH = 0x23;
 const SEMICOLON = 0x3b;
 const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const TILDE = 0x7e;
+const SPACE = 0x20;
 
 /**
  * Per printable-ASCII code: 0 = ordinary path character, otherwise needs attention.
@@ -87,12 +102,50 @@ function rawCharReason(c: number): string {
   return 'semicolon (path parameter) in path';
 }
 
+export interface NormalizeOptions {
+  /** The app runs on Windows (IIS): refuse the names Windows treats as another (see above). */
+  windows?: boolean;
+}
+
 /**
  * Validate an origin-form request target and split it into a decoded path (for policy
  * matching), the raw path (forwarded as is) and the query string (forwarded as is).
  * Never throws.
  */
-export function normalizeRequestTarget(target: string): PathResult {
+export function normalizeRequestTarget(target: string, opts: NormalizeOptions = {}): PathResult {
+  const r = normalizeTarget(target);
+  if (r.ok && opts.windows === true) {
+    // Windows' best-fit mapping sees compatibility forms as ASCII (`ecp．` is `ecp.`); a path
+    // without escapes is ASCII (raw non-ASCII is refused), so it has none
+    const nf = r.path === r.rawPath ? r.path : r.path.normalize('NFKC');
+    const why = windowsAlias(r.path) ?? (nf === r.path ? null : windowsAlias(nf));
+    if (why !== null) return refuse(why);
+  }
+  return r;
+}
+
+/**
+ * Why Windows would take `path` (decoded, already free of dot and empty segments) for another
+ * name, or null: a segment ending in `.` or ` `, a `:` (NTFS stream), a `~` and digit (8.3 name).
+ */
+function windowsAlias(path: string): string | null {
+  const n = path.length;
+  for (let i = 1; i < n; i++) {
+    const c = path.charCodeAt(i);
+    if (c === COLON) return 'colon in path (an NTFS stream name on Windows)';
+    if (c === TILDE) {
+      const d = i + 1 < n ? path.charCodeAt(i + 1) : 0;
+      if (d >= 0x30 && d <= 0x39) return 'short (8.3) file name in path';
+      continue;
+    }
+    if ((c === DOT || c === SPACE) && (i + 1 === n || path.charCodeAt(i + 1) === SLASH)) {
+      return 'path segment ending in a dot or a space (Windows ignores them)';
+    }
+  }
+  return null;
+}
+
+function normalizeTarget(target: string): PathResult {
   if (typeof target !== 'string' || target.length === 0) return refuse('empty request target');
   if (target.charCodeAt(0) !== SLASH) {
     return refuse(target === '*' ? 'asterisk-form request target' : 'request target is not an absolute path');
@@ -183,6 +236,8 @@ function decodePath(rawPath: string, query: string): PathResult {
       const c = path.charCodeAt(i);
       if ((c >= 0x80 && c <= 0x9f) || c === 0x2028 || c === 0x2029) return refuse('encoded control character in path');
     }
+    const why = compatibilityAlias(path);
+    if (why !== null) return refuse(why);
   } else {
     path = bytes.toString('latin1', 0, o);
   }
@@ -200,6 +255,22 @@ function decodePath(rawPath: string, query: string): PathResult {
     segStart = i + 1;
   }
   return { ok: true, path, rawPath, query };
+}
+
+/**
+ * Compatibility forms of the characters refused above: fullwidth `／` and `＼`, fullwidth dots
+ * `．．`, the two-dot leader `‥`. Unicode normalisation (NFKC, as some frameworks apply to paths)
+ * and Windows' best-fit mapping to code pages turn them into `/`, `\` and `..`, so an app could
+ * resolve `/public/．．/admin` to /admin after the gateway matched it under /public/.
+ */
+function compatibilityAlias(path: string): string | null {
+  const nf = path.normalize('NFKC');
+  if (nf === path) return null;
+  if (nf.includes('\\') || nf.split('/').length !== path.split('/').length) {
+    return 'character in path that Unicode normalisation turns into a separator';
+  }
+  for (const seg of nf.split('/')) if (seg === '.' || seg === '..') return 'dot segment in path after Unicode normalisation';
+  return null;
 }
 
 /**

@@ -32,13 +32,36 @@ export interface Decision {
 
 type Miss = 'paths' | 'methods' | 'networks' | 'groups';
 
-/** Which condition of `rule` fails for `input`, or null if it matches (groups unknown count as a match here). */
+/**
+ * Which condition of `rule` fails for `input`, or null if it matches (groups unknown count as a
+ * match here). The order is the one `explain` describes (the first failing condition as written:
+ * methods, paths, networks, groups); `decide` uses {@link matches}, which agrees on the verdict.
+ */
 function firstMiss(rule: CompiledRule, input: DecisionInput): Miss | null {
   if (rule.methods && !rule.methods.has(input.method)) return 'methods';
-  if (rule.paths && !rule.paths.some((m) => m.test(input.path))) return 'paths';
+  if (rule.paths && !pathMatches(rule, input)) return 'paths';
   if (rule.networks && !rule.networks.contains(input.ip)) return 'networks';
   if (rule.groups && input.subject && !rule.groups.some((g) => input.subject!.groups.includes(g))) return 'groups';
   return null;
+}
+
+/**
+ * Whether `rule` matches `input` (groups unknown count as a match): `firstMiss(...) === null`, with
+ * the cheap conditions first. Method, network and groups are a set lookup or a few integer
+ * compares and are not the client's to shape; the path is the client's own text and the dearest
+ * test, so it comes last and only a request that passes everything else pays for it.
+ */
+function matches(rule: CompiledRule, input: DecisionInput): boolean {
+  if (rule.methods && !rule.methods.has(input.method)) return false;
+  if (rule.networks && !rule.networks.contains(input.ip)) return false;
+  if (rule.groups && input.subject && !rule.groups.some((g) => input.subject!.groups.includes(g))) return false;
+  return !rule.paths || pathMatches(rule, input);
+}
+
+function pathMatches(rule: CompiledRule, input: DecisionInput): boolean {
+  const paths = rule.paths!;
+  for (let i = 0; i < paths.length; i++) if (paths[i]!.test(input.path)) return true;
+  return false;
 }
 
 /**
@@ -49,7 +72,7 @@ export function decide(app: CompiledApp, input: DecisionInput): Decision {
   const rules = app.rules;
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i]!;
-    if (firstMiss(rule, input) !== null) continue;
+    if (!matches(rule, input)) continue;
     if (rule.groups && !input.subject) {
       return {
         policy: 'password',
@@ -88,9 +111,8 @@ function wouldMatchElsewhere(rules: readonly CompiledRule[], upTo: number, input
 
 function otherConditionsMatch(rule: CompiledRule, input: DecisionInput): boolean {
   if (rule.methods && !rule.methods.has(input.method)) return false;
-  if (rule.paths && !rule.paths.some((m) => m.test(input.path))) return false;
   if (rule.groups && input.subject && !rule.groups.some((g) => input.subject!.groups.includes(g))) return false;
-  return true;
+  return !rule.paths || pathMatches(rule, input);
 }
 
 /** Explanation of every rule in order, for `portcullis explain`. */

@@ -85,7 +85,7 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
   if (REFUSED_METHODS.has(req.method)) return { kind: 'error', code: 'PC_METHOD_REFUSED', app: null, reason: `method ${req.method}` };
   const app = appForHost(cfg, req.host);
   if (!app) return { kind: 'error', code: 'PC_HOST_UNKNOWN', app: null, reason: 'unknown host' };
-  const p = normalizeRequestTarget(req.target);
+  const p = normalizeRequestTarget(req.target, { windows: app.caseInsensitivePaths });
   if (!p.ok) return { kind: 'error', code: 'PC_PATH_UNSAFE', app, reason: p.reason };
   if (p.path.startsWith('/.portcullis/') || p.path === '/.portcullis') {
     return { kind: 'error', code: 'PC_NOT_FOUND', app, reason: 'reserved path' };

@@ -30,7 +30,7 @@ export const run: Command = async (args, io) => {
     io.stdout.write(`${rawUrl}: no app serves host ${host}: 421, never reaches an app\n`);
     return 0;
   }
-  const p = normalizeRequestTarget(m[3] ?? '/');
+  const p = normalizeRequestTarget(m[3] ?? '/', { windows: app.caseInsensitivePaths });
   if (!p.ok) {
     io.stdout.write(`${rawUrl}: refused with 400 before any rule: ${p.reason}\n`);
     return 0;
