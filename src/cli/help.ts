@@ -212,3 +212,53 @@ export function helpFor(name: string, sub: string | undefined): string {
   if (sub !== undefined && subs && Object.hasOwn(subs, sub)) return subUsage(name, sub);
   return commandUsage(name);
 }
+
+/**
+ * docs/cli.md, from the same entries `--help` prints (scripts/gen-cli-doc.mjs writes it; a unit
+ * test fails when the file and the help differ).
+ */
+export function markdownReference(): string {
+  const out: string[] = [
+    '# portcullis command reference',
+    '',
+    '<!-- Generated from src/cli/help.ts by `npm run docs:cli`; do not edit by hand. -->',
+    '',
+    'Every command and sub-command prints this help with `--help` (or `-h`) and exits 0;',
+    '`portcullis --version` prints the version. From a checkout run `npx portcullis ...` or',
+    '`node dist/src/cli/main.js ...`; `npm install -g .` or `npm link` puts `portcullis` on the PATH.',
+    '',
+    '## Common options',
+    '',
+    '| option | meaning |',
+    '|---|---|',
+    '| `--config FILE` | the configuration; default `$PORTCULLIS_CONFIG`, else `config/portcullis.yaml` (relative to the working directory) |',
+    '| `-h`, `--help` | print the command\'s help and exit 0 |',
+    '',
+    '## Exit status',
+    '',
+    '| status | meaning |',
+    '|---|---|',
+    '| 0 | success (help and `--version` included) |',
+    '| 1 | error: invalid configuration (every problem on stderr as `FILE:LINE:COL key.path: message`), a file or the running gateway unreachable, a request refused |',
+    '| 2 | usage error: unknown command or option, a missing or malformed argument |',
+    '',
+    '## Environment',
+    '',
+    '| variable | meaning |',
+    '|---|---|',
+    '| `PORTCULLIS_CONFIG` | the default `--config` |',
+    '| `PORTCULLIS_SECRET_KEY` | the key sealing secrets at rest (base64 or hex, 32 bytes); else `data_dir/secret.key` |',
+    '| `PORTCULLIS_LOG_LEVEL` | the gateway\'s log level |',
+    '',
+    '## Commands',
+    '',
+    ...Object.keys(HELP).map((n) => `- [\`${n}\`](#${n}): ${HELP[n]!.summary}`),
+  ];
+  for (const [name, h] of Object.entries(HELP)) {
+    out.push('', `### ${name}`, '', '```', h.usage, '```', '', h.text.replace(/\n/g, ' '));
+    for (const s of Object.values(h.subs ?? {})) {
+      out.push('', `- \`${s.usage}\`: ${s.text.replace(/\n/g, ' ')}`);
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
