@@ -5,18 +5,19 @@
 #   caddy    /usr/bin/caddy      Caddy 2.6 with forward_auth (the README's Caddy recipe)
 #   chromium /usr/bin/chromium   the browser (driven by playwright-core, which never downloads one)
 #   fonts-liberation             legible text in Chromium screenshots
+#   openssl  /usr/bin/openssl    throw-away TLS certificates (TLS listener, recipes, healthcheck)
 # Does nothing (quickly) when all of them are already there. Needs root, or sudo, to install.
 set -euo pipefail
 
-PACKAGES=(nginx haproxy caddy chromium fonts-liberation)
-BINARIES=(/usr/sbin/nginx /usr/sbin/haproxy /usr/bin/caddy /usr/bin/chromium)
+PACKAGES=(nginx haproxy caddy chromium fonts-liberation openssl)
+BINARIES=(/usr/sbin/nginx /usr/sbin/haproxy /usr/bin/caddy /usr/bin/chromium /usr/bin/openssl)
 
 missing=()
 for bin in "${BINARIES[@]}"; do
   [[ -x "$bin" ]] || missing+=("$bin")
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-test-deps: nginx, haproxy, caddy and chromium are present"
+  echo "install-test-deps: nginx, haproxy, caddy, chromium and openssl are present"
   exit 0
 fi
 echo "install-test-deps: missing ${missing[*]}; installing ${PACKAGES[*]}"
