@@ -3,17 +3,19 @@
 # portcullis container image.
 #
 #   docker build -t portcullis .
-#   docker run -d --name portcullis -p 8080:8080 -p 127.0.0.1:9090:9090 \
-#     -v /srv/portcullis/etc:/etc/portcullis -v portcullis-data:/var/lib/portcullis portcullis
-#   docker exec -it portcullis node dist/src/cli/main.js user add alice --password-stdin ...
+#   docker run -d --name portcullis -p 8080:8080 \
+#     -v /srv/portcullis/etc:/etc/portcullis:ro -v portcullis-data:/var/lib/portcullis portcullis
+#   docker exec -i portcullis portcullis user add alice --password-stdin < alice.pw
+#   docker exec portcullis portcullis lockdown on
 #
-# /etc/portcullis holds portcullis.yaml (see config/example-deployment.yaml), the users file and
-# the TLS files; /var/lib/portcullis (a volume) holds the data directory: admin token, audit log,
-# state. In a container the config must listen on 0.0.0.0 (or [::]), not 127.0.0.1.
+# /etc/portcullis (read-only is fine) holds portcullis.yaml and the TLS files; /var/lib/portcullis
+# (a volume, writable by uid 10001) is the data directory: admin token, audit log, state, and the
+# users file when the config names it there. In a container the config must listen on 0.0.0.0 (or
+# [::]), not 127.0.0.1. deploy/compose.yaml and deploy/kubernetes/ run two instances with Redis.
 #
-# Node 22 (LTS): the dependency tree includes cookie@2, which declares node >= 22, and Node 20 is
-# past its end of life. Override with --build-arg NODE_IMAGE=... if you must.
-ARG NODE_IMAGE=node:22-bookworm-slim
+# Node 24, the current LTS: the dependency tree includes cookie@2, which declares node >= 22, and
+# Node 20 is past its end of life. Override with --build-arg NODE_IMAGE=... if you must.
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---- build: compile TypeScript ----------------------------------------------------------------
 FROM ${NODE_IMAGE} AS build
@@ -35,23 +37,27 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 # ---- runtime ----------------------------------------------------------------------------------
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production \
-    PORTCULLIS_HEALTHCHECK_URL=http://127.0.0.1:8080/.portcullis/healthz
+    PORTCULLIS_CONFIG=/etc/portcullis/portcullis.yaml
 WORKDIR /app
-RUN groupadd --system --gid 10001 portcullis \
- && useradd --system --uid 10001 --gid portcullis --home-dir /var/lib/portcullis --no-create-home \
+# The service's user and group are numeric (10001) so that Kubernetes' runAsNonRoot can check them
+# and files on volumes can be chowned to them without a passwd entry on the host.
+RUN groupadd --gid 10001 portcullis \
+ && useradd --uid 10001 --gid 10001 --home-dir /var/lib/portcullis --no-create-home \
       --shell /usr/sbin/nologin portcullis \
- && install -d -o portcullis -g portcullis -m 0750 /var/lib/portcullis /etc/portcullis
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/portcullis \
+ && install -d -o root -g 10001 -m 0750 /etc/portcullis
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY package.json ./
-# The demo and the example deployment, for reference (the image serves /etc/portcullis/portcullis.yaml).
+# `portcullis` on PATH (the bin's shebang finds the image's node), for `docker exec` and the health check.
+RUN ln -s /app/dist/src/cli/main.js /usr/local/bin/portcullis && portcullis --version
+# The demo and the example deployment, for reference (the image serves $PORTCULLIS_CONFIG).
 COPY config/portcullis.yaml config/example-deployment.yaml ./config/
-USER portcullis:portcullis
+USER 10001:10001
 VOLUME ["/var/lib/portcullis"]
 EXPOSE 8080 9090
-# Liveness over loopback with node's fetch (the slim image has no curl). If the config listens
-# elsewhere (another port, or TLS), set PORTCULLIS_HEALTHCHECK_URL to match.
+# GET /.portcullis/healthz on the listener the config names (TLS and PROXY header included), 3 s.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch(process.env.PORTCULLIS_HEALTHCHECK_URL, { signal: AbortSignal.timeout(4000), redirect: 'manual' }).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "dist/src/cli/main.js"]
-CMD ["serve", "--config", "/etc/portcullis/portcullis.yaml"]
+  CMD ["portcullis", "healthcheck"]
+ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
+CMD ["serve"]

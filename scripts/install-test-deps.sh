@@ -2,20 +2,22 @@
 # Installs the programs the end-to-end tests drive, from Debian's packages:
 #   nginx    /usr/sbin/nginx     nginx in front of the gateway, and beside it with auth_request
 #   haproxy  /usr/sbin/haproxy   a load balancer sending PROXY v2 / X-Forwarded-For
+#   caddy    /usr/bin/caddy      Caddy 2.6 with forward_auth (the README's Caddy recipe)
 #   chromium /usr/bin/chromium   the browser (driven by playwright-core, which never downloads one)
 #   fonts-liberation             legible text in Chromium screenshots
+#   openssl  /usr/bin/openssl    throw-away TLS certificates (TLS listener, recipes, healthcheck)
 # Does nothing (quickly) when all of them are already there. Needs root, or sudo, to install.
 set -euo pipefail
 
-PACKAGES=(nginx haproxy chromium fonts-liberation)
-BINARIES=(/usr/sbin/nginx /usr/sbin/haproxy /usr/bin/chromium)
+PACKAGES=(nginx haproxy caddy chromium fonts-liberation openssl)
+BINARIES=(/usr/sbin/nginx /usr/sbin/haproxy /usr/bin/caddy /usr/bin/chromium /usr/bin/openssl)
 
 missing=()
 for bin in "${BINARIES[@]}"; do
   [[ -x "$bin" ]] || missing+=("$bin")
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-test-deps: nginx, haproxy and chromium are present"
+  echo "install-test-deps: nginx, haproxy, caddy, chromium and openssl are present"
   exit 0
 fi
 echo "install-test-deps: missing ${missing[*]}; installing ${PACKAGES[*]}"
@@ -30,7 +32,7 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
 fi
 
-# Installing nginx or haproxy must not start a system service (on port 80, or anywhere): the tests
+# Installing nginx, haproxy or caddy must not start a system service (on port 80, or anywhere): the tests
 # run their own instances. A policy-rc.d that answers 101 forbids it; ours is removed afterwards.
 POLICY=/usr/sbin/policy-rc.d
 if [[ ! -e $POLICY ]]; then

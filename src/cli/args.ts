@@ -13,7 +13,7 @@ export interface ParsedArgs {
   positionals: string[];
   /** `--name value` and `--name=value`; flags listed as boolean map to 'true'. */
   flags: Map<string, string>;
-  /** `--config FILE`, default `config/portcullis.yaml`. */
+  /** `--config FILE`, else `$PORTCULLIS_CONFIG`, else `config/portcullis.yaml`. */
   config: string;
 }
 
@@ -25,7 +25,35 @@ export class UsageError extends Error {
 
 export const BOOLEAN_FLAGS = new Set(['password-stdin', 'all', 'help', 'json']);
 
-export function parseArgs(argv: readonly string[]): ParsedArgs {
+/** The configuration file when `--config` is not given. */
+export const DEFAULT_CONFIG = 'config/portcullis.yaml';
+
+/** `--config`, else a non-empty `PORTCULLIS_CONFIG`, else `config/portcullis.yaml`. */
+export function defaultConfig(env: NodeJS.ProcessEnv = {}): string {
+  const v = env.PORTCULLIS_CONFIG;
+  return v !== undefined && v !== '' ? v : DEFAULT_CONFIG;
+}
+
+/**
+ * Whether `argv` (the words after the command name) asks for help (`--help` or `-h` anywhere
+ * before `--`, and not as the value of an option), and its first positional word (the
+ * sub-command, if the command has them).
+ */
+export function scanForHelp(argv: readonly string[]): { help: boolean; first: string | undefined } {
+  let help = false;
+  let first: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a === '-h' || a === '--help') help = true;
+    else if (a.startsWith('--')) {
+      if (!a.includes('=') && !BOOLEAN_FLAGS.has(a.slice(2)) && argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) i++;
+    } else first ??= a;
+  }
+  return { help, first };
+}
+
+export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = {}): ParsedArgs {
   const positionals: string[] = [];
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
@@ -48,7 +76,9 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       }
     } else positionals.push(a);
   }
-  const config = flags.get('config') ?? 'config/portcullis.yaml';
+  const given = flags.get('config');
+  if (given === '') throw new UsageError('--config needs a file name');
+  const config = given ?? defaultConfig(env);
   flags.delete('config');
   return { positionals, flags, config };
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { parseArgs, UsageError, type CliIO, type Command } from './args.js';
+import { parseArgs, scanForHelp, UsageError, type CliIO, type Command } from './args.js';
+import { helpFor, HELP, mainUsage } from './help.js';
+import { packageVersion } from './version.js';
 
 /** Each command lives in its own file under ./commands and is loaded on demand. */
-const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
+export const COMMANDS: Readonly<Record<string, () => Promise<{ run: Command }>>> = {
   serve: () => import('./commands/serve.js'),
   'check-config': () => import('./commands/check-config.js'),
   explain: () => import('./commands/explain.js'),
@@ -17,37 +19,55 @@ const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
   unblock: () => import('./commands/unblock.js'),
   lockdown: () => import('./commands/lockdown.js'),
   report: () => import('./commands/report.js'),
+  healthcheck: () => import('./commands/healthcheck.js'),
 };
 
-const USAGE = `usage: portcullis <command> [--config FILE] ...
-  serve | check-config | explain --url URL --ip IP [--user U] [--method M]
-  user add NAME [--email E] [--groups a,b] --password-stdin | user passwd|disable|enable|remove NAME | user list
-  totp set NAME --secret BASE32 (or --secret - to read stdin) | totp reset NAME
-  app-password add NAME --label L | list NAME | revoke NAME LABEL
-  allow add|remove NETWORK CIDR... | allow list
-  sessions list [--user U] | sessions revoke (--user U | --all | --handle H)
-  unblock (--user U | --ip IP) | lockdown on|off|status
-  report [--since 24h] [--format text|json] | hash-password (reads stdin)
-`;
-
+/**
+ * Run one command line (without the program name). Exit status: 0 success, 1 error (invalid
+ * configuration, unreachable gateway, refused request), 2 usage error; help and the version go to
+ * stdout with 0, usage errors to stderr with 2.
+ */
 export async function runCli(argv: readonly string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === 'help') {
-    io.stdout.write(USAGE);
-    return name ? 0 : 2;
-  }
-  const load = COMMANDS[name];
-  if (!load) {
-    io.stderr.write(`portcullis: unknown command "${name}"\n${USAGE}`);
+  if (name === undefined) {
+    io.stderr.write(mainUsage());
     return 2;
   }
+  if (name === '--help' || name === '-h' || name === 'help') {
+    const [topic, sub] = rest;
+    if (topic === undefined || topic === '--help' || topic === '-h') {
+      io.stdout.write(mainUsage());
+      return 0;
+    }
+    if (!Object.hasOwn(HELP, topic)) {
+      io.stderr.write(`portcullis help: unknown command "${topic}"\n\n${mainUsage()}`);
+      return 2;
+    }
+    io.stdout.write(helpFor(topic, sub));
+    return 0;
+  }
+  if (name === '--version' || name === '-V') {
+    io.stdout.write(`portcullis ${packageVersion()}\n`);
+    return 0;
+  }
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!load) {
+    const what = name.startsWith('-') ? `unknown option "${name}" (options follow the command)` : `unknown command "${name}"`;
+    io.stderr.write(`portcullis: ${what}\n\n${mainUsage()}`);
+    return 2;
+  }
+  const scan = scanForHelp(rest);
+  if (scan.help) {
+    io.stdout.write(helpFor(name, scan.first));
+    return 0;
+  }
   try {
-    const args = parseArgs(rest);
+    const args = parseArgs(rest, io.env);
     const mod = await load();
     return await mod.run(args, io);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`portcullis ${name}: ${e.message}\n`);
+      io.stderr.write(`portcullis ${name}: ${e.message}\n(see \`portcullis ${name} --help\`)\n`);
       return 2;
     }
     io.stderr.write(`portcullis ${name}: ${e instanceof Error ? e.message : String(e)}\n`);
