@@ -51,16 +51,22 @@ files alone.`,
   },
   user: {
     summary: 'edit the users file',
-    usage: `portcullis user add NAME [--email E] [--name N] [--groups a,b] --password-stdin
-portcullis user passwd NAME --password-stdin
+    usage: `portcullis user add NAME [--email E] [--name N] [--groups a,b] --password-stdin [--force]
+portcullis user passwd NAME --password-stdin [--force]
 portcullis user disable|enable|remove NAME
 portcullis user list [--json]`,
     text: `Edit the users file named by the configuration (users_file), keeping its comments. Passwords
 are read from stdin only (one line), never from the command line. A running gateway picks the
 change up by itself.`,
     subs: {
-      add: { usage: 'portcullis user add NAME [--email E] [--name N] [--groups a,b] --password-stdin', text: 'Add a user; the password is read from stdin and stored as an argon2id hash.' },
-      passwd: { usage: 'portcullis user passwd NAME --password-stdin', text: "Set a user's password (read from stdin). Their sessions end." },
+      add: {
+        usage: 'portcullis user add NAME [--email E] [--name N] [--groups a,b] --password-stdin [--force]',
+        text: 'Add a user; the password is read from stdin and stored as an argon2id hash. A password the login policy (password_policy) would refuse is refused, naming the reason; --force sets it with a warning.',
+      },
+      passwd: {
+        usage: 'portcullis user passwd NAME --password-stdin [--force]',
+        text: "Set a user's password (read from stdin). Their sessions end. A password the login policy would refuse is refused, naming the reason; --force sets it with a warning.",
+      },
       disable: { usage: 'portcullis user disable NAME', text: 'Refuse every sign-in of the user; their sessions end.' },
       enable: { usage: 'portcullis user enable NAME', text: 'Allow a disabled user to sign in again.' },
       remove: { usage: 'portcullis user remove NAME', text: 'Remove a user from the users file; their sessions end.' },

@@ -75,13 +75,17 @@ export function authzRoutes(rt: Runtime) {
         authorization: req.headers.authorization,
       });
       if (r.kind === 'proxy') {
-        if (r.identity) {
-          const id = await identityHeaders(rt, r.app, r.identity, info.ip);
-          reply.header('remote-user', safe(id.user)).header('remote-groups', safe(id.groups.join(',')));
-          if (id.email) reply.header('remote-email', safe(id.email));
-          if (id.name) reply.header('remote-name', safe(id.name));
-          reply.header('x-portcullis-assertion', id.assertion);
-        }
+        // Every identity header is always present, empty when there is no identity (a bypass
+        // path) or no value: a proxy that copies them (Caddy's copy_headers, Traefik's
+        // authResponseHeaders, nginx auth_request_set) then overwrites whatever the client sent,
+        // and never forwards a literal placeholder for a missing one.
+        const id = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;
+        reply
+          .header('remote-user', id ? safe(id.user) : '')
+          .header('remote-groups', id ? safe(id.groups.join(',')) : '')
+          .header('remote-email', id?.email ? safe(id.email) : '')
+          .header('remote-name', id?.name ? safe(id.name) : '')
+          .header('x-portcullis-assertion', id ? id.assertion : '');
         return reply.code(200).send();
       }
       const origin = `${o.proto}://${o.host}`;

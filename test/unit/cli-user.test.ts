@@ -56,7 +56,7 @@ describe('portcullis user', () => {
     assert.deepEqual(alice.groups, ['staff', 'remote-staff']);
     assert.equal(alice.displayName, 'Alice Example');
 
-    await cli(['user', 'add', 'bob', '--config', config, '--password-stdin'], 'bob pw\n');
+    await cli(['user', 'add', 'bob', '--config', config, '--password-stdin'], 'quartz meadow lantern 42\n');
     const list = await cli(['user', 'list', '--config', config]);
     assert.equal(list.code, 0);
     assert.equal(
@@ -73,11 +73,11 @@ describe('portcullis user', () => {
 
   it('changes a password, disables, enables and removes', async () => {
     const { config, users } = await setup();
-    await cli(['user', 'add', 'alice', '--config', config, '--password-stdin'], 'old password\n');
-    assert.equal((await cli(['user', 'passwd', 'alice', '--config', config, '--password-stdin'], 'new password\r\n')).code, 0);
+    await cli(['user', 'add', 'alice', '--config', config, '--password-stdin'], 'amber violin harbour 17\n');
+    assert.equal((await cli(['user', 'passwd', 'alice', '--config', config, '--password-stdin'], 'cobalt ember thistle 93\r\n')).code, 0);
     const h = (await usersOf(users)).get('alice')!.passwordHash;
-    assert.equal(await hasher.verify(h, 'new password'), true);
-    assert.equal(await hasher.verify(h, 'old password'), false);
+    assert.equal(await hasher.verify(h, 'cobalt ember thistle 93'), true);
+    assert.equal(await hasher.verify(h, 'amber violin harbour 17'), false);
 
     assert.deepEqual(await cli(['user', 'disable', 'alice', '--config', config]), { code: 0, out: 'user "alice" disabled\n', err: '' });
     assert.equal((await usersOf(users)).get('alice')!.disabled, true);
@@ -102,14 +102,30 @@ describe('portcullis user', () => {
     assert.equal(twoLines.code, 2);
   });
 
+  it('refuses a password the login policy would refuse, naming the reason; --force sets it with a warning', async () => {
+    const { config, users } = await setup();
+    const weak = await cli(['user', 'add', 'carol', '--config', config, '--password-stdin'], 'Password1\n');
+    assert.equal(weak.code, 1);
+    assert.match(weak.err, /common \(breached\) passwords/);
+    assert.equal((await usersOf(users).catch(() => new Map())).has('carol'), false, 'nothing written');
+    const named = await cli(['user', 'add', 'carol', '--config', config, '--password-stdin'], 'carol-is-great-2026\n');
+    assert.match(named.err, /user's name/);
+    const forced = await cli(['user', 'add', 'carol', '--config', config, '--password-stdin', '--force'], 'Password1\n');
+    assert.equal(forced.code, 0);
+    assert.match(forced.err, /^warning: the password does not meet the password policy/);
+    const pw = await cli(['user', 'passwd', 'carol', '--config', config, '--password-stdin'], 'short\n');
+    assert.equal(pw.code, 1);
+    assert.match(pw.err, /shorter than password_policy.min_length/);
+  });
+
   it('fails with a message and a non-zero status, changing nothing', async () => {
     const { config, users } = await setup();
-    await cli(['user', 'add', 'alice', '--config', config, '--password-stdin'], 'pw\n');
+    await cli(['user', 'add', 'alice', '--config', config, '--password-stdin'], 'granite orchard kettle 55\n');
     const before = await readFile(users, 'utf8');
-    const dup = await cli(['user', 'add', 'Alice', '--config', config, '--password-stdin'], 'pw\n');
+    const dup = await cli(['user', 'add', 'Alice', '--config', config, '--password-stdin'], 'granite orchard kettle 56\n');
     assert.equal(dup.code, 1);
     assert.match(dup.err, /user "alice" already exists/);
-    const unknown = await cli(['user', 'passwd', 'nobody', '--config', config, '--password-stdin'], 'pw\n');
+    const unknown = await cli(['user', 'passwd', 'nobody', '--config', config, '--password-stdin'], 'granite orchard kettle 57\n');
     assert.equal(unknown.code, 1);
     assert.match(unknown.err, /no user "nobody"/);
     assert.equal((await cli(['user', 'remove', 'nobody', '--config', config])).code, 1);

@@ -13,6 +13,8 @@
  * Hashing uses the production argon2id parameters unless `PORTCULLIS_ARGON2=test` (the test
  * suite sets it to stay fast; never set it on a real gateway).
  */
+import type { CompiledConfig } from '../../config/types.js';
+import { PasswordGuidance } from '../../auth/guidance.js';
 import { allowFlags, readPasswordStdin, UsageError, type CliIO, type Command, type ParsedArgs } from '../args.js';
 import { formatIssues, loadConfigFile } from '../../config/index.js';
 import { paramsFromEnv, PasswordHasher } from '../../auth/password.js';
@@ -52,7 +54,7 @@ export const run: Command = async (args, io) => {
 };
 
 async function add(args: ParsedArgs, rest: string[], io: CliIO): Promise<number> {
-  allowFlags(args, ['email', 'groups', 'name', 'password-stdin']);
+  allowFlags(args, ['email', 'groups', 'name', 'password-stdin', 'force']);
   const name = oneName(rest);
   requirePasswordStdin(args);
   const email = args.flags.get('email');
@@ -60,21 +62,27 @@ async function add(args: ParsedArgs, rest: string[], io: CliIO): Promise<number>
   const displayName = args.flags.get('name');
   if (displayName !== undefined) check(checkDisplayName(displayName), `--name`);
   const groups = parseGroups(args.flags.get('groups'));
-  const usersFile = await usersFileOf(args, io);
-  if (usersFile === null) return 1;
-  const hash = await hasherFor(io).hash(await readPasswordStdin(io.stdin));
+  const cfg = await configOf(args, io);
+  if (cfg === null) return 1;
+  const usersFile = cfg.usersFile;
+  const password = await readPasswordStdin(io.stdin);
+  if (!checkPolicy(cfg, password, { user: name, email }, args.flags.get('force') === 'true', io)) return 1;
+  const hash = await hasherFor(io).hash(password);
   await editUsersFile(usersFile, (doc) => addUser(doc, { name, passwordHash: hash, email, displayName, groups }), { create: true });
   io.stdout.write(`user "${name}" added\n`);
   return 0;
 }
 
 async function passwd(args: ParsedArgs, rest: string[], io: CliIO): Promise<number> {
-  allowFlags(args, ['password-stdin']);
+  allowFlags(args, ['password-stdin', 'force']);
   const name = oneName(rest);
   requirePasswordStdin(args);
-  const usersFile = await usersFileOf(args, io);
-  if (usersFile === null) return 1;
-  const hash = await hasherFor(io).hash(await readPasswordStdin(io.stdin));
+  const cfg = await configOf(args, io);
+  if (cfg === null) return 1;
+  const usersFile = cfg.usersFile;
+  const password = await readPasswordStdin(io.stdin);
+  if (!checkPolicy(cfg, password, { user: name }, args.flags.get('force') === 'true', io)) return 1;
+  const hash = await hasherFor(io).hash(password);
   await editUsersFile(usersFile, (doc) => setPassword(doc, name, hash));
   io.stdout.write(`password of "${name}" changed\n`);
   return 0;
@@ -158,10 +166,37 @@ function hasherFor(io: CliIO): PasswordHasher {
 
 /** The users file named by the config, or null after printing the config's issues. */
 async function usersFileOf(args: ParsedArgs, io: CliIO): Promise<string | null> {
+  return (await configOf(args, io))?.usersFile ?? null;
+}
+
+async function configOf(args: ParsedArgs, io: CliIO): Promise<CompiledConfig | null> {
   const loaded = await loadConfigFile(args.config);
   if (!loaded.ok) {
     io.stderr.write(`${formatIssues(loaded.issues)}\n`);
     return null;
   }
-  return loaded.config.usersFile;
+  return loaded.config;
+}
+
+const WEAK_REASONS: Record<string, string> = {
+  too_short: 'it is shorter than password_policy.min_length',
+  common: 'it is on the list of common (breached) passwords',
+  contains_user: "it contains the user's name or email",
+  weak: 'it is too easy to guess (zxcvbn score below password_policy.min_strength)',
+};
+
+/**
+ * The password the login policy would refuse is refused here too (the user could never sign in
+ * with it under `on_weak: deny`), naming the reason; with --force it is set with a warning.
+ */
+function checkPolicy(cfg: CompiledConfig, password: string, who: { user: string; email?: string | undefined }, force: boolean, io: CliIO): boolean {
+  const v = new PasswordGuidance(cfg.passwordPolicy).assess(password, { user: who.user, email: who.email ?? null });
+  if (v.ok) return true;
+  const why = v.reasons.map((r) => WEAK_REASONS[r] ?? r).join('; ');
+  if (!force) {
+    io.stderr.write(`portcullis: the password does not meet the password policy: ${why} (use --force to set it anyway)\n`);
+    return false;
+  }
+  io.stderr.write(`warning: the password does not meet the password policy: ${why}; set anyway (--force)\n`);
+  return true;
 }
