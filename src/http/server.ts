@@ -3,8 +3,8 @@
  * proxy (plain node, the hot path) and the fastify app (reserved `/.portcullis/` routes), with
  * WebSocket upgrades, CONNECT refused, and the PROXY-protocol-aware listener in front.
  *
- * Slow senders (see `ConnectionLimits` in net/listener.ts): headers must arrive within
- * `headersMs` on every route; a portal or authz request (under /.portcullis/) must arrive whole,
+ * Slow senders (see `ConnectionLimits` in net/listener.ts): the TLS handshake and then the
+ * headers must each arrive within `headersMs` on every route; a portal or authz request (under /.portcullis/) must arrive whole,
  * body included, within `requestMs` (408, then the connection is closed); every connection is
  * closed after `idleMs` without a byte while the client owes one; and each source may hold at most
  * `maxPerSource` connections. Proxied requests are limited only by idleness, so a long upload or
@@ -76,7 +76,7 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
   };
   const serverOptions = { connectionsCheckingInterval: checkingIntervalMs(limits) };
   const server: Server = cfg.tls
-    ? (createHttpsServer({ ...serverOptions, cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) }, dispatch) as unknown as Server)
+    ? (createHttpsServer({ ...serverOptions, handshakeTimeout: limits.headersMs, cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) }, dispatch) as unknown as Server)
     : createHttpServer(serverOptions, dispatch);
   // whole-request limit per route (above): a server-wide one would cut long proxied uploads
   guardHttpServer(server, limits, { wholeRequest: false });

@@ -22,10 +22,15 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
+import { promisify } from 'node:util';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawConnection, rawHttp, get } from '../helpers/raw-http.js';
+import { tmpDir, type TmpDir } from '../helpers/tmp.js';
 
 const LIMITS = { headersMs: 300, requestMs: 300, idleMs: 450 };
 /** Scheduling slack on a loaded CI machine. */
@@ -273,5 +278,76 @@ describe('the admin listener', { concurrency: true, timeout: 20_000 }, () => {
     assert.ok(r.ms < LIMITS.requestMs + SLACK, `held for ${r.ms} ms`);
     assert.ok((await sent) < 40);
     assert.equal(gw.gw.rt.lockdown.on, false);
+  });
+});
+
+describe('over TLS', { concurrency: true, timeout: 20_000 }, () => {
+  let dir: TmpDir;
+  let secure: TestGateway;
+  let ca: Buffer;
+
+  before(async () => {
+    dir = await tmpDir('pc-slow-tls');
+    const key = join(dir.dir, 'key.pem');
+    const cert = join(dir.dir, 'cert.pem');
+    await promisify(execFile)('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
+    ]);
+    ca = await readFile(cert);
+    secure = await startTestGateway(
+      `
+tls: { cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)} }
+apps:
+  - name: files
+    hosts: ["files.test"]
+    upstream: "${up.url}"
+    rules:
+      - { networks: ["127.0.0.0/8"], policy: bypass }
+`,
+      { connectionLimits: LIMITS },
+    );
+  });
+
+  after(async () => {
+    await secure?.close();
+    await dir?.cleanup();
+  });
+
+  test('a connection that never starts its TLS handshake is closed at the header limit', async () => {
+    const c = rawConnection(secure.port);
+    await c.ready;
+    const r = await c.closed;
+    assert.ok(r.ms < LIMITS.headersMs + SLACK, `held for ${r.ms} ms`);
+  });
+
+  test('after the handshake, headers a byte at a time are cut as over plain HTTP; a normal request is served', async () => {
+    const s = tls.connect({ host: '127.0.0.1', port: secure.port, ca, servername: 'localhost' });
+    await new Promise<void>((resolve, reject) => s.once('secureConnect', () => resolve()).once('error', reject));
+    const started = Date.now();
+    const closed = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now() - started)));
+    s.on('error', () => undefined);
+    s.resume();
+    const head = `GET /quick HTTP/1.1\r\nHost: files.test\r\nX-Padding: ${'p'.repeat(60)}\r\n\r\n`;
+    let sent = 0;
+    let open = true;
+    void closed.then(() => (open = false));
+    for (; sent < head.length && open; sent++) {
+      s.write(head[sent]!);
+      await sleep(100);
+    }
+    const ms = await closed;
+    assert.ok(ms < LIMITS.headersMs + SLACK, `held for ${ms} ms`);
+    assert.ok(sent < head.length);
+
+    const ok = tls.connect({ host: '127.0.0.1', port: secure.port, ca, servername: 'localhost' });
+    const answer = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      ok.on('data', (b: Buffer) => (text += b.toString('latin1')));
+      ok.once('end', () => resolve(text));
+      ok.once('error', reject);
+      ok.once('secureConnect', () => ok.write(get('/quick', 'files.test')));
+    });
+    assert.match(answer, /^HTTP\/1\.1 200 /);
   });
 });
