@@ -4,11 +4,11 @@
  * WebSocket upgrades, CONNECT refused, and the PROXY-protocol-aware listener in front.
  *
  * Slow senders (see `ConnectionLimits` in net/listener.ts): the TLS handshake and then the
- * headers must each arrive within `headersMs` on every route; a portal or authz request (under /.portcullis/) must arrive whole,
- * body included, within `requestMs` (408, then the connection is closed); every connection is
- * closed after `idleMs` without a byte while the client owes one; and each source may hold at most
- * `maxPerSource` connections. Proxied requests are limited only by idleness, so a long upload or
- * download that keeps moving is never cut.
+ * headers must each arrive within `headersMs` on every route; a portal or authz request (under
+ * /.portcullis/) must arrive whole, body included, within `requestMs` (408, then the connection
+ * is closed); every connection is closed after `idleMs` without a byte while the client owes one;
+ * and each source may hold at most `maxPerSource` connections. Proxied requests are limited only
+ * by idleness, so a long upload or download that keeps moving is never cut.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -68,11 +68,16 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
    */
   const deadline = (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket;
+    const onClose = () => clearTimeout(timer);
     const timer = setTimeout(() => {
+      socket.off('close', onClose);
       if (!req.complete && !socket.destroyed) requestTimedOut(res, socket);
     }, limits.requestMs);
-    req.once('end', () => clearTimeout(timer));
-    socket.once('close', () => clearTimeout(timer));
+    req.once('end', () => {
+      clearTimeout(timer);
+      socket.off('close', onClose);
+    });
+    socket.once('close', onClose);
   };
   const serverOptions = { connectionsCheckingInterval: checkingIntervalMs(limits) };
   const server: Server = cfg.tls
