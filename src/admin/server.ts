@@ -56,6 +56,7 @@ export interface AdminAppDeps {
 }
 
 const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
+const NOBODY = CidrSet.parse([]);
 
 export function isLoopback(host: string): boolean {
   return LOOPBACK.contains(host);
@@ -209,9 +210,11 @@ export async function startAdminServer(rt: Runtime, opts: StartAdminOptions): Pr
   if (!srv) throw new Error('admin listener: fastify did not create its server');
   // nothing here takes a long body: the whole request is time-limited
   guardHttpServer(srv, limits, { wholeRequest: true });
+  // every peer is counted here, a trusted proxy too: nothing in front of this listener needs
+  // hundreds of connections at once
   const listener = createListener({
     server: srv,
-    trusted: () => rt.config.trustedProxies,
+    trusted: () => NOBODY,
     proxyProtocol: () => false,
     maxConnectionsPerSource: limits.maxPerSource,
     onRefused: refusalLog(rt, 'admin listener'),
