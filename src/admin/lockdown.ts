@@ -122,21 +122,20 @@ export async function watchLockdownState(rt: Runtime, opts: { retryMs?: number }
       state = await rt.stores.state.getLockdown();
     } catch (err) {
       if (stopped) return;
-      if (first || !unknown.has(rt)) {
-        const prev = rt.lockdown;
-        // whatever was believed before (nothing, at start) may be stale: assume on
-        if (!prev.on || prev.by !== LOCKDOWN_UNKNOWN_BY) rt.lockdown = { on: true, since: rt.clock.now(), by: LOCKDOWN_UNKNOWN_BY };
+      if (first) {
+        // off (the default before any read) may be wrong: assume on; an on read earlier stays
+        if (!rt.lockdown.on) rt.lockdown = { on: true, since: rt.clock.now(), by: LOCKDOWN_UNKNOWN_BY };
         unknown.set(rt, { timer: null });
         rt.logger.error(
           { err: (err as Error).message, networks: rt.config.lockdown.networkNames },
           'the saved lockdown state cannot be read (the state store is unavailable): lockdown is assumed ON until it can be; only lockdown.networks reach apps',
         );
       }
+      // known meanwhile (an admin set it here, or another instance's change arrived): done
       const u = unknown.get(rt);
-      if (u && !stopped) {
-        u.timer = setTimeout(() => void attempt(false), retryMs);
-        u.timer.unref();
-      }
+      if (!u) return;
+      u.timer = setTimeout(() => void attempt(false), retryMs);
+      u.timer.unref();
       return;
     }
     if (stopped) return;
