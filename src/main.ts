@@ -15,7 +15,8 @@ import { createRuntime, type RuntimeImpl, type RuntimeOptions } from './bootstra
 import { createGatewayServer, type GatewayServer } from './http/server.js';
 import { GatewayMetrics } from './admin/metrics.js';
 import { attachNotifier, type Notifier } from './audit/notify.js';
-import { followLockdown } from './admin/lockdown.js';
+import { followLockdown, watchLockdownState, type LockdownWatch } from './admin/lockdown.js';
+import type { ConnectionLimits } from './net/listener.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 
 /** What a reload did: swapped in, or refused with the running config kept (every error listed). */
@@ -30,6 +31,10 @@ export interface GatewayOptions extends RuntimeOptions {
   watch?: boolean;
   /** Where first-start messages go (the admin password). */
   announce?: (line: string) => void;
+  /** Connection limits of both listeners (internal settings; tests pass short ones). */
+  connectionLimits?: Partial<ConnectionLimits>;
+  /** How often an unreadable lockdown state is read again (default 2 s). */
+  lockdownRetryMs?: number;
 }
 
 export class Gateway {
@@ -39,6 +44,7 @@ export class Gateway {
   private admin: AdminServer | null = null;
   private metrics: GatewayMetrics | null = null;
   private notifier: Notifier | null = null;
+  private lockdownWatch: LockdownWatch | null = null;
 
   private constructor(
     readonly rt: RuntimeImpl,
@@ -60,15 +66,18 @@ export class Gateway {
       say('portcullis: this password is shown once. Sign in and enrol an authenticator; change it with `portcullis user passwd admin --password-stdin`.');
     }
     const rt = await createRuntime(cfg, { ...opts, logger });
+    // before the listener opens: a lockdown state that cannot be read is assumed on
+    const lockdownWatch = await watchLockdownState(rt, opts.lockdownRetryMs !== undefined ? { retryMs: opts.lockdownRetryMs } : {});
     const metrics = new GatewayMetrics(rt);
-    const server = await createGatewayServer(rt, { observe: metrics.observeUpstream });
+    const server = await createGatewayServer(rt, { observe: metrics.observeUpstream, ...(opts.connectionLimits ? { limits: opts.connectionLimits } : {}) });
     const port = await server.listen(opts.port, opts.host);
     const gw = new Gateway(rt, server, port, opts);
+    gw.lockdownWatch = lockdownWatch;
     gw.metrics = metrics;
     gw.notifier = attachNotifier(rt);
     followLockdown(rt);
     try {
-      gw.admin = await startAdminServer(rt, { metrics, reload: (trigger) => gw.reload(trigger) });
+      gw.admin = await startAdminServer(rt, { metrics, reload: (trigger) => gw.reload(trigger), limits: opts.connectionLimits });
     } catch (err) {
       await gw.close();
       throw new Error(`admin listener ${cfg.admin.listen.host}:${cfg.admin.listen.port}: ${(err as Error).message}`, { cause: err });
@@ -162,6 +171,7 @@ export class Gateway {
 
   async close(): Promise<void> {
     for (const w of this.watchers) w.close();
+    this.lockdownWatch?.stop();
     await this.notifier?.close();
     this.notifier = null;
     if (this.reloadTimer) clearTimeout(this.reloadTimer);

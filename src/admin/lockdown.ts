@@ -11,6 +11,11 @@
  * Order matters. Turning on takes effect in memory first and is saved afterwards: if the store
  * fails, this instance is still locked down and the caller is told the state was not saved.
  * Turning off is saved first and takes effect only then: if the store fails, lockdown stays on.
+ *
+ * Unknown means on. An instance that cannot read the saved state at start (the store is down)
+ * cannot know whether an admin turned lockdown on, so it behaves as if lockdown were on (only
+ * `lockdown.networks` reach apps) until the state has been read, retrying in the background
+ * (`watchLockdownState`), or until an admin sets it here.
  */
 import { PortcullisError } from '../errors.js';
 import type { LiveConnection, LockdownState, Runtime } from '../runtime.js';
@@ -79,6 +84,77 @@ export function lockdownStatus(rt: Runtime): LockdownStatus {
   return { on: l.on, since: l.since, by: l.by, networks: [...rt.config.lockdown.networkNames] };
 }
 
+/** Who is shown as having turned lockdown on while its saved state could not be read yet. */
+export const LOCKDOWN_UNKNOWN_BY = 'unknown: the saved lockdown state could not be read yet (assumed on)';
+
+/** Runtimes whose lockdown state is assumed on because it could not be read, and their retry timer. */
+const unknown = new WeakMap<Runtime, { timer: NodeJS.Timeout | null }>();
+
+/** Whether `rt`'s lockdown is on only because its saved state could not be read yet. */
+export function lockdownUnknown(rt: Runtime): boolean {
+  return unknown.has(rt);
+}
+
+/** The state is known from now on: stop assuming, stop retrying. */
+function known(rt: Runtime): void {
+  const u = unknown.get(rt);
+  if (!u) return;
+  unknown.delete(rt);
+  if (u.timer) clearTimeout(u.timer);
+}
+
+export interface LockdownWatch {
+  /** Stop retrying (Gateway.close). */
+  stop(): void;
+}
+
+/**
+ * Read the saved lockdown state and apply it. If it cannot be read, lockdown is on in this
+ * instance (logged as an error) and the read is retried every `retryMs` (default 2 s) until it
+ * succeeds, or until an admin turns lockdown on or off here, or another instance's change arrives.
+ */
+export async function watchLockdownState(rt: Runtime, opts: { retryMs?: number } = {}): Promise<LockdownWatch> {
+  const retryMs = opts.retryMs ?? 2_000;
+  let stopped = false;
+  const attempt = async (first: boolean): Promise<void> => {
+    let state: LockdownState | null;
+    try {
+      state = await rt.stores.state.getLockdown();
+    } catch (err) {
+      if (stopped) return;
+      if (first) {
+        // off (the default before any read) may be wrong: assume on; an on read earlier stays
+        if (!rt.lockdown.on) rt.lockdown = { on: true, since: rt.clock.now(), by: LOCKDOWN_UNKNOWN_BY };
+        unknown.set(rt, { timer: null });
+        rt.logger.error(
+          { err: (err as Error).message, networks: rt.config.lockdown.networkNames },
+          'the saved lockdown state cannot be read (the state store is unavailable): lockdown is assumed ON until it can be; only lockdown.networks reach apps',
+        );
+      }
+      // known meanwhile (an admin set it here, or another instance's change arrived): done
+      const u = unknown.get(rt);
+      if (!u) return;
+      u.timer = setTimeout(() => void attempt(false), retryMs);
+      u.timer.unref();
+      return;
+    }
+    if (stopped) return;
+    // an admin may have set the state here meanwhile: that is newer than what was read
+    if (!first && !unknown.has(rt)) return;
+    const wasUnknown = unknown.has(rt);
+    known(rt);
+    rt.lockdown = state ? { on: state.on, since: state.since, by: state.by } : { on: false, since: 0, by: '' };
+    if (wasUnknown) rt.logger.warn({ on: rt.lockdown.on, by: rt.lockdown.by }, `the saved lockdown state has been read: lockdown is ${rt.lockdown.on ? 'on' : 'off'}`);
+  };
+  await attempt(true);
+  return {
+    stop() {
+      stopped = true;
+      known(rt);
+    },
+  };
+}
+
 /** Changes to one runtime's lockdown are applied one at a time, in the order requested. */
 const queues = new WeakMap<Runtime, Promise<unknown>>();
 
@@ -100,9 +176,11 @@ export function setLockdown(rt: Runtime, on: boolean, by: string, opts: { ip?: s
 
 async function turnOn(rt: Runtime, by: string, ip: string): Promise<LockdownChange> {
   const prev = rt.lockdown;
-  const changed = !prev.on;
+  // an assumed (unknown) state is not saved as if an admin had set it
+  const changed = !prev.on || lockdownUnknown(rt);
   const state: LockdownState = changed ? { on: true, since: rt.clock.now(), by } : prev;
   rt.lockdown = state; // the gate refuses from this instant
+  known(rt); // an admin's word: not to be replaced by a state read later
 
   const failures: string[] = [];
   let cause: unknown;
@@ -148,6 +226,7 @@ async function turnOff(rt: Runtime, by: string, ip: string): Promise<LockdownCha
   } catch (e) {
     throw new PortcullisError('PC_STORE_UNAVAILABLE', 'the lockdown state could not be saved; lockdown stays on', { cause: e });
   }
+  known(rt);
   rt.lockdown = state;
   if (changed) {
     rt.audit.record({ event: 'lockdown_changed', ip, outcome: 'success', reason: `off by ${by}` });
@@ -173,6 +252,7 @@ function broadcasts(stores: unknown): stores is LockdownBroadcaster {
 export function followLockdown(rt: Runtime): void {
   if (!broadcasts(rt.stores)) return;
   rt.stores.onLockdown((s) => {
+    known(rt); // a state read from the store: no longer assumed
     const was = rt.lockdown;
     if (was.on === s.on && was.since === s.since && was.by === s.by) return;
     rt.lockdown = { on: s.on, since: s.since, by: s.by };

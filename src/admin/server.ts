@@ -12,13 +12,29 @@
  *   /console...     the admin console for a browser (see console/routes.ts): sign in with the
  *                   token, then a session cookie; its own context (HTML, forms, CSRF).
  *
+ * Every request, whoever sends it (a trusted proxy too), must name the listener in `Host` as a
+ * browser would only when it was opened by address: an IP address literal, `localhost`, or the
+ * configured `admin.listen` host; else 421. DNS rebinding (a hostile name resolved to 127.0.0.1)
+ * cannot produce such a Host, so a page on another site cannot read /metrics or /readyz, or
+ * guess tokens from the admin's browser. A TLS proxy in front keeps working as long as it sends
+ * the listener's address as Host (nginx's default); the browser's name goes in X-Forwarded-Host.
+ *
+ * The listener has the gateway's connection limits (see net/listener.ts): headers and the whole
+ * request within `requestMs`, an idle timeout, and a cap on connections per source.
+ *
  * `buildAdminApp` returns the app without listening (tests call `inject()`); `startAdminServer`
  * opens the token file (creating it on first start) and listens.
  */
 import type { ReloadOutcome } from '../main.js';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERRORS, isPortcullisError } from '../errors.js';
 import { CidrSet } from '../net/cidr.js';
+import { validHost } from '../net/client-ip.js';
+import { parseIp } from '../net/ip.js';
+import { checkingIntervalMs, connectionLimits, createListener, guardHttpServer, type ConnectionLimits } from '../net/listener.js';
+import { refusalLog } from '../http/server.js';
+import { CONSOLE_HEADERS, messagePage } from './console/pages.js';
 import type { Runtime } from '../runtime.js';
 import { adminApi } from './api.js';
 import { AdminAuth, type AdminAuthLimits } from './auth.js';
@@ -35,12 +51,30 @@ export interface AdminAppDeps {
   publicMetrics?: boolean;
   /** Per-source limits on failed token checks. */
   authLimits?: Partial<AdminAuthLimits>;
+  /** The http server to serve on (startAdminServer: one behind the connection-limiting listener). */
+  serverFactory?: (handler: (req: IncomingMessage, res: ServerResponse) => void) => Server;
 }
 
 const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
+const NOBODY = CidrSet.parse([]);
 
 export function isLoopback(host: string): boolean {
   return LOOPBACK.contains(host);
+}
+
+/**
+ * Whether `hostHeader` names the admin listener the way only someone who opened it by address
+ * would: an IP literal (IPv4, or bracketed IPv6), `localhost`, or the configured listen host; any
+ * port. Null, malformed or any other name: false.
+ */
+export function adminHostOk(hostHeader: string | undefined, listenHost: string): boolean {
+  const host = validHost(hostHeader ?? '');
+  if (host === null) return false;
+  if (host.startsWith('[')) return true; // a bracketed IPv6 literal (validHost checked it)
+  const colon = host.lastIndexOf(':');
+  const name = colon < 0 ? host : host.slice(0, colon);
+  if (name === 'localhost' || parseIp(name)?.family === 4) return true;
+  return name === listenHost.toLowerCase();
 }
 
 const JSON_HEADERS = {
@@ -54,6 +88,7 @@ function sendError(reply: FastifyReply, status: number, code: string, message: s
 
 export async function buildAdminApp(rt: Runtime, deps: AdminAppDeps): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(deps.serverFactory ? { serverFactory: deps.serverFactory } : {}),
     logger: false,
     trustProxy: false,
     bodyLimit: 16 * 1024,
@@ -90,6 +125,20 @@ export async function buildAdminApp(rt: Runtime, deps: AdminAppDeps): Promise<Fa
   app.addHook('onSend', async (_req, reply, payload) => {
     reply.headers(JSON_HEADERS);
     return payload;
+  });
+
+  // DNS rebinding: the Host check comes first, for every route and every peer (see above)
+  app.addHook('onRequest', async (req, reply) => {
+    if (adminHostOk(req.headers.host, rt.config.admin.listen.host)) return undefined;
+    reply.code(421);
+    if (req.url === '/console' || req.url.startsWith('/console/') || req.url.startsWith('/console?')) {
+      return reply.headers(CONSOLE_HEADERS).send(
+        messagePage('Wrong address', 'Open the console by the admin listener’s address (for example http://127.0.0.1:9090/console). A TLS proxy in front must send that address as Host.', {
+          link: { href: '/console/login', text: 'Sign in' },
+        }),
+      );
+    }
+    return sendError(reply, 421, 'PC_HOST_UNKNOWN', 'the admin listener answers only to its own address (an IP address or localhost) in Host');
   });
 
   app.setNotFoundHandler((_req, reply) => sendError(reply, 404, 'PC_NOT_FOUND', ERRORS.PC_NOT_FOUND.message));
@@ -134,12 +183,14 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export interface StartAdminOptions extends Omit<AdminAppDeps, 'token'> {
+export interface StartAdminOptions extends Omit<AdminAppDeps, 'token' | 'serverFactory'> {
   /** Default: read (and on first start create) `admin.token_file`. */
   token?: AdminToken;
   /** Override `admin.listen` (tests). */
   port?: number;
   host?: string;
+  /** Default DEFAULT_CONNECTION_LIMITS (tests pass short ones). */
+  limits?: Partial<ConnectionLimits> | undefined;
 }
 
 export async function startAdminServer(rt: Runtime, opts: StartAdminOptions): Promise<AdminServer> {
@@ -147,9 +198,40 @@ export async function startAdminServer(rt: Runtime, opts: StartAdminOptions): Pr
   const token = opts.token ?? (await AdminToken.open(cfg.admin.tokenFile, { random: rt.random, clock: rt.clock, logger: rt.logger }));
   const host = opts.host ?? cfg.admin.listen.host;
   const loopback = isLoopback(host);
-  const app = await buildAdminApp(rt, { ...opts, token, publicMetrics: opts.publicMetrics ?? loopback });
-  await app.listen({ host, port: opts.port ?? cfg.admin.listen.port });
-  const addr = app.server.address();
+  const limits = connectionLimits(opts.limits);
+  let server: Server | null = null;
+  const app = await buildAdminApp(rt, {
+    ...opts,
+    token,
+    publicMetrics: opts.publicMetrics ?? loopback,
+    serverFactory: (handler) => (server = createServer({ connectionsCheckingInterval: checkingIntervalMs(limits) }, handler)),
+  });
+  const srv = server as Server | null;
+  if (!srv) throw new Error('admin listener: fastify did not create its server');
+  // nothing here takes a long body: the whole request is time-limited
+  guardHttpServer(srv, limits, { wholeRequest: true });
+  // every peer is counted here, a trusted proxy too: nothing in front of this listener needs
+  // hundreds of connections at once
+  const listener = createListener({
+    server: srv,
+    trusted: () => NOBODY,
+    proxyProtocol: () => false,
+    maxConnectionsPerSource: limits.maxPerSource,
+    onRefused: refusalLog(rt, 'admin listener'),
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(opts.port ?? cfg.admin.listen.port, host, () => {
+        listener.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  const addr = listener.address();
   const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? cfg.admin.listen.port);
   if (!loopback) {
     rt.logger.warn(
@@ -164,6 +246,12 @@ export async function startAdminServer(rt: Runtime, opts: StartAdminOptions): Pr
     port,
     url: `http://${urlHost}:${port}`,
     async close() {
+      // stop accepting, end idle keep-alive connections at once, the rest after a short grace
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      srv.closeIdleConnections();
+      const grace = setTimeout(() => srv.closeAllConnections(), 2_000);
+      await closed;
+      clearTimeout(grace);
       await app.close();
     },
   };

@@ -15,6 +15,34 @@ export interface AuditInput {
 
 export type AuditListener = (e: AuditEvent) => void;
 
+/** A line of the audit file: one event, or with `count` that many identical refusals (see `AuditLog`). */
+export type AuditLine = AuditEvent & { count?: number };
+
+/**
+ * Refusals decided without looking at a credential or an account's state: a throttled or busy
+ * sign-in, a network or rule refusal, an IP block. An attacker can make any number of them for
+ * almost nothing, so the same one from one source is written once a minute with a count.
+ * Everything else (failed passwords and codes, lockouts, replays, successes) is written as it comes.
+ */
+export const AGGREGATED_EVENTS: ReadonlySet<string> = new Set(['login_failed', 'mfa_failed', 'network_denied', 'access_denied', 'ip_blocked', 'csrf_refused']);
+
+export function aggregatable(e: AuditEvent): boolean {
+  return e.outcome === 'denied' && AGGREGATED_EVENTS.has(e.event);
+}
+
+export const AGGREGATE_WINDOW_MS = 60_000;
+/** Distinct (source, refusal) pairs held per minute; past it the oldest is written out early. */
+export const DEFAULT_MAX_AGGREGATES = 10_000;
+
+interface Pending {
+  e: AuditEvent;
+  /** Occurrences after the first (which was written at once). */
+  n: number;
+  lastTs: string;
+  /** The user name shared by all the occurrences; null once they differ. */
+  user: string | null | undefined;
+}
+
 const MAX_FIELD = 256;
 
 /** Strip control characters and bound length, so a crafted user name cannot forge log lines. */
@@ -27,20 +55,45 @@ function clean(s: string): string {
 /**
  * The audit trail: one JSON object a line, appended to `audit.file`, and fanned out to listeners
  * (notifications, metrics, the console). Keeps a bounded ring of recent events in memory.
+ *
+ * Volume under attack: identical refusals (`aggregatable`: same event, source address, outcome,
+ * reason and app) within one clock minute are one line in the file. The first is written at
+ * once, as any event; the others are counted and written as one line with `count` (how many
+ * more) and the time of the last, when the minute is over (checked on the next event and every
+ * few seconds), when the table of pending counts is full (the oldest goes out early: memory stays
+ * bounded whoever rotates addresses), and on close. The user name is kept when every occurrence
+ * had the same one. Nothing is dropped: the counts in the file add up to every refusal.
+ * Listeners and the in-memory ring still receive every event one by one.
  */
 export class AuditLog {
   private stream: WriteStream | null = null;
   private readonly listeners: AuditListener[] = [];
   private readonly ring: AuditEvent[] = [];
   private ringStart = 0;
+  private pending = new Map<string, Pending>();
+  private pendingMinute = -1;
+  private readonly maxAggregates: number;
+  private flushTimer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly opts: { file: string | null; clock: Clock; logger?: Logger; ringSize?: number },
+    private readonly opts: {
+      file: string | null;
+      clock: Clock;
+      logger?: Logger;
+      ringSize?: number;
+      /** Pending aggregates held at most (default 10,000). */
+      maxAggregates?: number;
+      /** How often a finished minute's aggregates are looked for (default 5 s; the clock decides). */
+      flushEveryMs?: number;
+    },
   ) {
+    this.maxAggregates = Math.max(1, opts.maxAggregates ?? DEFAULT_MAX_AGGREGATES);
     if (opts.file) {
       mkdirSync(dirname(opts.file), { recursive: true });
       this.stream = createWriteStream(opts.file, { flags: 'a', mode: 0o600 });
       this.stream.on('error', (err) => opts.logger?.error({ err: err.message }, 'audit log write failed'));
+      this.flushTimer = setInterval(() => this.flushDue(), opts.flushEveryMs ?? 5_000);
+      this.flushTimer.unref();
     }
   }
 
@@ -54,7 +107,7 @@ export class AuditLog {
       outcome: input.outcome,
       ...(input.reason ? { reason: clean(input.reason) } : {}),
     };
-    this.stream?.write(`${JSON.stringify(e)}\n`);
+    if (this.stream) this.write(e);
     this.remember(e);
     for (const l of this.listeners) {
       try {
@@ -90,7 +143,77 @@ export class AuditLog {
     }
   }
 
+  /** Refusals held for aggregation now (at most `maxAggregates`). */
+  get pendingAggregates(): number {
+    return this.pending.size;
+  }
+
+  /** Write out the aggregates of every minute that is over by the clock. */
+  flushDue(): void {
+    if (this.pending.size > 0 && Math.floor(this.opts.clock.now() / AGGREGATE_WINDOW_MS) !== this.pendingMinute) this.flushAll();
+  }
+
+  /** Write out every pending aggregate now. */
+  flushAll(): void {
+    const all = this.pending;
+    this.pending = new Map();
+    for (const p of all.values()) this.writeAggregate(p);
+  }
+
+  private write(e: AuditEvent): void {
+    this.flushDue();
+    if (!aggregatable(e)) {
+      this.line(e);
+      return;
+    }
+    const minute = Math.floor(this.opts.clock.now() / AGGREGATE_WINDOW_MS);
+    if (minute !== this.pendingMinute) {
+      this.flushAll();
+      this.pendingMinute = minute;
+    }
+    const key = JSON.stringify([e.event, e.ip, e.outcome, e.reason ?? null, e.app ?? null]);
+    const p = this.pending.get(key);
+    if (p) {
+      p.n++;
+      p.lastTs = e.ts;
+      if (p.user !== e.user) p.user = null;
+      return;
+    }
+    // the first of its kind this minute: written at once
+    this.line(e);
+    if (this.pending.size >= this.maxAggregates) {
+      const oldest = this.pending.keys().next().value as string;
+      const o = this.pending.get(oldest)!;
+      this.pending.delete(oldest);
+      this.writeAggregate(o);
+    }
+    this.pending.set(key, { e, n: 0, lastTs: e.ts, user: e.user });
+  }
+
+  /** The aggregate's line: the fields it shares, the time of the last occurrence, and `count`. */
+  private writeAggregate(p: Pending): void {
+    if (p.n === 0) return;
+    const e = p.e;
+    this.line({
+      ts: p.lastTs,
+      event: e.event,
+      ip: e.ip,
+      ...(p.user ? { user: p.user } : {}),
+      ...(e.app ? { app: e.app } : {}),
+      outcome: e.outcome,
+      ...(e.reason ? { reason: e.reason } : {}),
+      count: p.n,
+    });
+  }
+
+  private line(l: AuditLine): void {
+    this.stream?.write(`${JSON.stringify(l)}\n`);
+  }
+
   async close(): Promise<void> {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.flushTimer = null;
+    this.flushAll();
     const s = this.stream;
     this.stream = null;
     if (s) await new Promise<void>((resolve) => s.end(resolve));

@@ -178,8 +178,8 @@ class Recent<T> {
   private readonly items: T[] = [];
   count = 0;
   constructor(private readonly n: number) {}
-  push(x: T): void {
-    this.count++;
+  push(x: T, n = 1): void {
+    this.count += n;
     this.items.push(x);
     if (this.items.length > this.n) this.items.shift();
   }
@@ -203,6 +203,8 @@ interface Parsed {
   user: string | null;
   app: string | null;
   reason: string | null;
+  /** How many events the line stands for (`count`, written for a burst of identical refusals). */
+  n: number;
 }
 
 /** Accumulates events in file order; `finish` builds the report. Pure: no I/O, no clock. */
@@ -272,12 +274,12 @@ export class ReportBuilder {
       return;
     }
     if (e.t < this.opts.since || e.t >= this.opts.until) return;
-    this.inWindow++;
+    this.inWindow += e.n;
     if (!EVENT_NAMES.has(e.event)) {
       this.unknownEvents++;
       return;
     }
-    this.totals[e.event as AuditEventName]++;
+    this.totals[e.event as AuditEventName] += e.n;
     const source = e.ip === '-' ? null : sourceNetwork(e.ip, this.v6);
     switch (e.event as AuditEventName) {
       case 'login_failed':
@@ -287,7 +289,7 @@ export class ReportBuilder {
         this.failure(e, source, false);
         if (e.user) {
           const s = this.suspects.get(e.user);
-          if (s) s.mfaFailedAfter++;
+          if (s) s.mfaFailedAfter += e.n;
         }
         break;
       case 'mfa_succeeded':
@@ -316,8 +318,8 @@ export class ReportBuilder {
         if (e.user) this.lockedUsers.getOrAdd(e.user, () => true);
         break;
       case 'ip_blocked':
-        this.blocks.push(listed(e));
-        if (source) this.sourceRec(source, e.ts).ipBlocks++;
+        this.blocks.push(listed(e), e.n);
+        if (source) this.sourceRec(source, e.ts).ipBlocks += e.n;
         break;
       default:
         break;
@@ -331,15 +333,15 @@ export class ReportBuilder {
   private failure(e: Parsed, source: string | null, password: boolean): void {
     if (source) {
       const s = this.sourceRec(source, e.ts);
-      s.failures++;
+      s.failures += e.n;
       s.last = e.ts;
       if (e.user && !addCapped(s.users, e.user)) s.usersCapped = true;
     }
     if (!password || !e.user) return;
     const u = this.users.getOrAdd(e.user, () => ({ failures: 0, throttled: 0, sources: new Set(), exists: false, unknown: false, first: e.ts, last: e.ts }));
-    u.failures++;
+    u.failures += e.n;
     u.last = e.ts;
-    if (e.reason?.startsWith('throttled')) u.throttled++;
+    if (e.reason?.startsWith('throttled')) u.throttled += e.n;
     else if (e.reason === 'unknown user') u.unknown = true;
     else if (e.reason !== null && KNOWN_ACCOUNT_REASONS.has(e.reason)) u.exists = true;
     if (source) addCapped(u.sources, source);
@@ -438,7 +440,8 @@ function parse(v: unknown): Parsed | null {
   const t = Date.parse(o.ts);
   if (!Number.isFinite(t)) return null;
   const opt = (x: unknown) => (typeof x === 'string' ? x : null);
-  return { ts: new Date(t).toISOString(), t, event: o.event, ip: o.ip, user: opt(o.user), app: opt(o.app), reason: opt(o.reason) };
+  const n = typeof o.count === 'number' && Number.isSafeInteger(o.count) && o.count > 0 ? o.count : 1;
+  return { ts: new Date(t).toISOString(), t, event: o.event, ip: o.ip, user: opt(o.user), app: opt(o.app), reason: opt(o.reason), n };
 }
 
 function listed(e: Parsed): ListedEvent {

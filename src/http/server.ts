@@ -2,6 +2,13 @@
  * The gateway's listening side: an http or https server whose requests are split between the
  * proxy (plain node, the hot path) and the fastify app (reserved `/.portcullis/` routes), with
  * WebSocket upgrades, CONNECT refused, and the PROXY-protocol-aware listener in front.
+ *
+ * Slow senders (see `ConnectionLimits` in net/listener.ts): the TLS handshake and then the
+ * headers must each arrive within `headersMs` on every route; a portal or authz request (under
+ * /.portcullis/) must arrive whole, body included, within `requestMs` (408, then the connection
+ * is closed); every connection is closed after `idleMs` without a byte while the client owes one;
+ * and each source may hold at most `maxPerSource` connections. Proxied requests are limited only
+ * by idleness, so a long upload or download that keeps moving is never cut.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -10,7 +17,14 @@ import type { Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../runtime.js';
-import { createListener } from '../net/listener.js';
+import {
+  checkingIntervalMs,
+  connectionLimits,
+  createListener,
+  guardHttpServer,
+  requestTimedOut,
+  type ConnectionLimits,
+} from '../net/listener.js';
 import { createProxyHandler } from '../proxy/handler.js';
 import { createUpgradeHandler } from '../proxy/websocket.js';
 import { UpstreamPools } from '../proxy/upstreams.js';
@@ -30,8 +44,15 @@ export interface GatewayServer {
   close(): Promise<void>;
 }
 
-export async function createGatewayServer(rt: Runtime, opts: { observe?: (app: string, status: number, seconds: number) => void } = {}): Promise<GatewayServer> {
+export interface GatewayServerOptions {
+  observe?: (app: string, status: number, seconds: number) => void;
+  /** Default DEFAULT_CONNECTION_LIMITS (tests pass short ones). */
+  limits?: Partial<ConnectionLimits>;
+}
+
+export async function createGatewayServer(rt: Runtime, opts: GatewayServerOptions = {}): Promise<GatewayServer> {
   const cfg = rt.config;
+  const limits = connectionLimits(opts.limits);
   const pools = new UpstreamPools();
   let fastifyHandler: ((req: IncomingMessage, res: ServerResponse) => void) | null = null;
   const proxy = createProxyHandler({ rt, pools, ...(opts.observe ? { observe: opts.observe } : {}), onError: (err) => rt.logger.error({ err: (err as Error).message }, 'proxy request failed') });
@@ -39,15 +60,34 @@ export async function createGatewayServer(rt: Runtime, opts: { observe?: (app: s
   const dispatch = (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
     if (hasDuplicateHost(req)) sendPage(res, 400, { connection: 'close' }); // RFC 9112 §3.2, on every path (upgrades: websocket.ts)
-    else if (url.startsWith(RESERVED)) fastifyHandler!(req, res);
-    else proxy(req, res);
+    else if (url.startsWith(RESERVED)) {
+      if (!req.complete) deadline(req, res);
+      fastifyHandler!(req, res);
+    } else proxy(req, res);
   };
+  /**
+   * The rest of a portal/authz request (its body) must arrive within `requestMs` of its headers,
+   * also when it has been answered already (node then reads and discards what is left).
+   */
+  const deadline = (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    const onClose = () => clearTimeout(timer);
+    const timer = setTimeout(() => {
+      socket.off('close', onClose);
+      if (!req.complete && !socket.destroyed) requestTimedOut(res, socket);
+    }, limits.requestMs);
+    req.once('end', () => {
+      clearTimeout(timer);
+      socket.off('close', onClose);
+    });
+    socket.once('close', onClose);
+  };
+  const serverOptions = { connectionsCheckingInterval: checkingIntervalMs(limits) };
   const server: Server = cfg.tls
-    ? (createHttpsServer({ cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) }, dispatch) as unknown as Server)
-    : createHttpServer(dispatch);
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 0; // long uploads and downloads are fine; idle sockets are not
-  server.keepAliveTimeout = 65_000;
+    ? (createHttpsServer({ ...serverOptions, handshakeTimeout: limits.headersMs, cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) }, dispatch) as unknown as Server)
+    : createHttpServer(serverOptions, dispatch);
+  // whole-request limit per route (above): a server-wide one would cut long proxied uploads
+  guardHttpServer(server, limits, { wholeRequest: false });
   server.maxHeadersCount = 200;
 
   const upgrade = createUpgradeHandler(rt);
@@ -64,6 +104,8 @@ export async function createGatewayServer(rt: Runtime, opts: { observe?: (app: s
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (!socket.writable) return socket.destroy();
+    // headers (or, on no route here, a whole request) not in time: 408
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return void socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
     socket.end(`HTTP/1.1 ${status} Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
@@ -80,6 +122,9 @@ export async function createGatewayServer(rt: Runtime, opts: { observe?: (app: s
     server,
     trusted: () => rt.config.trustedProxies,
     proxyProtocol: () => rt.config.proxyProtocol,
+    maxConnectionsPerSource: limits.maxPerSource,
+    ipv6Prefix: () => rt.config.loginLimits.ipv6Prefix,
+    onRefused: refusalLog(rt),
   });
 
   return {
@@ -111,5 +156,24 @@ export async function createGatewayServer(rt: Runtime, opts: { observe?: (app: s
       await app.close();
       await pools.close();
     },
+  };
+}
+
+/**
+ * Refused connections are logged at most once per 10 s per reason, with how many there were: a
+ * flood of them must not flood the log.
+ */
+export function refusalLog(rt: Pick<Runtime, 'logger' | 'clock'>, what = 'gateway listener'): (peer: string, reason: string) => void {
+  const last = new Map<string, { at: number; n: number }>();
+  return (peer, reason) => {
+    const now = rt.clock.now();
+    const r = last.get(reason);
+    if (r && now - r.at < 10_000) {
+      r.n++;
+      return;
+    }
+    const suppressed = r?.n ?? 0;
+    last.set(reason, { at: now, n: 0 });
+    rt.logger.warn({ peer, reason, ...(suppressed > 0 ? { alsoRefusedSinceLastLine: suppressed } : {}) }, `${what}: connection refused`);
   };
 }

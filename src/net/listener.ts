@@ -12,13 +12,21 @@
  * With it off, connections go straight to the server; a PROXY header then fails HTTP parsing.
  *
  * Both switches are read per connection, so a config reload applies to new connections.
+ *
+ * Connections per source: at most `maxConnectionsPerSource` open at once from one client address
+ * (IPv6 grouped to its /ipv6Prefix network, as the login throttle groups it); one more is closed
+ * at once, before a byte is read. The client is the TCP peer, or the PROXY header's source when a
+ * trusted proxy sends one. A trusted proxy itself is not counted when it does not send PROXY
+ * headers: every client behind it shares its address, and it enforces its own limits.
+ *
+ * `guardHttpServer` sets the timeouts of the HTTP server behind a listener (see there).
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type * as http from 'node:http';
 import type * as https from 'node:https';
 import type { CidrSet } from './cidr.js';
-import { normalizeIp } from './ip.js';
+import { normalizeIp, sourceKey } from './ip.js';
 import { detectProxyHeader, parseProxyHeader, V1_MAX_LENGTH, V2_MAX_PAYLOAD } from './proxy-protocol.js';
 
 export interface ListenerOptions {
@@ -32,9 +40,125 @@ export interface ListenerOptions {
   headerTimeoutMs?: number;
   /** Called when a connection is refused before reaching the server (for logs and metrics). */
   onRefused?: (peer: string, reason: string) => void;
+  /** Open connections allowed per client address (default 256; 0: no cap). */
+  maxConnectionsPerSource?: number;
+  /** IPv6 clients are counted per network of this prefix (default 64). */
+  ipv6Prefix?: () => number;
 }
 
 export const DEFAULT_PROXY_HEADER_TIMEOUT_MS = 5000;
+export const DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 256;
+export const TOO_MANY_CONNECTIONS = 'too many connections from this source';
+
+/**
+ * Limits on what one connection may hold (both listeners). Internal settings, not config keys;
+ * tests inject short ones.
+ */
+export interface ConnectionLimits {
+  /** A request's headers must have arrived within this (every route; default 30 s). */
+  headersMs: number;
+  /**
+   * The whole request, headers and body, on the routes that need no long bodies (the portal and
+   * authz routes under /.portcullis/, and the admin listener): default 30 s. Proxied requests are
+   * not limited as a whole: a long upload or download that keeps moving is never cut.
+   */
+  requestMs: number;
+  /**
+   * No byte either way for this long while the client owes us one (the rest of a request, or
+   * reading the response) ends the connection (default 60 s). Waiting for the app is not the
+   * client's idleness: `upstream_timeouts` covers that, as nginx's proxy_read_timeout does.
+   */
+  idleMs: number;
+  /** Between requests on a keep-alive connection (default 65 s, above common load balancers' 60 s). */
+  keepAliveMs: number;
+  /** See `ListenerOptions.maxConnectionsPerSource`. */
+  maxPerSource: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
+  headersMs: 30_000,
+  requestMs: 30_000,
+  idleMs: 60_000,
+  keepAliveMs: 65_000,
+  maxPerSource: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+});
+
+export function connectionLimits(partial: Partial<ConnectionLimits> = {}): ConnectionLimits {
+  const l = { ...DEFAULT_CONNECTION_LIMITS, ...partial };
+  for (const k of ['headersMs', 'requestMs', 'idleMs', 'keepAliveMs'] as const) {
+    if (!Number.isFinite(l[k]) || l[k] <= 0) throw new RangeError(`${k} must be a positive number of milliseconds`);
+  }
+  if (!Number.isInteger(l.maxPerSource) || l.maxPerSource < 0) throw new RangeError('maxPerSource must be a whole number (0: no cap)');
+  return l;
+}
+
+/**
+ * How often node's http server looks for requests past `headersTimeout` / `requestTimeout`
+ * (node's default, 30 s, would let a slow sender hold a request up to twice the limit).
+ */
+export function checkingIntervalMs(l: ConnectionLimits): number {
+  return Math.max(10, Math.min(1000, Math.floor(Math.min(l.headersMs, l.requestMs) / 10)));
+}
+
+/**
+ * Timeouts of an http(s) server served through `createListener` (node's defaults leave a
+ * request open for ever):
+ * - headers within `headersMs` (node's `headersTimeout`; 408 and close);
+ * - with `wholeRequest`, the whole request within `requestMs` (node's `requestTimeout`): for a
+ *   server with no long bodies (the admin listener). The gateway limits its portal routes per
+ *   request instead (see http/server.ts), so proxied uploads are not cut;
+ * - between requests, `keepAliveMs`;
+ * - idle: no byte either way for `idleMs` while a request is being received or its response is
+ *   waiting for the client to read closes the connection (408 when nothing was answered yet).
+ *   While the response waits for the app (nothing unsent), the connection is left alone.
+ * The server must have been created with `connectionsCheckingInterval: checkingIntervalMs(l)`.
+ */
+export function guardHttpServer(server: http.Server | https.Server, l: ConnectionLimits, opts: { wholeRequest: boolean }): void {
+  server.headersTimeout = l.headersMs;
+  server.requestTimeout = opts.wholeRequest ? Math.max(l.requestMs, l.headersMs) : 0;
+  server.keepAliveTimeout = l.keepAliveMs;
+  // socket.setTimeout on every connection; with a 'timeout' listener node leaves the decision to
+  // it, including for keep-alive connections between requests
+  server.timeout = l.idleMs;
+  server.on('timeout', (socket: net.Socket) => onIdle(socket));
+}
+
+function onIdle(socket: net.Socket): void {
+  const res = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage ?? null;
+  const req = res?.req;
+  if (!res || !req || res.writableEnded) {
+    // between requests (keep-alive), or a request whose headers have not arrived
+    socket.destroy();
+    return;
+  }
+  if (!req.complete) {
+    // the client stopped sending its body
+    requestTimedOut(res, socket);
+    return;
+  }
+  if (socket.writableLength > 0 || res.writableNeedDrain) {
+    // the client stopped reading the response
+    socket.destroy();
+    return;
+  }
+  // the request is in and nothing is waiting to be sent: the app (or argon2) is working
+}
+
+/** Answer 408 and close if nothing has been answered yet, else just close. */
+export function requestTimedOut(res: http.ServerResponse, socket: net.Socket): void {
+  if (!res.headersSent && !res.writableEnded && res.socket === socket && !socket.destroyed) {
+    try {
+      res.writeHead(408, { connection: 'close', 'content-type': 'text/plain; charset=utf-8', 'content-length': '16' });
+      res.end('request timeout\n');
+      // the client may still be sending: do not wait for it
+      setTimeout(() => socket.destroy(), 50).unref();
+      return;
+    } catch {
+      // fall through
+    }
+  }
+  socket.destroy();
+}
 
 /** The client address of a connection, once known (PROXY source or normalised peer address). */
 const kPeer = Symbol('portcullis.peerAddress');
@@ -47,7 +171,35 @@ export function createListener(opts: ListenerOptions): net.Server {
   const { server, trusted, proxyProtocol, onRefused } = opts;
   const timeoutMs = opts.headerTimeoutMs ?? DEFAULT_PROXY_HEADER_TIMEOUT_MS;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError('headerTimeoutMs must be a positive number of milliseconds');
+  const maxPerSource = opts.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE;
+  if (!Number.isInteger(maxPerSource) || maxPerSource < 0) throw new RangeError('maxConnectionsPerSource must be a whole number (0: no cap)');
+  const ipv6Prefix = opts.ipv6Prefix ?? (() => 64);
   const isTls = server instanceof tls.Server;
+  /** Open connections per source key; an entry exists only while its count is above 0. */
+  const open = new Map<string, number>();
+
+  /** Count `socket` against `client`; false (and the socket closed) when the source is at its cap. */
+  function admit(socket: net.Socket, client: string): boolean {
+    if (maxPerSource === 0 || client === '') return true;
+    let key: string;
+    try {
+      key = sourceKey(client, ipv6Prefix());
+    } catch {
+      key = client;
+    }
+    const n = open.get(key) ?? 0;
+    if (n >= maxPerSource) {
+      refuse(socket, client, TOO_MANY_CONNECTIONS);
+      return false;
+    }
+    open.set(key, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(key) ?? 1) - 1;
+      if (left <= 0) open.delete(key);
+      else open.set(key, left);
+    });
+    return true;
+  }
 
   // Accept sockets with the options `server` would have used had it listened itself
   // (allowHalfOpen, TCP_NODELAY, keep-alive), so that a connection behaves the same either way.
@@ -73,11 +225,13 @@ export function createListener(opts: ListenerOptions): net.Server {
     const peer = normalizeIp(socket.remoteAddress ?? '') ?? '';
     try {
       enabled = proxyProtocol();
-      if (enabled) trustedPeer = peer !== '' && trusted().contains(peer);
+      trustedPeer = peer !== '' && trusted().contains(peer);
     } catch (err) {
       refuse(socket, peer, `configuration unavailable: ${err instanceof Error ? err.message : String(err)}`);
       return;
     }
+    // a direct client is counted now; a trusted proxy's clients by their PROXY source, if any
+    if (!trustedPeer && !admit(socket, peer)) return;
     if (!enabled) {
       server.emit('connection', socket);
       return;
@@ -125,6 +279,7 @@ export function createListener(opts: ListenerOptions): net.Server {
     };
     const handOver = (rest: Buffer | null, source: string | null) => {
       cleanup();
+      if (trustedPeer && source !== null && !admit(socket, normalizeIp(source) ?? source)) return;
       socket.pause();
       if (source !== null) (socket as Tagged)[kPeer] = source;
       if (rest !== null && rest.length > 0) socket.unshift(rest);

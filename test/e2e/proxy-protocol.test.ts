@@ -211,6 +211,7 @@ describe('listener with proxy_protocol on, the peer not trusted', { timeout: 20_
     assert.equal((await exchange(gw.port, [Buffer.concat([v2Header([10, 9, 9, 9], 1), Buffer.from(GET)])])).response, '');
     // even a bare signature is enough to refuse
     assert.equal((await exchange(gw.port, [V2_SIGNATURE])).response, '');
+    assert.ok(gw.refused.length >= 3, `refusals recorded: ${JSON.stringify(gw.refused)}`);
     assert.ok(gw.refused.every((r) => r === 'PROXY header from a peer that is not a trusted proxy'));
   });
 

@@ -12,7 +12,7 @@
  * keep Chromium off the network (this machine has none but loopback) and working as root.
  */
 import { chromium, type Browser, type LaunchOptions } from 'playwright-core';
-import { findBinary, toolSkip } from './tmp.js';
+import { findBinary, noteSkip } from './tmp.js';
 
 const CHROMIUM = findBinary('chromium', ['/usr/bin/chromium', '/usr/lib/chromium/chromium']);
 
@@ -30,9 +30,9 @@ export function haveChromium(): boolean {
   return CHROMIUM !== null;
 }
 
-/** For node:test's `skip` option; throws in CI when Chromium is missing (see `toolSkip`). */
+/** For node:test's `skip` option; throws in CI when Chromium is missing (see `toolSkip`); outside CI a summary line at exit says what was skipped (`noteSkip`). */
 export function chromiumSkip(): false | string {
-  return toolSkip('chromium', haveChromium());
+  return noteSkip('chromium', haveChromium());
 }
 
 /**

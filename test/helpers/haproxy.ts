@@ -16,7 +16,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './ports.js';
-import { findBinary, spawnDaemon, tmpDir, toolSkip } from './tmp.js';
+import { findBinary, noteSkip, spawnDaemon, tmpDir } from './tmp.js';
 
 export interface HaproxyOptions {
   /** Port HAProxy listens on, on 127.0.0.1 (default: a free port). */
@@ -52,9 +52,9 @@ export function haveHaproxy(): boolean {
   return HAPROXY !== null;
 }
 
-/** For node:test's `skip` option; throws in CI when HAProxy is missing (see `toolSkip`). */
+/** For node:test's `skip` option; throws in CI when HAProxy is missing (see `toolSkip`); outside CI a summary line at exit says what was skipped (`noteSkip`). */
 export function haproxySkip(): false | string {
-  return toolSkip('haproxy', haveHaproxy());
+  return noteSkip('haproxy', haveHaproxy());
 }
 
 function address(host: string, port: number): string {

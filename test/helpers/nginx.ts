@@ -14,7 +14,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './ports.js';
-import { findBinary, spawnDaemon, tmpDir, toolSkip } from './tmp.js';
+import { findBinary, noteSkip, spawnDaemon, tmpDir } from './tmp.js';
 
 export interface NginxOptions {
   /** The port the config listens on, on 127.0.0.1 (default: a free port, passed to `config`). */
@@ -46,9 +46,9 @@ export function haveNginx(): boolean {
   return NGINX !== null;
 }
 
-/** For node:test's `skip` option; throws in CI when nginx is missing (see `toolSkip`). */
+/** For node:test's `skip` option; throws in CI when nginx is missing (see `toolSkip`); outside CI a summary line at exit says what was skipped (`noteSkip`). */
 export function nginxSkip(): false | string {
-  return toolSkip('nginx', haveNginx());
+  return noteSkip('nginx', haveNginx());
 }
 
 function mainConf(prefix: string, httpBody: string): string {

@@ -43,10 +43,22 @@ export function inCi(): boolean {
 }
 
 /**
+ * Tools a run pretends are missing: `PORTCULLIS_TEST_WITHOUT=nginx,haproxy` (to check what the
+ * suite does without them, e.g. that CI fails loudly).
+ */
+function pretendMissing(name: string): boolean {
+  return (process.env.PORTCULLIS_TEST_WITHOUT ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .includes(name);
+}
+
+/**
  * The first executable among `candidates` (absolute paths), else `name` looked up on PATH, else
  * null. Candidates come first because /usr/sbin is often missing from a non-root PATH.
  */
 export function findBinary(name: string, candidates: readonly string[] = []): string | null {
+  if (pretendMissing(name)) return null;
   const dirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
   for (const p of [...candidates, ...dirs.map((d) => join(d, name))]) {
     try {
@@ -59,16 +71,40 @@ export function findBinary(name: string, candidates: readonly string[] = []): st
   return null;
 }
 
+/** Tools found missing in this test process (tool -> why), for the summary printed at exit. */
+const skippedTools = new Map<string, string>();
+let skipSummaryInstalled = false;
+
 /**
  * For node:test's `skip` option: `test('x', { skip: toolSkip('haproxy', haveHaproxy()) }, fn)`.
  * Returns false when the tool is present and a message when it is not; in CI a missing tool
  * throws instead, so the test file fails rather than quietly skipping what CI must prove.
+ * `nginxSkip()`, `haproxySkip()` and `chromiumSkip()` use it through `noteSkip`.
  */
 export function toolSkip(tool: string, present: boolean): false | string {
   if (present) return false;
   const msg = `${tool} is not installed (scripts/install-test-deps.sh installs it)`;
   if (inCi()) throw new Error(`${msg}: CI must run every end-to-end test`);
   return msg;
+}
+
+/**
+ * `toolSkip`, and outside CI a summary at exit: each test file that skipped something prints one
+ * line on stderr (which the test runner shows) naming the tools and why, so a green local run
+ * says what it did not prove.
+ */
+export function noteSkip(tool: string, present: boolean): false | string {
+  const skip = toolSkip(tool, present);
+  if (skip === false) return false;
+  skippedTools.set(tool, skip);
+  if (!skipSummaryInstalled) {
+    skipSummaryInstalled = true;
+    process.once('exit', () => {
+      const file = process.argv[1] ?? 'this test file';
+      process.stderr.write(`SKIPPED in ${file}: the tests that need ${[...skippedTools.keys()].join(', ')}, because ${[...skippedTools.values()].join('; ')}. With CI set, this fails instead.\n`);
+    });
+  }
+  return skip;
 }
 
 /** A long-running external program started by a test. */

@@ -151,7 +151,7 @@ describe('AssertionSigner', () => {
   });
 
   it('refuses a rotation period shorter than a token lifetime', async () => {
-    await assert.rejects(AssertionSigner.open({ dataDir: await tmp(), clock: new ManualClock(), issuer: ISSUER, rotateAfterMs: 1000 }));
+    await assert.rejects(AssertionSigner.open({ dataDir: await tmp(), clock: new ManualClock(), issuer: ISSUER, rotateAfterMs: 1000 }), { code: 'PC_CONFIG_INVALID', message: /rotation must be at least/ });
   });
 
   it('workers sharing the key file follow each other', async () => {

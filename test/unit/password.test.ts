@@ -123,9 +123,9 @@ describe('PasswordHasher', () => {
   });
 
   it('refuses parameters argon2 cannot run', () => {
-    assert.throws(() => new PasswordHasher({ memoryCost: 4, timeCost: 1, parallelism: 1 }));
-    assert.throws(() => new PasswordHasher({ memoryCost: 256, timeCost: 0, parallelism: 1 }));
-    assert.throws(() => new PasswordHasher({ memoryCost: 256.5, timeCost: 1, parallelism: 1 }));
+    assert.throws(() => new PasswordHasher({ memoryCost: 4, timeCost: 1, parallelism: 1 }), { code: 'PC_CONFIG_INVALID', message: /invalid argon2 parameters/ });
+    assert.throws(() => new PasswordHasher({ memoryCost: 256, timeCost: 0, parallelism: 1 }), { code: 'PC_CONFIG_INVALID', message: /invalid argon2 parameters/ });
+    assert.throws(() => new PasswordHasher({ memoryCost: 256.5, timeCost: 1, parallelism: 1 }), { code: 'PC_CONFIG_INVALID', message: /invalid argon2 parameters/ });
   });
 });
 

@@ -85,8 +85,8 @@ describe('SecretBox hmac', () => {
   });
 
   it('refuses a purpose that could be confused with the value', () => {
-    assert.throws(() => box.hmac('recovery\nalice', 'abc'));
-    assert.throws(() => box.hmac('', 'abc'));
+    assert.throws(() => box.hmac('recovery\nalice', 'abc'), { code: 'PC_CONFIG_INVALID', message: /invalid secret-box purpose/ });
+    assert.throws(() => box.hmac('', 'abc'), { code: 'PC_CONFIG_INVALID', message: /invalid secret-box purpose/ });
   });
 });
 

@@ -171,7 +171,7 @@ describe('otpauthUri', () => {
   });
 
   it('refuses a colon in the issuer or account (it would shift the label)', () => {
-    assert.throws(() => otpauthUri({ issuer: 'a:b', account: 'bob', secret: RFC_SEEDS.SHA1, period: 30, digits: 6, algorithm: 'SHA1' }));
-    assert.throws(() => otpauthUri({ issuer: 'a', account: 'b:c', secret: RFC_SEEDS.SHA1, period: 30, digits: 6, algorithm: 'SHA1' }));
+    assert.throws(() => otpauthUri({ issuer: 'a:b', account: 'bob', secret: RFC_SEEDS.SHA1, period: 30, digits: 6, algorithm: 'SHA1' }), { code: 'PC_CONFIG_INVALID', message: /must not contain ":"/ });
+    assert.throws(() => otpauthUri({ issuer: 'a', account: 'b:c', secret: RFC_SEEDS.SHA1, period: 30, digits: 6, algorithm: 'SHA1' }), { code: 'PC_CONFIG_INVALID', message: /must not contain ":"/ });
   });
 });
