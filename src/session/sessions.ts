@@ -102,6 +102,9 @@ export class SessionManager {
       } catch (err) {
         const grace = this.deps.graceMs?.() ?? 0;
         if (!cached || grace <= 0 || now - cached.at >= grace || !isPortcullisError(err, 'PC_STORE_UNAVAILABLE')) throw err;
+        // grace never stretches a session past its own idle or absolute timeout
+        const t = this.deps.timeouts();
+        if (now - cached.rec.createdAt >= t.absoluteMs || now - cached.rec.lastSeenAt >= t.idleMs) throw err;
         return { id, idHash, rec: cached.rec };
       }
       if (rec && this.cache) this.cache.set(idHash, { rec, at: now });
