@@ -15,12 +15,13 @@ import { createRuntime, type RuntimeImpl, type RuntimeOptions } from './bootstra
 import { createGatewayServer, type GatewayServer } from './http/server.js';
 import { GatewayMetrics } from './admin/metrics.js';
 import { attachNotifier, type Notifier } from './audit/notify.js';
-import { followLockdown, watchLockdownState, type LockdownWatch } from './admin/lockdown.js';
+import { followLockdown, watchLockdownState, type LockdownWatch } from './access/lockdown.js';
 import type { ConnectionLimits } from './net/listener.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 
 /** What a reload did: swapped in, or refused with the running config kept (every error listed). */
-export type ReloadOutcome = { ok: true } | { ok: false; reason: string };
+export type { ReloadOutcome } from './runtime.js';
+import type { ReloadOutcome } from './runtime.js';
 
 export interface GatewayOptions extends RuntimeOptions {
   configFile: string;

@@ -7,7 +7,7 @@ import type { Clock, Random } from './clock.js';
 import type { CompiledConfig } from './config/types.js';
 import type { AuditLog } from './audit/audit-log.js';
 import type { Logger } from './audit/logger.js';
-import type { Stores } from './store/ports.js';
+import type { LockdownState, Stores } from './store/ports.js';
 import type { SessionManager } from './session/sessions.js';
 import type { PasswordHasher } from './auth/password.js';
 import type { LoginThrottle } from './auth/throttle.js';
@@ -17,11 +17,10 @@ import type { AssertionCache, AssertionSigner } from './auth/assertion.js';
 import type { SecretBox } from './auth/secret-box.js';
 import type { UserRecord } from './auth/users.js';
 
-export interface LockdownState {
-  on: boolean;
-  since: number;
-  by: string;
-}
+export type { LockdownState };
+
+/** What a reload did: applied, or refused with the reason (the running config stays). */
+export type ReloadOutcome = { ok: true } | { ok: false; reason: string };
 
 /** Something the gateway can close on lockdown or revocation (an open WebSocket). */
 export interface LiveConnection {

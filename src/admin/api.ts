@@ -12,11 +12,11 @@
  *   POST   /api/app-passwords     {user, label}      -> {user, label, password} (shown once)
  *   GET    /api/app-passwords?user=U                 DELETE /api/app-passwords {user, label}
  */
-import type { ReloadOutcome } from '../main.js';
+import type { ReloadOutcome } from '../runtime.js';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { PortcullisError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { lockdownStatus, setLockdown } from './lockdown.js';
+import { lockdownStatus, setLockdown } from '../access/lockdown.js';
 import {
   addAppPassword,
   listAppPasswords,

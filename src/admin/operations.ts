@@ -13,8 +13,8 @@ import { PortcullisError } from '../errors.js';
 import { parseIp } from '../net/ip.js';
 import { normaliseSecret } from '../auth/totp.js';
 import { checkUserName } from '../auth/users.js';
-import { APP_PASSWORD_PURPOSE } from '../proxy/basic-auth.js';
-import { closeLiveConnections, revokeAndClose } from './lockdown.js';
+import { APP_PASSWORD_PURPOSE } from '../access/basic-auth.js';
+import { closeLiveConnections, revokeAndClose } from '../access/lockdown.js';
 
 /** Characters of the id hash shown as a session's handle (96 bits). */
 export const HANDLE_CHARS = 16;

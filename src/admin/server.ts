@@ -25,7 +25,7 @@
  * `buildAdminApp` returns the app without listening (tests call `inject()`); `startAdminServer`
  * opens the token file (creating it on first start) and listens.
  */
-import type { ReloadOutcome } from '../main.js';
+import type { ReloadOutcome } from '../runtime.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERRORS, isPortcullisError } from '../errors.js';

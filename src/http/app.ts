@@ -9,7 +9,7 @@ import fastifyFormbody from '@fastify/formbody';
 import { isPortcullisError } from '../errors.js';
 import { normalizeRequestTarget } from '../net/path.js';
 import type { Runtime } from '../runtime.js';
-import { errorPage, PAGE_HEADERS } from '../portal/html.js';
+import { errorPage, PAGE_HEADERS } from './html.js';
 import { portalRoutes } from '../portal/routes.js';
 import { authzRoutes } from './authz.js';
 

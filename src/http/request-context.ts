@@ -4,7 +4,7 @@ import type { CompiledConfig } from '../config/types.js';
 import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import { sessionCookieName } from '../session/sessions.js';
-import { hostOnly, type GateRequest } from '../proxy/gate.js';
+import { hostOnly, type GateRequest } from '../access/gate.js';
 
 /** What the gateway knows about a request's origin, resolved once and attached to the request. */
 export interface ClientInfo {

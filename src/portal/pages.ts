@@ -1,4 +1,4 @@
-import { html, page, raw, type Raw } from './html.js';
+import { html, page, raw, type Raw } from '../http/html.js';
 
 const hidden = (name: string, value: string | null | undefined): Raw =>
   value ? html`<input type="hidden" name="${name}" value="${value}">` : raw('');

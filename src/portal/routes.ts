@@ -11,7 +11,7 @@ import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import { ERRORS } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { clientInfo, readSessionCookie, type ClientInfo } from '../http/request-context.js';
-import { appForHost, stepLocation } from '../proxy/gate.js';
+import { appForHost, stepLocation } from '../access/gate.js';
 import type { OpenSession } from '../session/sessions.js';
 import {
   changePassword,
@@ -26,7 +26,7 @@ import {
   signInAllowed,
   startEnrolment,
 } from '../auth/login.js';
-import { errorPage, PAGE_HEADERS } from './html.js';
+import { errorPage, PAGE_HEADERS } from '../http/html.js';
 import {
   accountPage,
   enrolOfferPage,

@@ -9,7 +9,7 @@ import { errors as undiciErrors } from 'undici';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import type { UpstreamPools } from './upstreams.js';
 import { clientResponseHeaders } from './headers.js';
-import { errorPage, PAGE_HEADERS } from '../portal/html.js';
+import { errorPage, PAGE_HEADERS } from '../http/html.js';
 
 export interface ForwardContext {
   cfg: CompiledConfig;

@@ -7,10 +7,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERRORS, isPortcullisError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { clientInfo, gateRequestOf } from '../http/request-context.js';
-import { gate, type GateResult } from './gate.js';
+import { gate, type GateResult } from '../access/gate.js';
 
 import { forward, sendPage } from './forward.js';
-import { identityHeaders } from './identity.js';
+import { identityHeaders } from '../access/identity.js';
 import { appRequestHeaders, type IdentityHeaders } from './headers.js';
 import type { UpstreamPools } from './upstreams.js';
 

@@ -1,6 +1,7 @@
 /**
  * Header hygiene between client, gateway and app. Pure functions, run once per request.
  */
+import type { IdentityHeaders } from '../access/types.js';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { ClientInfo } from '../http/request-context.js';
 
@@ -61,13 +62,6 @@ export function connectionNamed(value: string | string[] | undefined): Set<strin
   return s;
 }
 
-export interface IdentityHeaders {
-  user: string;
-  groups: readonly string[];
-  email: string | null;
-  name: string | null;
-  assertion: string;
-}
 
 /**
  * Header values must not carry CR/LF or other controls; user data is sanitised defensively. Text
@@ -277,3 +271,5 @@ export function setsGatewayCookie(line: string, own: string): boolean {
   const veq = value.indexOf('=');
   return hit(veq < 0 ? value : value.slice(0, veq));
 }
+
+export type { IdentityHeaders };

@@ -14,9 +14,9 @@ import { ERRORS } from '../errors.js';
 import type { LiveConnection, Runtime } from '../runtime.js';
 import type { OpenSession } from '../session/sessions.js';
 import { clientInfo, gateRequestOf, hasDuplicateHost } from '../http/request-context.js';
-import { gate } from './gate.js';
+import { gate } from '../access/gate.js';
 import { appRequestHeaders, upgradeResponseHead } from './headers.js';
-import { identityHeaders } from './identity.js';
+import { identityHeaders } from '../access/identity.js';
 
 /** How often an open tunnel re-checks its session, in real time (a tuning knob and a test hook). */
 export const tunnelChecks = { everyMs: 15_000 };

@@ -141,16 +141,29 @@ export interface StateStore {
   /** Network keys (e.g. `192.0.2.0/24`, `2001:db8::/64`) the user has signed in from. */
   knownNetworks(user: string): Promise<string[]>;
   addKnownNetwork(user: string, key: string): Promise<boolean>;
-  getLockdown(): Promise<{ on: boolean; since: number; by: string } | null>;
-  setLockdown(state: { on: boolean; since: number; by: string }): Promise<void>;
+  getLockdown(): Promise<LockdownState | null>;
+  setLockdown(state: LockdownState): Promise<void>;
   /** Forget every credential of a removed user. */
   forgetUser(user: string): Promise<void>;
+}
+
+/** Lockdown as stored and broadcast: on or off, since when, set by whom. */
+export interface LockdownState {
+  on: boolean;
+  since: number;
+  by: string;
 }
 
 export interface Stores {
   sessions: SessionStore;
   rates: RateStore;
   state: StateStore;
+  /**
+   * Lockdown changes made elsewhere (another instance sharing the store), as they happen; also
+   * the current state again after a reconnect, since a change may have been missed meanwhile.
+   * Absent on stores no other instance shares (memory).
+   */
+  onLockdown?(listener: (state: LockdownState) => void): void;
   /** Whether the backing store answers now (memory: always). */
   healthy(): boolean;
   close(): Promise<void>;

@@ -37,6 +37,7 @@ import type {
   AppPasswordRecord,
   Factor,
   RateStore,
+  LockdownState,
   ReserveRequest,
   ReserveResult,
   SessionRecord,
@@ -54,11 +55,6 @@ export interface Sealer {
   open(sealed: string, aad: string): string;
 }
 
-export interface LockdownState {
-  on: boolean;
-  since: number;
-  by: string;
-}
 
 export interface RedisStoreOptions {
   /** `redis://[user:pass@]host:port/db` or `rediss://...` (TLS). */
@@ -83,13 +79,9 @@ export interface RedisStoreOptions {
   maxKnownNetworks?: number;
 }
 
-/** The store ports plus the lockdown broadcast Redis adds. */
+/** The store ports, with the lockdown broadcast (Stores.onLockdown) always present. */
 export interface RedisStores extends Stores {
-  /**
-   * Called whenever the lockdown state changes: by `state.setLockdown` on this instance, by
-   * another instance (pub/sub), and after the subscription is re-established (the current
-   * state is re-read, since a change may have been missed while disconnected).
-   */
+  /** Also called for `state.setLockdown` on this instance. */
   onLockdown(listener: (state: LockdownState) => void): void;
 }
 
@@ -970,3 +962,5 @@ export async function createRedisStores(opts: RedisStoreOptions): Promise<RedisS
     onLockdown: (listener) => backend.onLockdown(listener),
   };
 }
+
+export type { LockdownState };

@@ -117,7 +117,7 @@ test('a session revoked on A is refused on B at once', async () => {
 test('lockdown on A applies on B', async () => {
   const outside = () => new PortalClient(b.port, 'mail.test', { localAddress: '127.0.0.2' }).get('/public');
   assert.equal((await outside()).status, 200);
-  const { setLockdown } = await import('../../src/admin/lockdown.js');
+  const { setLockdown } = await import('../../src/access/lockdown.js');
   await setLockdown(a.gw.rt, true, 'test');
   try {
     assert.ok(await eventually(async () => (await outside()).status === 403), 'B denies outside lockdown.networks');

@@ -16,7 +16,7 @@ import { silentLogger } from '../../src/audit/logger.js';
 import { TEST_PARAMS } from '../../src/auth/password.js';
 import { createMemoryStores } from '../../src/store/memory.js';
 import { FileStateStore } from '../../src/store/file-state.js';
-import { gate } from '../../src/proxy/gate.js';
+import { gate } from '../../src/access/gate.js';
 import type { LiveConnection } from '../../src/runtime.js';
 import type { AuditEvent } from '../../src/audit/events.js';
 import { buildAdminApp } from '../../src/admin/server.js';

@@ -5,7 +5,7 @@
  */
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { gate } from '../../src/proxy/gate.js';
+import { gate } from '../../src/access/gate.js';
 import { generateCode } from '../../src/auth/totp.js';
 import { startPortalApp, type InjectClient, type PortalApp } from '../helpers/portal-app.js';
 import { decodeEntities, hiddenField } from '../helpers/portal.js';

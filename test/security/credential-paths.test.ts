@@ -27,7 +27,7 @@
  */
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { gate } from '../../src/proxy/gate.js';
+import { gate } from '../../src/access/gate.js';
 import { isPortcullisError } from '../../src/errors.js';
 import { generateCode } from '../../src/auth/totp.js';
 import { startPortalApp, type PortalApp } from '../helpers/portal-app.js';

@@ -24,7 +24,7 @@ import { FileStateStore } from '../../src/store/file-state.js';
 import { createRedisStores } from '../../src/store/redis.js';
 import { SecretBox } from '../../src/auth/secret-box.js';
 import { PortcullisError } from '../../src/errors.js';
-import { LOCKDOWN_UNKNOWN_BY } from '../../src/admin/lockdown.js';
+import { LOCKDOWN_UNKNOWN_BY } from '../../src/access/lockdown.js';
 import type { StateStore } from '../../src/store/ports.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';

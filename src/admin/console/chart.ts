@@ -4,7 +4,7 @@
  * every piece of text escaped. The chart carries its own accessible name and a one-sentence
  * summary, and each bar a `<title>` (the browser's native tooltip) with its bucket and count.
  */
-import { esc } from '../../portal/html.js';
+import { esc } from '../../http/html.js';
 import type { Series } from './stats.js';
 
 export interface BarChartInput {

@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import type { AuditEvent } from '../../audit/events.js';
 import type { BlockInfo } from '../../auth/throttle.js';
-import { esc, html, raw, type Raw } from '../../portal/html.js';
-import type { LockdownStatus } from '../lockdown.js';
+import { esc, html, raw, type Raw } from '../../http/html.js';
+import type { LockdownStatus } from '../../access/lockdown.js';
 import type { SessionView } from '../operations.js';
 import type { Flash } from './console-sessions.js';
 import type { TargetStat } from './stats.js';

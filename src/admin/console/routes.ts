@@ -26,7 +26,7 @@
  * Allowlist edits go through `config/edit.ts` (`editConfigFile`: the CLI's validated in-place
  * editor, its lock and atomic write), then the gateway's reload, whose outcome is shown.
  */
-import type { ReloadOutcome } from '../../main.js';
+import type { ReloadOutcome } from '../../runtime.js';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -37,7 +37,7 @@ import { resolveClient, validHost } from '../../net/client-ip.js';
 import { parseIp } from '../../net/ip.js';
 import type { Runtime } from '../../runtime.js';
 import type { AdminAuth } from '../auth.js';
-import { lockdownStatus, setLockdown } from '../lockdown.js';
+import { lockdownStatus, setLockdown } from '../../access/lockdown.js';
 import { listSessions, revokeSessions, unblock, type Actor } from '../operations.js';
 import type { AdminToken } from '../token.js';
 import { barChart } from './chart.js';

@@ -6,7 +6,7 @@ import { loadConfigFile, formatIssues } from '../../config/index.js';
 import { normalizeIp } from '../../net/ip.js';
 import { normalizeRequestTarget } from '../../net/path.js';
 import { explain } from '../../policy/decide.js';
-import { appForHost } from '../../proxy/gate.js';
+import { appForHost } from '../../access/gate.js';
 import { loadUsersFile } from '../../auth/users.js';
 import { allowFlags, requireFlag, UsageError, type Command } from '../args.js';
 

@@ -4,43 +4,15 @@
  * can never disagree.
  */
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
-import type { ErrorCode } from '../errors.js';
 import type { AuditEventName } from '../audit/events.js';
 import { normalizeRequestTarget } from '../net/path.js';
 import { decide, type Decision, type Subject } from '../policy/decide.js';
 import type { Runtime } from '../runtime.js';
-import type { OpenSession } from '../session/sessions.js';
 import type { UserRecord } from '../auth/users.js';
-import type { Factor } from '../store/ports.js';
 import { checkBasicAuth } from './basic-auth.js';
+import type { GateRequest, GateResult, Identity } from './types.js';
 
-export interface GateRequest {
-  method: string;
-  /** Raw request-target (path and query) as received. */
-  target: string;
-  /** Host header value (may carry a port). */
-  host: string | undefined;
-  ip: string;
-  proto: 'http' | 'https';
-  /** Session cookie value, if any. */
-  sessionId: string | undefined;
-  authorization: string | undefined;
-}
-
-export interface Identity {
-  user: UserRecord;
-  amr: readonly Factor[];
-  /** Present for cookie sessions; null for app-password (Basic) requests. */
-  session: OpenSession | null;
-}
-
-export type GateResult =
-  | { kind: 'proxy'; app: CompiledApp; rawTarget: string; identity: Identity | null; decision: Decision }
-  | { kind: 'error'; code: ErrorCode; app: CompiledApp | null; reason: string }
-  /** Not signed in: browsers go to the login page, other clients get 401. */
-  | { kind: 'signin'; app: CompiledApp; basic: boolean; rd: string }
-  /** Signed in but a step is pending (second factor, enrolment, password change). */
-  | { kind: 'step'; app: CompiledApp; location: string };
+export type { GateRequest, GateResult, Identity } from './types.js';
 
 const REFUSED_METHODS = new Set(['CONNECT', 'TRACE']);
 

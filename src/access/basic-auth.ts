@@ -10,7 +10,7 @@ import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from '../auth/users.js';
 import { APP_PASSWORD_PURPOSE, checkCredential } from '../auth/credential.js';
-import type { GateRequest, GateResult } from './gate.js';
+import type { GateRequest, GateResult } from './types.js';
 
 export { APP_PASSWORD_PURPOSE };
 

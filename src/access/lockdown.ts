@@ -235,22 +235,13 @@ async function turnOff(rt: Runtime, by: string, ip: string): Promise<LockdownCha
   return { state, changed, sessionsRevoked: 0, connectionsClosed: 0 };
 }
 
-/** A store that broadcasts lockdown changes made elsewhere (Redis: other instances). */
-interface LockdownBroadcaster {
-  onLockdown(listener: (state: LockdownState) => void): void;
-}
-
-function broadcasts(stores: unknown): stores is LockdownBroadcaster {
-  return typeof (stores as Partial<LockdownBroadcaster>).onLockdown === 'function';
-}
-
 /**
  * Follow lockdown changes made by other instances sharing the store: apply them here, and close
  * this instance's live connections when lockdown comes on (the sessions themselves are revoked
  * by the instance that turned it on). A no-op for stores that do not broadcast.
  */
 export function followLockdown(rt: Runtime): void {
-  if (!broadcasts(rt.stores)) return;
+  if (!rt.stores.onLockdown) return;
   rt.stores.onLockdown((s) => {
     known(rt); // a state read from the store: no longer assumed
     const was = rt.lockdown;

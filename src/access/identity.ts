@@ -1,7 +1,6 @@
 import type { CompiledApp } from '../config/types.js';
 import type { Runtime } from '../runtime.js';
-import type { IdentityHeaders } from './headers.js';
-import type { Identity } from './gate.js';
+import type { Identity, IdentityHeaders } from './types.js';
 
 /**
  * Identity headers for the app, with the signed assertion reused from the cache: signing costs

@@ -1,0 +1,48 @@
+/**
+ * The access decision's vocabulary: what the gate is asked (GateRequest), what it answers
+ * (GateResult), who a request is (Identity) and what is forwarded about them (IdentityHeaders).
+ * Types only, so every room can speak it without importing the decision itself.
+ */
+import type { CompiledApp } from '../config/types.js';
+import type { ErrorCode } from '../errors.js';
+import type { Decision } from '../policy/decide.js';
+import type { OpenSession } from '../session/sessions.js';
+import type { UserRecord } from '../auth/users.js';
+import type { Factor } from '../store/ports.js';
+
+export interface GateRequest {
+  method: string;
+  /** Raw request-target (path and query) as received. */
+  target: string;
+  /** Host header value (may carry a port). */
+  host: string | undefined;
+  ip: string;
+  proto: 'http' | 'https';
+  /** Session cookie value, if any. */
+  sessionId: string | undefined;
+  authorization: string | undefined;
+}
+
+export interface Identity {
+  user: UserRecord;
+  amr: readonly Factor[];
+  /** Present for cookie sessions; null for app-password (Basic) requests. */
+  session: OpenSession | null;
+}
+
+export type GateResult =
+  | { kind: 'proxy'; app: CompiledApp; rawTarget: string; identity: Identity | null; decision: Decision }
+  | { kind: 'error'; code: ErrorCode; app: CompiledApp | null; reason: string }
+  /** Not signed in: browsers go to the login page, other clients get 401. */
+  | { kind: 'signin'; app: CompiledApp; basic: boolean; rd: string }
+  /** Signed in but a step is pending (second factor, enrolment, password change). */
+  | { kind: 'step'; app: CompiledApp; location: string };
+
+/** What the app is told about the signed-in user (headers and the signed assertion). */
+export interface IdentityHeaders {
+  user: string;
+  groups: readonly string[];
+  email: string | null;
+  name: string | null;
+  assertion: string;
+}
