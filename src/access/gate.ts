@@ -7,6 +7,7 @@ import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import type { AuditEventName } from '../audit/events.js';
 import { normalizeRequestTarget } from '../net/path.js';
 import { decide, type Decision, type Subject } from '../policy/decide.js';
+import { lockdownRefuses } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from '../auth/users.js';
 import { checkBasicAuth } from './basic-auth.js';
@@ -42,7 +43,7 @@ export function appForHost(cfg: CompiledConfig, host: string | undefined): Compi
 }
 
 export function lockedOut(rt: Runtime, cfg: CompiledConfig, ip: string): boolean {
-  return rt.lockdown.on && !cfg.lockdown.networks.contains(ip);
+  return lockdownRefuses(rt.lockdown, cfg, ip);
 }
 
 export function subjectOf(u: UserRecord): Subject {

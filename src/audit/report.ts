@@ -22,7 +22,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { bytesToIp, ipv4ToBytes, ipv6ToBytes, maskBytes, parseIp } from '../net/ip.js';
+import { networkKey, parseIp } from '../net/ip.js';
 import { AUDIT_EVENTS, type AuditEventName } from './events.js';
 
 export interface ReportOptions {
@@ -450,10 +450,7 @@ function listed(e: Parsed): ListedEvent {
 
 /** `203.0.113.0/24` for IPv4, `2001:db8::/64` (the given prefix) for IPv6; null for a non-address. */
 export function sourceNetwork(ip: string, ipv6Prefix = 64): string | null {
-  const p = parseIp(ip);
-  if (!p) return null;
-  if (p.family === 4) return `${bytesToIp(maskBytes(ipv4ToBytes(p.address), 24))}/24`;
-  return `${bytesToIp(maskBytes(ipv6ToBytes(p.address)!, ipv6Prefix))}/${ipv6Prefix}`;
+  return parseIp(ip) ? networkKey(ip, ipv6Prefix) : null;
 }
 
 /** Feed a stream of JSON lines to a builder, a line at a time, never holding more than 64 KiB of one line. */

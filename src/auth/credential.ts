@@ -15,10 +15,11 @@
  * the same state before verifying (familiarity, second factor), so the two paths also take the
  * same time.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { sameSecret } from '../util/constant-time.js';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import type { AuditEventName } from '../audit/events.js';
-import { signInAdmits } from '../policy/admission.js';
+import { lockdownRefuses, signInAdmits } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
 
@@ -65,8 +66,7 @@ export type CredentialResult =
 
 /** Lockdown respected, then the rules: see src/policy/admission.ts. */
 export function signInAllowed(rt: Pick<Runtime, 'lockdown'>, cfg: CompiledConfig, app: CompiledApp, ip: string): boolean {
-  if (rt.lockdown.on && !cfg.lockdown.networks.contains(ip)) return false;
-  return signInAdmits(app, { ip });
+  return !lockdownRefuses(rt.lockdown, cfg, ip) && signInAdmits(app, { ip });
 }
 
 /** The keyed fingerprint of a typed secret, for "the same wrong password counts once". */
@@ -163,7 +163,7 @@ async function verify(rt: Runtime, a: CredentialRequest, name: string, user: Use
     // trip does not tell a known user name from an unknown one.
     const stored = await rt.stores.state.listAppPasswords(name);
     let ok = false;
-    for (const r of user ? stored : []) if (constantTimeEqual(r.hash, fingerprint)) ok = true;
+    for (const r of user ? stored : []) if (sameSecret(r.hash, fingerprint)) ok = true;
     return ok;
   }
   // a disabled user's password is still checked (against the real hash): a right one is then
@@ -178,9 +178,4 @@ function hashTag(user: UserRecord | undefined): string {
 }
 
 
-/** Constant-time string comparison (lengths may differ: that is not secret here). */
-export function constantTimeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
+

@@ -46,9 +46,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import type { LoginLimits } from '../config/types.js';
+import { IPV6_PREFIX_MIN, type LoginLimits } from '../config/types.js';
 import { PortcullisError } from '../errors.js';
-import { bytesToIpv6, ipv6ToBytes, maskBytes, parseIp, sourceKey } from '../net/ip.js';
+import { networkKey, sourceKey } from '../net/ip.js';
 import type { RateStore, StateStore } from '../store/ports.js';
 
 export type ThrottleKind = 'ip' | 'user' | 'spray' | 'ceiling';
@@ -159,17 +159,8 @@ const K = {
   mfaPairFails: (src: string, u: string) => `${NS}f:ms:${src} ${u}`,
 };
 
-/**
- * The network a source belongs to for familiarity: the /24 of an IPv4 address, the
- * /ipv6Prefix of an IPv6 one (`192.0.2.0/24`, `2001:db8:1:2::/64`). Input that is not an IP
- * address is returned unchanged (it then matches no known network).
- */
-export function networkKeyFor(ip: string, ipv6Prefix: number): string {
-  const p = parseIp(ip);
-  if (!p) return ip;
-  if (p.family === 4) return `${p.address.slice(0, p.address.lastIndexOf('.'))}.0/24`;
-  return `${bytesToIpv6(maskBytes(ipv6ToBytes(p.address)!, ipv6Prefix))}/${ipv6Prefix}`;
-}
+/** The network a source belongs to for familiarity (see net/ip.ts networkKey). */
+export const networkKeyFor = networkKey;
 
 /** The user component of throttle keys: case- and compatibility-folded, long names hashed. */
 export function userKeyFor(user: string): string {
@@ -641,6 +632,10 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/**
+ * The same ranges config/compile.ts enforces (a second line of defence for code that builds
+ * limits by hand, such as tests and the bench): a limit that would disable the throttle throws.
+ */
 function validateLimits(l: LoginLimits): void {
   const checks: Array<[string, number]> = [
     ['per_ip.max_failures', l.perIp.maxFailures],
@@ -658,7 +653,7 @@ function validateLimits(l: LoginLimits): void {
   for (const [name, v] of checks) {
     if (!Number.isSafeInteger(v) || v < 1) throw new PortcullisError('PC_CONFIG_INVALID', `login_limits.${name} must be a positive integer`);
   }
-  if (!Number.isInteger(l.ipv6Prefix) || l.ipv6Prefix < 1 || l.ipv6Prefix > 128) {
-    throw new PortcullisError('PC_CONFIG_INVALID', 'login_limits.ipv6_prefix must be between 1 and 128');
+  if (!Number.isInteger(l.ipv6Prefix) || l.ipv6Prefix < IPV6_PREFIX_MIN || l.ipv6Prefix > 128) {
+    throw new PortcullisError('PC_CONFIG_INVALID', `login_limits.ipv6_prefix must be between ${IPV6_PREFIX_MIN} and 128`);
   }
 }

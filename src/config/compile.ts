@@ -15,6 +15,7 @@ import { parseIp } from '../net/ip.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { compilePathPattern } from './paths.js';
 import { NOTIFY_EVENTS } from '../audit/events.js';
+import { IPV6_PREFIX_MIN } from './types.js';
 import type {
   CompiledApp,
   CompiledConfig,
@@ -901,7 +902,7 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
       blockMs: dur(spray.block, d.spray.blockMs),
     },
     mfa: { maxFailures: count(mfa.max_failures, d.mfa.maxFailures), windowMs: dur(mfa.window, d.mfa.windowMs) },
-    ipv6Prefix: opt(l.ipv6_prefix, (x) => r.int(x, 32, 128), d.ipv6Prefix),
+    ipv6Prefix: opt(l.ipv6_prefix, (x) => r.int(x, IPV6_PREFIX_MIN, 128), d.ipv6Prefix),
     maxConcurrentHashes: opt(l.hash_concurrency, (x) => r.int(x, 1, 64), d.maxConcurrentHashes),
   };
 }

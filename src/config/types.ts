@@ -56,6 +56,9 @@ export interface CompiledApp {
   pos: SourcePos;
 }
 
+/** The shortest IPv6 prefix `login_limits.ipv6_prefix` accepts (one bound for config and throttle). */
+export const IPV6_PREFIX_MIN = 32;
+
 export interface LoginLimits {
   perIp: { maxFailures: number; windowMs: number; blockMs: number };
   perUser: {

@@ -121,3 +121,15 @@ export function sourceKey(ip: string, ipv6Prefix: number): string {
   const b = ipv6ToBytes(p.address)!;
   return `${bytesToIpv6(maskBytes(b, ipv6Prefix))}/${ipv6Prefix}`;
 }
+
+/**
+ * The network an address belongs to, for familiarity and for grouping attack sources: the /24 of
+ * an IPv4 address, the /ipv6Prefix of an IPv6 one (`192.0.2.0/24`, `2001:db8:1:2::/64`). Input
+ * that is not an IP address is returned unchanged (it then matches no known network).
+ */
+export function networkKey(ip: string, ipv6Prefix: number): string {
+  const p = parseIp(ip);
+  if (!p) return ip;
+  if (p.family === 4) return `${p.address.slice(0, p.address.lastIndexOf('.'))}.0/24`;
+  return `${bytesToIpv6(maskBytes(ipv6ToBytes(p.address)!, ipv6Prefix))}/${ipv6Prefix}`;
+}

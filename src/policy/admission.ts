@@ -17,7 +17,7 @@
  * - anything else (a conditional deny or bypass) may or may not apply: the walk goes on.
  * `bypass` admits nobody to sign-in: a public path is no reason to accept passwords.
  */
-import type { CompiledApp, CompiledRule } from '../config/types.js';
+import type { CompiledApp, CompiledConfig, CompiledRule } from '../config/types.js';
 import type { Factor } from '../store/ports.js';
 
 export interface AdmissionQuery {
@@ -75,4 +75,9 @@ export function admittingRule(app: CompiledApp, q: AdmissionQuery): CompiledRule
 /** Whether some sign-in rule of `app` could admit this client (see the file comment). */
 export function signInAdmits(app: CompiledApp, q: AdmissionQuery): boolean {
   return admittingRule(app, q) !== null;
+}
+
+/** Whether lockdown keeps this address out (on, and the address is not in `lockdown.networks`). */
+export function lockdownRefuses(lockdown: { on: boolean }, cfg: Pick<CompiledConfig, 'lockdown'>, ip: string): boolean {
+  return lockdown.on && !cfg.lockdown.networks.contains(ip);
 }

@@ -4,7 +4,7 @@
  * by a double-submit cookie, after it by the session's own token; and the Origin, when sent,
  * must be this host.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { sameSecret } from '../util/constant-time.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
@@ -72,12 +72,7 @@ function formOf(body: unknown): Form | null {
   return out;
 }
 
-function same(a: string | undefined, b: string | undefined): boolean {
-  if (!a || !b) return false;
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
+const same = sameSecret;
 
 export function portalRoutes(rt: Runtime) {
   return async function (app: FastifyInstance): Promise<void> {

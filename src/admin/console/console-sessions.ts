@@ -14,7 +14,7 @@
  * instance, and a restart signs the operator out rather than leaving a session in a store.
  * Time and randomness are injected. No fastify here.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock, Random } from '../../clock.js';
 
@@ -67,13 +67,7 @@ function hashId(id: string): string {
   return createHash('sha256').update(id, 'utf8').digest('base64url');
 }
 
-/** Constant-time equality of two strings (false when either is missing). */
-export function sameSecret(a: string | undefined | null, b: string | undefined | null): boolean {
-  if (typeof a !== 'string' || typeof b !== 'string' || a.length === 0 || b.length === 0) return false;
-  const x = createHash('sha256').update(a, 'utf8').digest();
-  const y = createHash('sha256').update(b, 'utf8').digest();
-  return timingSafeEqual(x, y);
-}
+export { sameSecret } from '../../util/constant-time.js';
 
 export class ConsoleSessions {
   private readonly table: LRUCache<string, ConsoleSession>;

@@ -10,8 +10,8 @@
  * Sources are grouped the way one attacker usually holds addresses: an IPv4 /24, an IPv6 /64.
  */
 import type { AuditEvent, AuditEventName } from '../../audit/events.js';
-import { networkKeyFor, userKeyFor } from '../../auth/throttle.js';
-import { parseIp } from '../../net/ip.js';
+import { userKeyFor } from '../../auth/throttle.js';
+import { networkKey, parseIp } from '../../net/ip.js';
 
 /** Events shown in the "recent attempts" table. */
 export const ATTEMPT_EVENTS: ReadonlySet<AuditEventName> = new Set<AuditEventName>([
@@ -57,7 +57,7 @@ export interface TargetStat {
 
 /** The source network an address is grouped under, or null for a non-address (`-`). */
 export function sourceNetwork(ip: string): string | null {
-  return parseIp(ip) ? networkKeyFor(ip, SOURCE_V6_PREFIX) : null;
+  return parseIp(ip) ? networkKey(ip, SOURCE_V6_PREFIX) : null;
 }
 
 interface Acc {
