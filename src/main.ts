@@ -67,6 +67,7 @@ export class Gateway {
     gw.metrics = metrics;
     gw.notifier = attachNotifier(rt);
     followLockdown(rt);
+    rt.attack.startTicking();
     try {
       gw.admin = await startAdminServer(rt, { metrics, reload: (trigger) => gw.reload(trigger) });
     } catch (err) {
@@ -111,7 +112,7 @@ export class Gateway {
     const prevUsers = rt.users;
     rt.config = next;
     rt.users = users.users;
-    (rt as { throttle: LoginThrottle }).throttle = new LoginThrottle({ limits: next.loginLimits, rates: rt.stores.rates, state: rt.stores.state, clock: rt.clock });
+    (rt as { throttle: LoginThrottle }).throttle = new LoginThrottle({ limits: next.loginLimits, rates: rt.stores.rates, state: rt.stores.state, clock: rt.clock, witness: rt.throttle.witness });
     this.http.pools.prune(next);
     // sessions survive a reload, except those of users removed or disabled
     for (const [name, u] of prevUsers) {
@@ -165,6 +166,7 @@ export class Gateway {
     await this.notifier?.close();
     this.notifier = null;
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    await this.rt.attack.stopTicking();
     await this.admin?.close();
     this.admin = null;
     this.metrics?.close();

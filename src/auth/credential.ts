@@ -14,9 +14,18 @@
  * the audit and tells the owner and the admin (`password_refused_correct`). Every attempt reads
  * the same state before verifying (familiarity, second factor), so the two paths also take the
  * same time.
+ *
+ * A password marked sprayed (`login_limits.same_password`, see throttle.ts) is refused in the
+ * reservation, before any hash, when the network is unfamiliar to the account: the client gets
+ * the wrong-password answer, the audit `login_failed` / 'sprayed password'. Only sign-ins are
+ * refused so (the login form and Basic): the current password on the change page and a
+ * re-entered password come from a signed-in session, and changing a sprayed password must stay
+ * possible. Every wrong password counts towards the mark, on every path; the failure that marks
+ * it writes one `password_sprayed` event.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
+import { formatDuration } from '../config/duration.js';
 import { isPortcullisError } from '../errors.js';
 import type { AuditEventName } from '../audit/events.js';
 import { signInAdmits } from '../policy/admission.js';
@@ -25,6 +34,10 @@ import type { UserRecord } from './users.js';
 
 /** The SecretBox purpose of app-password digests (stored and compared). */
 export const APP_PASSWORD_PURPOSE = 'app-password';
+/** The SecretBox purpose of the fingerprint of a password alone (`same_password`). */
+export const SAME_PASSWORD_PURPOSE = 'same-password';
+/** Bytes of that fingerprint kept (128 bits: no two passwords collide in practice). */
+const SAME_PASSWORD_BYTES = 16;
 
 /** form: the login form; password-change: the current password on the change page; reauth: re-entered before changing one's own factors; basic: an app password. */
 export type CredentialVia = 'form' | 'password-change' | 'reauth' | 'basic';
@@ -45,6 +58,8 @@ export interface Accepted {
   familiar: boolean;
   /** Whether the user has a second factor enrolled. */
   hasTotp: boolean;
+  /** The password is marked sprayed (only possible from a familiar network on a sign-in). */
+  sprayed: boolean;
   /** The secret was right and leads somewhere: forget the failure counts, audit the success. */
   accept(): Promise<void>;
   /**
@@ -76,6 +91,14 @@ export function secretFingerprint(rt: Pick<Runtime, 'box'>, via: CredentialVia, 
 }
 
 
+/**
+ * The keyed fingerprint of a typed secret alone, whatever the account: a truncated HMAC with a
+ * key derived from the secret key. Kept only in the rate store, with a TTL; never logged.
+ */
+export function samePasswordFingerprint(rt: Pick<Runtime, 'box'>, secret: string): string {
+  return Buffer.from(rt.box.hmac(SAME_PASSWORD_PURPOSE, secret), 'base64url').subarray(0, SAME_PASSWORD_BYTES).toString('base64url');
+}
+
 export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: CredentialRequest): Promise<CredentialResult> {
   const name = a.via === 'basic' ? a.username : a.username.trim();
   const base = { ip: a.ip, app: a.app.name, user: name };
@@ -90,7 +113,20 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   const [familiar, totp] = await Promise.all([rt.throttle.isFamiliar(name, a.ip), rt.stores.state.getTotp(name)]);
   // app passwords are checked in microseconds (an HMAC): no cap on checks in flight, so a
   // user's phone and tablet syncing at the same moment are not refused
-  const r = await rt.throttle.reservePassword({ ip: a.ip, user: name, passwordFingerprint: fingerprint, familiar, inFlightCap: a.via !== 'basic' });
+  const r = await rt.throttle.reservePassword({
+    ip: a.ip,
+    user: name,
+    passwordFingerprint: fingerprint,
+    familiar,
+    inFlightCap: a.via !== 'basic',
+    sameFingerprint: samePasswordFingerprint(rt, a.secret),
+    enforceSprayed: a.via === 'form' || a.via === 'basic',
+  });
+  if (!r.allowed && r.kind === 'sprayed') {
+    // before any hash, answered as a wrong password
+    rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: a.via === 'form' ? 'sprayed password' : `sprayed password (${what})` });
+    return { kind: 'fail' };
+  }
   if (!r.allowed) {
     rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: `throttled (${r.kind}): ${what}` });
     return { kind: 'throttled', retryAfterSec: r.retryAfterSec };
@@ -110,10 +146,23 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   }
 
   const failed = async (event: AuditEventName, reason: string, outcome: 'failure' | 'denied' = 'failure') => {
-    const f = await ticket.failed();
+    const [f] = await Promise.all([ticket.failed(), rt.attack.recordFailure()]);
     rt.audit.record({ ...base, event, outcome, reason });
     if (f.lockedOut) rt.audit.record({ ...base, event: 'locked_out', outcome: 'denied', reason: familiar ? 'familiar networks' : 'unfamiliar networks' });
     if (f.ipBlocked) rt.audit.record({ ...base, event: 'ip_blocked', outcome: 'denied', reason: 'too many failures from this source' });
+    if (f.sprayed) {
+      const sp = cfg.loginLimits.samePassword;
+      const seen = f.sprayed.accounts;
+      rt.audit.record({
+        event: 'password_sprayed',
+        ip: a.ip,
+        app: a.app.name,
+        outcome: 'denied',
+        reason:
+          `one password failed for ${f.sprayed.count} accounts within ${formatDuration(sp.windowMs)}; refused from unfamiliar networks for ${formatDuration(sp.blockMs)}; ` +
+          `tried on (as seen here${seen.length >= rt.throttle.witness.maxAccounts ? `, first ${seen.length}` : ''}): ${seen.join(', ')}`,
+      });
+    }
   };
 
   if (!ok || !user) {
@@ -129,6 +178,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     user,
     familiar,
     hasTotp: totp !== null,
+    sprayed: ticket.sprayed,
     accept: async () => {
       await ticket.succeeded();
       // Basic clients send the app password with every request: not a sign-in each time
@@ -163,3 +213,4 @@ export function constantTimeEqual(a: string, b: string): boolean {
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
 }
+

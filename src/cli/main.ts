@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
   sessions: () => import('./commands/sessions.js'),
   unblock: () => import('./commands/unblock.js'),
   lockdown: () => import('./commands/lockdown.js'),
+  attack: () => import('./commands/attack.js'),
   report: () => import('./commands/report.js'),
 };
 
