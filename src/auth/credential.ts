@@ -152,16 +152,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     if (f.ipBlocked) rt.audit.record({ ...base, event: 'ip_blocked', outcome: 'denied', reason: 'too many failures from this source' });
     if (f.sprayed) {
       const sp = cfg.loginLimits.samePassword;
-      const seen = f.sprayed.accounts;
-      rt.audit.record({
-        event: 'password_sprayed',
-        ip: a.ip,
-        app: a.app.name,
-        outcome: 'denied',
-        reason:
-          `one password failed for ${f.sprayed.count} accounts within ${formatDuration(sp.windowMs)}; refused from unfamiliar networks for ${formatDuration(sp.blockMs)}; ` +
-          `tried on (as seen here${seen.length >= rt.throttle.witness.maxAccounts ? `, first ${seen.length}` : ''}): ${seen.join(', ')}`,
-      });
+      rt.audit.record({ event: 'password_sprayed', ip: a.ip, app: a.app.name, outcome: 'denied', reason: sprayedReason(f.sprayed.count, f.sprayed.accounts, sp.windowMs, sp.blockMs) });
     }
   };
 
@@ -214,3 +205,21 @@ export function constantTimeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** The audit keeps a field to 256 characters: the accounts listed are those that fit, then a count. */
+const AUDIT_FIELD = 256;
+
+/** `tried on 20 accounts within 1h; refused from unfamiliar networks for 1d: a, b, c (+3 more)` */
+export function sprayedReason(count: number, accounts: readonly string[], windowMs: number, blockMs: number): string {
+  const head = `tried on ${count} accounts within ${formatDuration(windowMs)}; refused from unfamiliar networks for ${formatDuration(blockMs)}: `;
+  const shown: string[] = [];
+  let len = head.length;
+  for (const name of accounts) {
+    const more = count - shown.length - 1;
+    const tail = more > 0 ? ` (+${more} more)`.length : 0;
+    if (len + (shown.length ? 2 : 0) + name.length + tail > AUDIT_FIELD) break;
+    len += (shown.length ? 2 : 0) + name.length;
+    shown.push(name);
+  }
+  const rest = count - shown.length;
+  return `${head}${shown.join(', ')}${rest > 0 ? ` (+${rest} more)` : ''}`;
+}
