@@ -237,3 +237,26 @@ describe('attack config', () => {
     assert.ok(msgs.some((m) => /attack\.cooldown: .*has no unit/.test(m)), msgs.join('\n'));
   });
 });
+
+describe('portcullis report: attack posture episodes and sprayed passwords', () => {
+  it('counts the episodes that started in the window and the passwords marked, in JSON and text', async () => {
+    const { ReportBuilder, formatReportText } = await import('../../src/audit/report.js');
+    const b = new ReportBuilder({ since: T0, until: T0 + 24 * HOUR });
+    const at = (m: number) => new Date(T0 + m * MIN).toISOString();
+    const lines = [
+      { ts: at(1), event: 'attack_started', ip: '-', outcome: 'info', reason: '400 failed sign-ins in a minute, above 300' },
+      { ts: at(2), event: 'password_sprayed', ip: '198.51.100.7', outcome: 'denied', reason: 'tried on 20 accounts within 1h; refused from unfamiliar networks for 1d: a, b' },
+      { ts: at(3), event: 'login_failed', ip: '198.51.100.8', user: 'c', outcome: 'denied', reason: 'sprayed password' },
+      { ts: at(4), event: 'login_failed', ip: '198.51.100.9', user: 'd', outcome: 'denied', reason: 'sprayed password' },
+      { ts: at(40), event: 'attack_ended', ip: '-', outcome: 'info', reason: 'failed sign-ins at or below 300 a minute for 30m' },
+      { ts: at(90), event: 'attack_started', ip: '-', outcome: 'info', reason: '310 failed sign-ins in a minute, above 300' },
+    ];
+    for (const l of lines) b.addLine(JSON.stringify(l));
+    const r = b.finish();
+    assert.deepEqual({ episodes: r.attackPosture.episodes, ended: r.attackPosture.ended }, { episodes: 2, ended: 1 });
+    assert.deepEqual({ marked: r.sprayedPasswords.marked, refused: r.sprayedPasswords.refused }, { marked: 1, refused: 2 });
+    const text = formatReportText(r);
+    assert.match(text, /Attack posture episodes: 2 started, 1 ended/);
+    assert.match(text, /Passwords marked as sprayed: 1; sign-ins refused for using one: 2/);
+  });
+});
