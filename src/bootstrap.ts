@@ -10,6 +10,7 @@ import { createLogger, type Logger } from './audit/logger.js';
 import { SessionManager } from './session/sessions.js';
 import { PasswordHasher, paramsFromEnv, type Argon2Params } from './auth/password.js';
 import { LoginThrottle } from './auth/throttle.js';
+import { AttackPosture } from './auth/attack.js';
 import { HashBudget } from './auth/hash-budget.js';
 import { PasswordGuidance, warmPasswordGuidance } from './auth/guidance.js';
 import { AssertionCache, AssertionSigner } from './auth/assertion.js';
@@ -50,6 +51,7 @@ export class RuntimeImpl implements Runtime {
     readonly signer: AssertionSigner,
     readonly assertions: AssertionCache,
     readonly box: SecretBox,
+    readonly attack: AttackPosture,
   ) {
     this.config = cfg;
   }
@@ -108,7 +110,8 @@ export async function createRuntime(cfg: CompiledConfig, opts: RuntimeOptions = 
   const throttle = new LoginThrottle({ limits: cfg.loginLimits, rates: stores.rates, state: stores.state, clock });
   const budget = new HashBudget(cfg.loginLimits.maxConcurrentHashes);
   const signer = await AssertionSigner.open({ dataDir: cfg.dataDir, clock, issuer: 'portcullis', random, rotateAfterMs: 30 * 24 * 3600_000 });
-  const rt = new RuntimeImpl(cfg, clock, random, logger, audit, stores, sessions, hasher, throttle, budget, signer, new AssertionCache(), box);
+  const attack = new AttackPosture({ rates: stores.rates, clock, config: () => (rtRef.rt?.config ?? cfg).attack, audit, logger });
+  const rt = new RuntimeImpl(cfg, clock, random, logger, audit, stores, sessions, hasher, throttle, budget, signer, new AssertionCache(), box, attack);
   rtRef.rt = rt;
   // build the password dictionaries now, not during the first sign-in
   warmPasswordGuidance();

@@ -77,6 +77,7 @@ export class Gateway {
     gw.metrics = metrics;
     gw.notifier = attachNotifier(rt);
     followLockdown(rt);
+    rt.attack.startTicking();
     try {
       gw.admin = await startAdminServer(rt, { metrics, reload: (trigger) => gw.reload(trigger), limits: opts.connectionLimits });
     } catch (err) {
@@ -121,7 +122,7 @@ export class Gateway {
     const prevUsers = rt.users;
     rt.config = next;
     rt.users = users.users;
-    (rt as { throttle: LoginThrottle }).throttle = new LoginThrottle({ limits: next.loginLimits, rates: rt.stores.rates, state: rt.stores.state, clock: rt.clock });
+    (rt as { throttle: LoginThrottle }).throttle = new LoginThrottle({ limits: next.loginLimits, rates: rt.stores.rates, state: rt.stores.state, clock: rt.clock, witness: rt.throttle.witness });
     this.http.pools.prune(next);
     // sessions survive a reload, except those of users removed or disabled
     for (const [name, u] of prevUsers) {
@@ -176,6 +177,7 @@ export class Gateway {
     await this.notifier?.close();
     this.notifier = null;
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    await this.rt.attack.stopTicking();
     await this.admin?.close();
     this.admin = null;
     this.metrics?.close();

@@ -11,6 +11,7 @@ import type { LockdownState, Stores } from './store/ports.js';
 import type { SessionManager } from './session/sessions.js';
 import type { PasswordHasher } from './auth/password.js';
 import type { LoginThrottle } from './auth/throttle.js';
+import type { AttackPosture } from './auth/attack.js';
 import type { HashBudget } from './auth/hash-budget.js';
 import type { PasswordGuidance } from './auth/guidance.js';
 import type { AssertionCache, AssertionSigner } from './auth/assertion.js';
@@ -40,6 +41,8 @@ export interface Runtime {
   readonly sessions: SessionManager;
   readonly hasher: PasswordHasher;
   readonly throttle: LoginThrottle;
+  /** The attack posture (`attack`): on while failed sign-ins across the gateway run high. */
+  readonly attack: AttackPosture;
   readonly hashBudget: HashBudget;
   readonly guidance: () => PasswordGuidance;
   readonly signer: AssertionSigner;

@@ -1,9 +1,13 @@
 /**
- * The 2017 attack, replayed in-process over the real decision code: the real LoginThrottle over
- * the real memory stores with a ManualClock, the real policy (`decide` on an app compiled from a
- * real config by `loadConfigText`), the real password guidance. Only the password check itself is
- * simulated: a guess is compared with the account's known password instead of running argon2id
- * (50,000 real hashes would take an hour of CPU and change no decision).
+ * The 2017 attack, replayed in-process over the real decision code: the real sign-in steps
+ * (`firstFactor` in src/auth/login.ts, and through it the one credential check of
+ * src/auth/credential.ts: admission, the atomic reservation in the real LoginThrottle over the
+ * real memory stores, verification, record, audit), the real attack posture, the real policy on
+ * an app compiled from a real config by `loadConfigText`, and the real password guidance. Only
+ * the password check itself is simulated: the runtime's hasher compares a guess with the
+ * account's known password instead of running argon2id (50,000 real hashes would take an hour of
+ * CPU and change no decision), and counts the checks, so guesses refused before any hash are
+ * counted exactly.
  *
  * The model (every number is an input; run.ts documents the defaults):
  * - `accounts` accounts; `weakShare` of them have a password from the common-password list of
@@ -13,22 +17,29 @@
  * - The attacker makes `guesses` attempts from `sources` addresses (round-robin) outside the office
  *   network, evenly spread over `hours`, trying the most common password against every account
  *   before the next one. It stops attacking an account once in (or once the password is
- *   confirmed, with TOTP). A throttled attempt is spent (the attacker moves on).
+ *   confirmed, with TOTP). A refused attempt is spent (the attacker moves on): every refusal looks
+ *   like a wrong password, or like a throttle.
  * - Every user signs in once, at a random time in the first 12 hours, from the office network
- *   (192.0.2.0/24), which they have signed in from before.
- * - A sign-in follows firstFactor (src/auth/login.ts): network (a rule that would deny the target
- *   means no attempt), throttle check, password, on failure recordFailure with the familiarity of
- *   the source; on success the password policy at the moment of use, recordSuccess, then the
- *   policy with the user known (mfa: a second factor is needed; the attacker has none).
+ *   (192.0.2.0/24), which they have signed in from before. A user sent to change a password
+ *   (weak under `on_weak: change`, or sprayed) changes it to a strong one.
+ * - Set-ups without `samePassword` run the throttle without the same-password fingerprint (the
+ *   SPEC's limits as they were before it); set-ups without `throttle` reserve nothing.
+ * - With `attack`, the posture is evaluated every 5 simulated seconds, as the gateway's timer does.
  */
-import { createHmac } from 'node:crypto';
 import * as common from '@zxcvbn-ts/language-common';
-import { ManualClock } from '../../src/clock.js';
+import type { AuditEvent } from '../../src/audit/events.js';
+import { AuditLog } from '../../src/audit/audit-log.js';
+import { silentLogger } from '../../src/audit/logger.js';
+import { ATTACK_TICK_MS, AttackPosture } from '../../src/auth/attack.js';
+import { firstFactor } from '../../src/auth/login.js';
+import { SecretBox } from '../../src/auth/secret-box.js';
+import type { UserRecord } from '../../src/auth/users.js';
+import { ManualClock, cryptoRandom } from '../../src/clock.js';
 import { loadConfigText } from '../../src/config/index.js';
 import type { CompiledApp, CompiledConfig } from '../../src/config/types.js';
-import { decide } from '../../src/policy/decide.js';
-import { LoginThrottle, networkKeyFor } from '../../src/auth/throttle.js';
-import { PasswordGuidance, warmPasswordGuidance } from '../../src/auth/guidance.js';
+import { LoginThrottle, networkKeyFor, type PasswordAttempt } from '../../src/auth/throttle.js';
+import { PasswordGuidance, warmPasswordGuidance, type Assessment } from '../../src/auth/guidance.js';
+import type { Runtime } from '../../src/runtime.js';
 import { createMemoryStores } from '../../src/store/memory.js';
 import { runAsJob } from '../lib/ipc.js';
 import { SimStateStore } from '../lib/sim-state.js';
@@ -47,6 +58,12 @@ export interface SetupSpec {
   name: string;
   rules: string;
   throttle: boolean;
+  /** `login_limits.same_password` counted and enforced (needs `throttle`). */
+  samePassword?: boolean;
+  /** The `attack` section, as YAML flow text. */
+  attack?: string;
+  /** Every user has an authenticator. */
+  totp?: boolean;
   passwordPolicy: string;
   /** Override of `hours` (the burst variant). */
   hours?: number;
@@ -59,10 +76,27 @@ export interface SetupResult {
   compromised: number;
   /** Correct passwords the attacker learnt without getting in (stopped by the second factor). */
   passwordsConfirmed: number;
-  attacker: { attempts: number; networkDenied: number; throttled: number; wrong: number; weakDenied: number; accountsTried: number };
-  legit: { signIns: number; ok: number; refused: number; refusedBy: Record<string, number> };
+  /** Attacker guesses answered without any password check (network, throttle, sprayed). */
+  refusedBeforeHash: number;
+  attacker: {
+    attempts: number;
+    networkDenied: number;
+    throttled: number;
+    wrong: number;
+    /** Refused before any hash: the password is marked sprayed. */
+    sprayed: number;
+    /** A right password refused like a wrong one (weak under on_weak: deny, attack posture, ...). */
+    refusedCorrect: number;
+    weakDenied: number;
+    postureRefused: number;
+    accountsTried: number;
+  };
+  legit: { signIns: number; ok: number; refused: number; refusedBy: Record<string, number>; strongRefused: number; sentToChange: number };
   /** Blocks the throttle imposed during the replay: sources blocked, account buckets locked. */
   blocksImposed: { sources: number; accounts: number };
+  /** Passwords marked sprayed, and attack posture episodes started. */
+  passwordsMarked: number;
+  postureEpisodes: number;
   firstCompromiseHour: number | null;
 }
 
@@ -73,6 +107,8 @@ export interface ReplayResult {
 }
 
 const HOUR = 3_600_000;
+/** `node dist/bench/jobs/attack-2017.js ['{"hours": 12}']`: the inputs run.ts gives section 6. */
+const STANDALONE: ReplayInput = { accounts: 9000, weakShare: 0.02, guesses: 50_000, sources: 2000, hours: 12, seed: 2017 };
 const OFFICE = '192.0.2.0/24';
 /** Set-ups 1 to 4 are about the 2017 controls: weak passwords are only flagged, as before portcullis. */
 const RELAXED_POLICY = '{ blocklist: none, min_strength: 0, on_weak: flag }';
@@ -81,10 +117,20 @@ export const SETUPS: SetupSpec[] = [
   { id: '6.1', name: 'password only (no throttling)', rules: '- { policy: password }', throttle: false, passwordPolicy: RELAXED_POLICY },
   { id: '6.2', name: 'with throttling (SPEC login_limits)', rules: '- { policy: password }', throttle: true, passwordPolicy: RELAXED_POLICY },
   { id: '6.2b', name: 'with throttling, same guesses in 10 min', rules: '- { policy: password }', throttle: true, passwordPolicy: RELAXED_POLICY, hours: 1 / 6 },
-  { id: '6.3', name: 'with TOTP (policy mfa) + throttling', rules: '- { policy: mfa }', throttle: true, passwordPolicy: RELAXED_POLICY },
+  { id: '6.3', name: 'with TOTP (policy mfa) + throttling', rules: '- { policy: mfa }', throttle: true, totp: true, passwordPolicy: RELAXED_POLICY },
   { id: '6.4', name: 'with office allowlist + throttling', rules: '- { networks: [office], policy: password }\n      - { policy: deny }', throttle: true, passwordPolicy: RELAXED_POLICY },
   { id: '6.5', name: 'password policy at use, on_weak: deny', rules: '- { policy: password }', throttle: true, passwordPolicy: '{ on_weak: deny }' },
   { id: '6.5b', name: 'password policy at use, on_weak: change', rules: '- { policy: password }', throttle: true, passwordPolicy: '{ on_weak: change }' },
+  { id: '6.6', name: 'throttled: SPEC login_limits + same_password', rules: '- { policy: password }', throttle: true, samePassword: true, passwordPolicy: RELAXED_POLICY },
+  {
+    id: '6.7',
+    name: 'posture: throttled + attack posture (factor: 10)',
+    rules: '- { policy: password }',
+    throttle: true,
+    samePassword: true,
+    attack: '{ factor: 10, cooldown: 30m }',
+    passwordPolicy: RELAXED_POLICY,
+  },
 ];
 
 function mulberry32(seed: number): () => number {
@@ -102,6 +148,7 @@ function compile(s: SetupSpec): { cfg: CompiledConfig; app: CompiledApp } {
   const yaml = [
     `networks: { office: ["${OFFICE}"] }`,
     `password_policy: ${s.passwordPolicy}`,
+    ...(s.attack ? [`attack: ${s.attack}`] : []),
     'apps:',
     '  - name: mail',
     '    hosts: ["mail.example.org"]',
@@ -170,8 +217,7 @@ runAsJob<ReplayInput, ReplayResult>(async (input) => {
 
   const sources = Array.from({ length: input.sources }, (_, i) => `198.18.${(i >> 8) & 255}.${i & 255}`);
   const legitTimes = accounts.map(() => rnd() * 12 * HOUR);
-  const key = Buffer.from('bench-2017-fingerprint-key');
-  const fingerprint = (u: string, pw: string) => createHmac('sha256', key).update(`${u}\u0000${pw}`).digest('base64url');
+  const box = new SecretBox(Buffer.alloc(32, 17));
 
   const results: SetupResult[] = [];
   for (const spec of SETUPS) {
@@ -181,59 +227,99 @@ runAsJob<ReplayInput, ReplayResult>(async (input) => {
     const start = clock.now();
     const state = new SimStateStore();
     const stores = createMemoryStores({ clock, state });
-    const throttle = spec.throttle ? new LoginThrottle({ limits: cfg.loginLimits, rates: stores.rates, state, clock }) : null;
-    const guidance = new PasswordGuidance(cfg.passwordPolicy);
-    const verdicts = new Map<string, boolean>();
-    const meetsPolicy = (a: Account, pw: string): boolean => {
-      if (!a.weak || pw !== a.password) return true; // strong passphrases: established above
-      let v = verdicts.get(pw);
-      if (v === undefined) {
-        v = guidance.assess(pw, { user: a.name }).ok;
-        verdicts.set(pw, v);
-      }
-      return v;
-    };
+    const audit = new AuditLog({ file: null, clock });
+    const events: AuditEvent[] = [];
+    audit.on((e) => events.push(e));
+
+    // the throttle as configured; without same_password it never sees the password's own fingerprint
+    const real = new LoginThrottle({ limits: cfg.loginLimits, rates: stores.rates, state, clock });
+    let throttle: LoginThrottle = real;
+    if (!spec.throttle) {
+      throttle = Object.assign(Object.create(real) as LoginThrottle, {
+        reservePassword: async (ctx: { familiar: boolean }): Promise<PasswordAttempt> => ({
+          allowed: true,
+          ticket: {
+            bucket: ctx.familiar ? 'familiar' : 'unfamiliar',
+            sprayed: false,
+            failed: async () => ({ lockedOut: false, ipBlocked: false }),
+            succeeded: async () => undefined,
+            cancel: async () => undefined,
+          },
+        }),
+      });
+    } else if (!spec.samePassword) {
+      throttle = Object.assign(Object.create(real) as LoginThrottle, {
+        reservePassword: (ctx: Parameters<LoginThrottle['reservePassword']>[0]) => real.reservePassword({ ...ctx, sameFingerprint: undefined }),
+      });
+    }
+    const attack = new AttackPosture({ rates: stores.rates, clock, config: () => cfg.attack, audit });
+
+    // the users file: the simulated hasher compares with the password itself, and counts
+    const users = new Map<string, UserRecord>(accounts.map((a) => [a.name, { name: a.name, passwordHash: a.password, email: null, displayName: null, groups: [], disabled: false }]));
+    let hashed = 0;
+    const hasher = { verify: async (hash: string | null, pw: string) => (hashed++, hash !== null && hash === pw) };
+    // the real guidance on the common passwords; strong passphrases meet it (established above:
+    // zxcvbn costs ~15 ms each, and 9,000 of them would take minutes and all say the same)
+    const realGuidance = new PasswordGuidance(cfg.passwordPolicy);
+    const weakPasswords = new Set(accounts.filter((a) => a.weak).map((a) => a.password));
+    const ok: Assessment = { ok: true, reasons: [], score: 4 };
+    const guidance = { assess: (pw: string, ctx: { user: string; email?: string | null }) => (weakPasswords.has(pw) ? realGuidance.assess(pw, ctx) : ok) } as unknown as PasswordGuidance;
+    const rt = {
+      clock,
+      random: cryptoRandom,
+      logger: silentLogger(),
+      audit,
+      stores,
+      throttle,
+      attack,
+      hasher,
+      hashBudget: { tryRun: <T>(f: () => Promise<T>) => f() },
+      guidance: () => guidance,
+      box,
+      config: cfg,
+      users,
+      lockdown: { on: false, since: 0, by: '' },
+      live: new Set(),
+      reloadUsers: async () => undefined,
+    } as unknown as Runtime;
+
     // users have signed in from the office before
     for (let i = 0; i < accounts.length; i++) {
       await state.addKnownNetwork(accounts[i]!.name, networkKeyFor(`192.0.2.${(i % 254) + 1}`, cfg.loginLimits.ipv6Prefix));
+      if (spec.totp) await state.setTotp(accounts[i]!.name, { secret: 'sealed', enrolledAt: start, source: 'provisioned' });
     }
-    const passwords = accounts.map((a) => a.password);
 
-    type Outcome = 'network' | 'throttled' | 'wrong' | 'weak-denied' | 'in' | 'mfa' | 'change';
-    const attempt = async (i: number, ip: string, pw: string, attacker: boolean): Promise<Outcome> => {
+    type Outcome = 'network' | 'throttled' | 'sprayed' | 'wrong' | 'weak-denied' | 'posture' | 'refused-correct' | 'in' | 'mfa' | 'change';
+    const attempt = async (i: number, ip: string, pw: string, attacker: boolean): Promise<{ out: Outcome; hashed: boolean }> => {
       const a = accounts[i]!;
-      const anon = decide(app, { method: 'GET', path: '/', ip, subject: null });
-      if (anon.policy === 'deny') return 'network';
-      if (throttle && !(await throttle.check({ ip, user: a.name })).allowed) return 'throttled';
-      if (pw !== passwords[i]) {
-        if (throttle) {
-          const familiar = await throttle.isFamiliar(a.name, ip);
-          const b = await throttle.recordFailure({ ip, user: a.name, passwordFingerprint: fingerprint(a.name, pw), familiar });
-          if (b.ipBlocked) r.blocksImposed.sources++;
-          if (b.lockedOut) r.blocksImposed.accounts++;
+      events.length = 0;
+      const before = hashed;
+      const f = await firstFactor(rt, cfg, { app, ip, username: a.name, password: pw, rd: '/' });
+      const didHash = hashed > before;
+      for (const e of events) {
+        if (e.event === 'ip_blocked') r.blocksImposed.sources++;
+        if (e.event === 'locked_out') r.blocksImposed.accounts++;
+        if (e.event === 'password_sprayed') r.passwordsMarked++;
+      }
+      if (f.kind === 'ok') {
+        if (f.next === 'mfa') return { out: attacker ? 'mfa' : 'in', hashed: didHash };
+        if (f.next === 'password') {
+          // the step the session now requires: change the password, knowing the current one
+          const next = attacker ? `attacker-chosen ${a.name} 9f3b1c` : `changed ${a.name} after use 4e7d21`;
+          users.set(a.name, { ...users.get(a.name)!, passwordHash: next });
+          return { out: 'change', hashed: didHash };
         }
-        return 'wrong';
+        return { out: 'in', hashed: didHash };
       }
-      let change = false;
-      if (cfg.passwordPolicy.onWeak !== 'flag' && !meetsPolicy(a, pw)) {
-        if (cfg.passwordPolicy.onWeak === 'deny') return 'weak-denied'; // firstFactor records no throttle failure here
-        // as src/auth/login.ts: the change is offered only after a second factor or from a network
-        // the user has signed in from before; otherwise the sign-in is refused like on_weak: deny
-        const d0 = decide(app, { method: 'GET', path: '/', ip, subject: { name: a.name, groups: [] } });
-        const familiar = await state.knownNetworks(a.name).then((n) => n.includes(networkKeyFor(ip, cfg.loginLimits.ipv6Prefix)));
-        if (d0.policy !== 'mfa' && !familiar) return 'weak-denied';
-        change = true;
+      if (f.kind === 'network') return { out: 'network', hashed: didHash };
+      if (f.kind === 'throttled' || f.kind === 'busy') return { out: 'throttled', hashed: didHash };
+      const refused = events.find((e) => e.event === 'password_refused_correct');
+      if (refused) {
+        const why = refused.reason ?? '';
+        return { out: why.startsWith('attack posture') ? 'posture' : why.includes('below policy') ? 'weak-denied' : 'refused-correct', hashed: didHash };
       }
-      if (throttle) await throttle.recordSuccess({ ip, user: a.name });
-      const d = decide(app, { method: 'GET', path: '/', ip, subject: { name: a.name, groups: [] } });
-      if (d.policy === 'deny') return 'network';
-      if (d.policy === 'mfa' && attacker) return 'mfa';
-      if (change) {
-        // the step the session now requires: change the password, knowing the current one
-        if (attacker) passwords[i] = `attacker-chosen ${a.name} 9f3b1c`;
-        return 'change';
-      }
-      return 'in';
+      if (events.some((e) => e.event === 'login_failed' && e.reason === 'sprayed password')) return { out: 'sprayed', hashed: didHash };
+      return { out: 'wrong', hashed: didHash };
     };
 
     // the attacker's order: most common password first, every account still worth attacking
@@ -260,11 +346,29 @@ runAsJob<ReplayInput, ReplayResult>(async (input) => {
       hours,
       compromised: 0,
       passwordsConfirmed: 0,
-      attacker: { attempts: 0, networkDenied: 0, throttled: 0, wrong: 0, weakDenied: 0, accountsTried: 0 },
-      legit: { signIns: 0, ok: 0, refused: 0, refusedBy: {} },
+      refusedBeforeHash: 0,
+      attacker: { attempts: 0, networkDenied: 0, throttled: 0, wrong: 0, sprayed: 0, refusedCorrect: 0, weakDenied: 0, postureRefused: 0, accountsTried: 0 },
+      legit: { signIns: 0, ok: 0, refused: 0, refusedBy: {}, strongRefused: 0, sentToChange: 0 },
       blocksImposed: { sources: 0, accounts: 0 },
+      passwordsMarked: 0,
+      postureEpisodes: 0,
       firstCompromiseHour: null,
     };
+    // the posture's timer: a tick every few seconds of simulated time, up to `t`
+    let nextTick = start + ATTACK_TICK_MS;
+    const advanceTo = async (t: number) => {
+      if (cfg.attack) {
+        for (; nextTick <= t; nextTick += ATTACK_TICK_MS) {
+          clock.set(nextTick);
+          const wasOn = attack.active;
+          await attack.tick();
+          if (attack.active && !wasOn) r.postureEpisodes++;
+        }
+      }
+      clock.set(t);
+    };
+    // what each user knows their password to be (an attacker who changed it has locked them out)
+    const known = accounts.map((a) => a.password);
     const legitOrder = accounts.map((_, i) => i).sort((x, y) => legitTimes[x]! - legitTimes[y]!);
     let li = 0;
     const step = (hours * HOUR) / input.guesses;
@@ -273,22 +377,27 @@ runAsJob<ReplayInput, ReplayResult>(async (input) => {
       // legitimate sign-ins due before this guess
       while (li < legitOrder.length && legitTimes[legitOrder[li]!]! <= tg) {
         const i = legitOrder[li++]!;
-        clock.set(start + legitTimes[i]!);
-        const out = await attempt(i, `192.0.2.${(i % 254) + 1}`, accounts[i]!.password, false);
+        await advanceTo(start + legitTimes[i]!);
+        const { out } = await attempt(i, `192.0.2.${(i % 254) + 1}`, known[i]!, false);
+        if (out === 'change') known[i] = users.get(accounts[i]!.name)!.passwordHash;
         r.legit.signIns++;
-        if (out === 'in' || out === 'change') r.legit.ok++;
-        else {
+        if (out === 'in' || out === 'change') {
+          r.legit.ok++;
+          if (out === 'change') r.legit.sentToChange++;
+        } else {
           r.legit.refused++;
           r.legit.refusedBy[out] = (r.legit.refusedBy[out] ?? 0) + 1;
+          if (!accounts[i]!.weak) r.legit.strongRefused++;
         }
       }
       if (g === input.guesses) break;
       const target = nextTarget();
       if (!target) break;
-      clock.set(start + tg);
+      await advanceTo(start + tg);
       r.attacker.attempts++;
       tried.add(target.i);
-      const out = await attempt(target.i, sources[g % sources.length]!, target.pw, true);
+      const { out, hashed: didHash } = await attempt(target.i, sources[g % sources.length]!, target.pw, true);
+      if (!didHash) r.refusedBeforeHash++;
       switch (out) {
         case 'network':
           r.attacker.networkDenied++;
@@ -296,11 +405,22 @@ runAsJob<ReplayInput, ReplayResult>(async (input) => {
         case 'throttled':
           r.attacker.throttled++;
           break;
+        case 'sprayed':
+          r.attacker.sprayed++;
+          break;
         case 'wrong':
           r.attacker.wrong++;
           break;
         case 'weak-denied':
           r.attacker.weakDenied++;
+          r.attacker.refusedCorrect++;
+          break;
+        case 'posture':
+          r.attacker.postureRefused++;
+          r.attacker.refusedCorrect++;
+          break;
+        case 'refused-correct':
+          r.attacker.refusedCorrect++;
           break;
         case 'mfa':
           r.passwordsConfirmed++;
@@ -332,4 +452,4 @@ runAsJob<ReplayInput, ReplayResult>(async (input) => {
     setups: results,
     seconds: (performance.now() - t0) / 1000,
   };
-});
+}, STANDALONE);

@@ -69,9 +69,24 @@ export async function serve(info: unknown, handlers: Record<string, Handler>): P
   await send({ type: 'ready', info });
 }
 
-/** Child side of a one-shot job: read the input from argv[2] (JSON), post the result, exit. */
-export function runAsJob<I, O>(fn: (input: I) => Promise<O>): void {
-  if (!process.send) throw new Error('this bench job is started by bench/run.ts (it needs an IPC channel)');
+/**
+ * Child side of a one-shot job: read the input from argv[2] (JSON), post the result, exit. A job
+ * given `standalone` defaults may also be run on its own (`node dist/bench/jobs/JOB.js ['{...}']`):
+ * the input is argv[2] merged over the defaults, and the result is printed as JSON.
+ */
+export function runAsJob<I, O>(fn: (input: I) => Promise<O>, standalone?: I): void {
+  if (!process.send) {
+    if (standalone === undefined) throw new Error('this bench job is started by bench/run.ts (it needs an IPC channel)');
+    const input = { ...standalone, ...(JSON.parse(process.argv[2] ?? '{}') as Partial<I>) } as I;
+    fn(input).then(
+      (value) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`),
+      (e: unknown) => {
+        process.stderr.write(`${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+        process.exitCode = 1;
+      },
+    );
+    return;
+  }
   const input = JSON.parse(process.argv[2] ?? 'null') as I;
   fn(input).then(
     async (value) => {

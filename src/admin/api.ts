@@ -7,6 +7,7 @@
  *   POST   /api/unblock           {user} | {ip}
  *   GET    /api/blocks
  *   GET    /api/lockdown          POST /api/lockdown {on, by?}
+ *   GET    /api/attack            POST /api/attack {off: true, by?}   (the attack posture)
  *   POST   /api/reload
  *   POST   /api/totp/set          {user, secret}     POST /api/totp/reset {user}
  *   POST   /api/app-passwords     {user, label}      -> {user, label, password} (shown once)
@@ -16,6 +17,7 @@ import type { ReloadOutcome } from '../runtime.js';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { PortcullisError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
+import type { AttackStatus } from '../auth/attack.js';
 import { lockdownStatus, setLockdown } from '../access/lockdown.js';
 import {
   addAppPassword,
@@ -82,6 +84,27 @@ function lockdownView(rt: Runtime) {
   return { on: s.on, since: iso(s.since), by: s.by || null, networks: s.networks };
 }
 
+/** The attack posture as the API shows it (times in ISO 8601; the count of passwords marked sprayed). */
+async function attackView(rt: Runtime, given?: AttackStatus) {
+  const [s, sprayedPasswords] = await Promise.all([given ?? rt.attack.status(), rt.throttle.sprayedCount()]);
+  const t = (ms: number | null) => (ms === null ? null : iso(ms));
+  return {
+    configured: s.configured,
+    mode: s.mode,
+    active: s.active,
+    since: t(s.since),
+    endsAt: t(s.endsAt),
+    failuresThisMinute: s.failuresThisMinute,
+    failuresLastMinute: s.failuresLastMinute,
+    threshold: s.threshold,
+    baselinePerMinute: s.baselinePerMinute,
+    cooldownSeconds: s.cooldownMs === null ? null : s.cooldownMs / 1000,
+    quietUntil: t(s.quietUntil),
+    last: s.last ? { since: iso(s.last.since), endedAt: iso(s.last.endedAt), by: s.last.by } : null,
+    sprayedPasswords,
+  };
+}
+
 export function adminApi(rt: Runtime, deps: ApiDeps): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
     app.get('/api/sessions', async (req) => {
@@ -126,6 +149,23 @@ export function adminApi(rt: Runtime, deps: ApiDeps): FastifyPluginAsync {
       }
       const r = await setLockdown(rt, b.on, by, { ip: req.ip });
       return { ...lockdownView(rt), changed: r.changed, sessionsRevoked: r.sessionsRevoked, connectionsClosed: r.connectionsClosed };
+    });
+
+    app.get('/api/attack', async (req) => {
+      query(req, []);
+      return attackView(rt);
+    });
+
+    app.post('/api/attack', async (req) => {
+      const b = body(req, ['off', 'by']);
+      if (b.off !== true) throw bad('"off" must be true (the posture starts by itself; it can only be ended)');
+      let by = 'admin-api';
+      if (b.by !== undefined) {
+        if (typeof b.by !== 'string' || !BY_RE.test(b.by)) throw bad('"by" is 1 to 64 characters from A-Z a-z 0-9 . _ @ : + -');
+        by = b.by;
+      }
+      const r = await rt.attack.off(by, req.ip);
+      return { ...(await attackView(rt, r.status)), changed: r.changed };
     });
 
     app.post('/api/reload', async (req) => {

@@ -36,7 +36,17 @@ export const AUDIT_EVENTS = [
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];
 
 /** The events a notification can be sent for (the values `notify.events` accepts; all by default). */
-export const NOTIFY_EVENTS = ['new_network_login', 'locked_out', 'weak_password', 'password_refused_correct', 'totp_enrolled', 'totp_removed'] as const satisfies readonly AuditEventName[];
+export const NOTIFY_EVENTS = [
+  'new_network_login',
+  'locked_out',
+  'weak_password',
+  'password_refused_correct',
+  'totp_enrolled',
+  'totp_removed',
+  'password_sprayed',
+  'attack_started',
+  'attack_ended',
+] as const satisfies readonly AuditEventName[];
 
 export type Outcome = 'success' | 'failure' | 'denied' | 'info';
 

@@ -461,7 +461,14 @@ export function summary(e: AuditEvent, instance: string): string {
     case 'totp_removed':
       return `${who} removed their authenticator from ${e.ip}${on} [${instance}]`;
     case 'password_refused_correct':
+      if (e.reason?.startsWith('attack posture')) return `the correct password of ${who} was refused from ${e.ip}, a network not used before, while the gateway is under attack${on} [${instance}]`;
       return `the correct password of ${who} was used from ${e.ip} and refused${e.reason ? ` (${e.reason})` : ''}${on}: change it [${instance}]`;
+    case 'password_sprayed':
+      return `a password is being sprayed: ${e.reason ?? 'tried on many accounts'} (last from ${e.ip})${on} [${instance}]`;
+    case 'attack_started':
+      return `attack posture ON: ${e.reason ?? 'failed sign-ins above the threshold'} [${instance}]`;
+    case 'attack_ended':
+      return `attack posture off: ${e.reason ?? 'the rate of failed sign-ins fell'} [${instance}]`;
     default:
       return `${e.event} ${who} from ${e.ip}${on} [${instance}]`;
   }
@@ -474,6 +481,10 @@ function mailBody(e: AuditEvent, instance: string): string {
     weak_password: 'The password in use does not meet the password policy; ask the user to change it.',
     totp_enrolled: 'If you did not set up a new authenticator, tell your administrator at once: someone else may hold your password.',
     totp_removed: 'If you did not remove your authenticator, tell your administrator at once: someone else may hold your password.',
+    password_sprayed:
+      'One password has been tried against many accounts: a password spraying attack. It is now refused from networks the accounts have not used before; users whose own password it is are sent to change it. Run `portcullis report` to see the accounts and sources.',
+    attack_started:
+      'Failed sign-ins across the gateway are far above normal. Until the rate falls, sign-ins from networks unfamiliar to the account need a second factor. `portcullis attack status` shows it; `portcullis attack off` ends it.',
     password_refused_correct:
       'Someone used the correct password from a network where it cannot open the account. The account stayed closed, but the password is known to them: change it now, and anywhere else it is used.',
   };
@@ -487,6 +498,10 @@ function mailBody(e: AuditEvent, instance: string): string {
     ['Detail', e.reason],
     ['Gateway', instance],
   ];
+  if (e.event === 'password_refused_correct' && e.reason?.startsWith('attack posture')) {
+    advice.password_refused_correct =
+      'The gateway is under a password attack, and while it lasts a sign-in from a network you have not used before needs a second factor. If it was you, sign in from a network you usually use (the office, home) or set up an authenticator there. If it was not you, someone knows your password: change it now.';
+  }
   const table = rows
     .filter((r): r is [string, string] => r[1] !== undefined)
     .map(([k, v]) => `${`${k}:`.padEnd(9)} ${v}`)

@@ -9,6 +9,7 @@
  * - where the attempts came from, grouped by IPv4 /24 and IPv6 /64 (one subscriber or one cloud
  *   tenant usually holds a whole block), with how many user names each block tried;
  * - sign-ins from new networks, passwords below the policy in use, lockouts and IP blocks;
+ * - passwords marked as sprayed and sign-ins refused for using one; attack posture episodes;
  * - a count of every event.
  *
  * The file is read as a stream, one line at a time, in bounded memory whatever its size or
@@ -119,6 +120,10 @@ export interface AuditReport {
   weakPasswords: { count: number; accounts: WeakPasswordUse[] };
   lockouts: { count: number; accounts: number; recent: ListedEvent[] };
   ipBlocks: { count: number; recent: ListedEvent[] };
+  /** Passwords marked sprayed (`password_sprayed`), and sign-ins refused before any hash for using one. */
+  sprayedPasswords: { marked: number; refused: number; recent: ListedEvent[] };
+  /** Attack posture episodes that started in the window (`attack_started`), and how many ended. */
+  attackPosture: { episodes: number; ended: number; recent: ListedEvent[] };
 }
 
 const MAX_LINE = 64 * 1024;
@@ -226,6 +231,10 @@ export class ReportBuilder {
   private readonly newNetworks: Recent<ListedEvent>;
   private readonly lockouts: Recent<ListedEvent>;
   private readonly blocks: Recent<ListedEvent>;
+  private readonly sprayed: Recent<ListedEvent>;
+  private sprayedRefused = 0;
+  private readonly attacks: Recent<ListedEvent>;
+  private attacksEnded = 0;
 
   constructor(private readonly opts: ReportOptions) {
     const maxKeys = Math.max(16, opts.maxKeys ?? 50_000);
@@ -241,6 +250,8 @@ export class ReportBuilder {
     this.newNetworks = new Recent(listed);
     this.lockouts = new Recent(listed);
     this.blocks = new Recent(listed);
+    this.sprayed = new Recent(listed);
+    this.attacks = new Recent(listed);
   }
 
   /** One line of the audit file (without its newline). */
@@ -284,6 +295,16 @@ export class ReportBuilder {
     switch (e.event as AuditEventName) {
       case 'login_failed':
         this.failure(e, source, true);
+        if (e.reason?.startsWith('sprayed password')) this.sprayedRefused++;
+        break;
+      case 'password_sprayed':
+        this.sprayed.push(listed(e));
+        break;
+      case 'attack_started':
+        this.attacks.push(listed(e));
+        break;
+      case 'attack_ended':
+        this.attacksEnded++;
         break;
       case 'mfa_failed':
         this.failure(e, source, false);
@@ -429,6 +450,8 @@ export class ReportBuilder {
       },
       lockouts: { count: this.lockouts.count, accounts: this.lockedUsers.map.size, recent: this.lockouts.newestFirst() },
       ipBlocks: { count: this.blocks.count, recent: this.blocks.newestFirst() },
+      sprayedPasswords: { marked: this.sprayed.count, refused: this.sprayedRefused, recent: this.sprayed.newestFirst() },
+      attackPosture: { episodes: this.attacks.count, ended: this.attacksEnded, recent: this.attacks.newestFirst() },
     };
   }
 }
@@ -554,6 +577,11 @@ export function formatReportText(r: AuditReport, source?: string): string {
   for (const e of r.lockouts.recent) out.push(`  ${t(e.ts)}  ${s(e.user ?? '-')} (failures from ${s(e.ip)}${e.reason ? `, ${s(e.reason)}` : ''})`);
   out.push(`IP blocks: ${n(r.ipBlocks.count)}`);
   for (const e of r.ipBlocks.recent) out.push(`  ${t(e.ts)}  ${s(e.ip)}${e.user ? ` (last tried "${s(e.user)}")` : ''}`);
+  out.push('');
+  out.push(`Passwords marked as sprayed: ${n(r.sprayedPasswords.marked)}; sign-ins refused for using one: ${n(r.sprayedPasswords.refused)}`);
+  for (const e of r.sprayedPasswords.recent) out.push(`  ${t(e.ts)}  last from ${s(e.ip)}${e.reason ? `: ${s(e.reason)}` : ''}`);
+  out.push(`Attack posture episodes: ${n(r.attackPosture.episodes)} started, ${n(r.attackPosture.ended)} ended`);
+  for (const e of r.attackPosture.recent) out.push(`  ${t(e.ts)}  ${e.reason ? s(e.reason) : 'started'}`);
   return `${out.join('\n')}\n`;
 }
 

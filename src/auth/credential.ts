@@ -14,10 +14,19 @@
  * the audit and tells the owner and the admin (`password_refused_correct`). Every attempt reads
  * the same state before verifying (familiarity, second factor), so the two paths also take the
  * same time.
+ *
+ * A password marked sprayed (`login_limits.same_password`, see throttle.ts) is refused in the
+ * reservation, before any hash, when the network is unfamiliar to the account: the client gets
+ * the wrong-password answer, the audit `login_failed` / 'sprayed password'. Only sign-ins are
+ * refused so (the login form and Basic): the current password on the change page and a
+ * re-entered password come from a signed-in session, and changing a sprayed password must stay
+ * possible. Every wrong password counts towards the mark, on every path; the failure that marks
+ * it writes one `password_sprayed` event.
  */
 import { createHash } from 'node:crypto';
 import { sameSecret } from '../util/constant-time.js';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
+import { formatDuration } from '../config/duration.js';
 import type { AuditEventName } from '../audit/events.js';
 import { lockdownRefuses, signInAdmits } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
@@ -25,6 +34,10 @@ import type { UserRecord } from './users.js';
 
 /** The SecretBox purpose of app-password digests (stored and compared). */
 export const APP_PASSWORD_PURPOSE = 'app-password';
+/** The SecretBox purpose of the fingerprint of a password alone (`same_password`). */
+export const SAME_PASSWORD_PURPOSE = 'same-password';
+/** Bytes of that fingerprint kept (128 bits: no two passwords collide in practice). */
+const SAME_PASSWORD_BYTES = 16;
 
 /** form: the login form; password-change: the current password on the change page; reauth: re-entered before changing one's own factors; basic: an app password. */
 export type CredentialVia = 'form' | 'password-change' | 'reauth' | 'basic';
@@ -45,6 +58,8 @@ export interface Accepted {
   familiar: boolean;
   /** Whether the user has a second factor enrolled. */
   hasTotp: boolean;
+  /** The password is marked sprayed (only possible from a familiar network on a sign-in). */
+  sprayed: boolean;
   /** The secret was right and leads somewhere: forget the failure counts, audit the success. */
   accept(): Promise<void>;
   /**
@@ -75,6 +90,14 @@ export function secretFingerprint(rt: Pick<Runtime, 'box'>, via: CredentialVia, 
 }
 
 
+/**
+ * The keyed fingerprint of a typed secret alone, whatever the account: a truncated HMAC with a
+ * key derived from the secret key. Kept only in the rate store, with a TTL; never logged.
+ */
+export function samePasswordFingerprint(rt: Pick<Runtime, 'box'>, secret: string): string {
+  return Buffer.from(rt.box.hmac(SAME_PASSWORD_PURPOSE, secret), 'base64url').subarray(0, SAME_PASSWORD_BYTES).toString('base64url');
+}
+
 export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: CredentialRequest): Promise<CredentialResult> {
   const name = a.via === 'basic' ? a.username : a.username.trim();
   const base = { ip: a.ip, app: a.app.name, user: name };
@@ -102,7 +125,20 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   try {
     // app passwords are checked in microseconds (an HMAC): no cap on checks in flight, so a
     // user's phone and tablet syncing at the same moment are not refused
-    const r = await rt.throttle.reservePassword({ ip: a.ip, user: name, passwordFingerprint: fingerprint, familiar, inFlightCap: a.via !== 'basic' });
+    const r = await rt.throttle.reservePassword({
+      ip: a.ip,
+      user: name,
+      passwordFingerprint: fingerprint,
+      familiar,
+      inFlightCap: a.via !== 'basic',
+      sameFingerprint: samePasswordFingerprint(rt, a.secret),
+      enforceSprayed: a.via === 'form' || a.via === 'basic',
+    });
+    if (!r.allowed && r.kind === 'sprayed') {
+      // before any hash, answered as a wrong password
+      rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: a.via === 'form' ? 'sprayed password' : `sprayed password (${what})` });
+      return { kind: 'fail' };
+    }
     if (!r.allowed) {
       if (r.kind === 'repeat') {
         rt.audit.record({ ...base, event: 'login_failed', outcome: 'failure', reason: `the same wrong ${what} again (not checked again)` });
@@ -125,10 +161,14 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   const failed = async (event: AuditEventName, reason: string, outcome: 'failure' | 'denied' = 'failure') => {
     // a right password refused is remembered like a wrong one: repeats of both are answered
     // without a hash, so the time of a repeat cannot tell them apart
-    const f = await ticket.failed();
+    const [f] = await Promise.all([ticket.failed(), rt.attack.recordFailure()]);
     rt.audit.record({ ...base, event, outcome, reason });
     if (f.lockedOut) rt.audit.record({ ...base, event: 'locked_out', outcome: 'denied', reason: familiar ? 'familiar networks' : 'unfamiliar networks' });
     if (f.ipBlocked) rt.audit.record({ ...base, event: 'ip_blocked', outcome: 'denied', reason: 'too many failures from this source' });
+    if (f.sprayed) {
+      const sp = cfg.loginLimits.samePassword;
+      rt.audit.record({ event: 'password_sprayed', ip: a.ip, app: a.app.name, outcome: 'denied', reason: sprayedReason(f.sprayed.count, f.sprayed.accounts, sp.windowMs, sp.blockMs) });
+    }
   };
 
   if (!ok || !user) {
@@ -144,6 +184,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     user,
     familiar,
     hasTotp: totp !== null,
+    sprayed: ticket.sprayed,
     accept: async () => {
       // an app password proves nothing about the account password: it forgets no failures
       await ticket.succeeded({ reset: a.via !== 'basic' });
@@ -178,4 +219,21 @@ function hashTag(user: UserRecord | undefined): string {
 }
 
 
+/** The audit keeps a field to 256 characters: the accounts listed are those that fit, then a count. */
+const AUDIT_FIELD = 256;
 
+/** `tried on 20 accounts within 1h; refused from unfamiliar networks for 1d: a, b, c (+3 more)` */
+export function sprayedReason(count: number, accounts: readonly string[], windowMs: number, blockMs: number): string {
+  const head = `tried on ${count} accounts within ${formatDuration(windowMs)}; refused from unfamiliar networks for ${formatDuration(blockMs)}: `;
+  const shown: string[] = [];
+  let len = head.length;
+  for (const name of accounts) {
+    const more = count - shown.length - 1;
+    const tail = more > 0 ? ` (+${more} more)`.length : 0;
+    if (len + (shown.length ? 2 : 0) + name.length + tail > AUDIT_FIELD) break;
+    len += (shown.length ? 2 : 0) + name.length;
+    shown.push(name);
+  }
+  const rest = count - shown.length;
+  return `${head}${shown.join(', ')}${rest > 0 ? ` (+${rest} more)` : ''}`;
+}

@@ -11,7 +11,7 @@ import type { UserRecord } from './users.js';
 import type { Assessment } from './guidance.js';
 import { LRUCache } from 'lru-cache';
 import type { Factor } from '../store/ports.js';
-import { checkCredential, signInAllowed } from './credential.js';
+import { checkCredential, samePasswordFingerprint, signInAllowed } from './credential.js';
 import { signInAdmits } from '../policy/admission.js';
 import { editUsersFile, setPassword } from './users.js';
 import { networkKeyFor } from './throttle.js';
@@ -21,8 +21,12 @@ import { generateRecoveryCodes, hashRecoveryCode, normaliseRecoveryCode } from '
 export type NextStep = 'mfa' | 'enrol' | 'password' | 'none';
 
 export type FirstFactor =
-  /** `offerEnrol`: `totp.enrol.prompt` is on, and this user could enrol here now. */
-  | { kind: 'ok'; user: UserRecord; next: NextStep; weak: boolean; offerEnrol: boolean }
+  /**
+   * `offerEnrol`: `totp.enrol.prompt` is on, and this user could enrol here now. `mustChange`:
+   * the password must be changed (weak under `on_weak: change`, or marked sprayed); the change
+   * is the session's step after `next` when `next` is not already 'password'.
+   */
+  | { kind: 'ok'; user: UserRecord; next: NextStep; weak: boolean; offerEnrol: boolean; mustChange: boolean }
   /** Wrong password, unknown or disabled user, or a right password that leads nowhere from here. */
   | { kind: 'fail' }
   | { kind: 'throttled'; retryAfterSec: number }
@@ -48,6 +52,14 @@ function targetPath(rd: string | null): string {
  * from the client's network and the user alone. Wherever it cannot lead anywhere (no rule admits
  * this user from here; a second factor is needed and none can be enrolled here; a weak password
  * that may not be used) the answer is exactly that of a wrong password.
+ *
+ * During the attack posture (src/auth/attack.ts) a network unfamiliar to the account needs a
+ * second factor even where the rule says `password`: a user with one is asked for it, a user
+ * without one may enrol one where enrolment is allowed, and anyone else is refused like a wrong
+ * password (a distinct message after a right password would confirm it to the attacker); the
+ * real reason goes to the audit and the owner is told (`password_refused_correct`). A password
+ * marked sprayed reaches here only from a familiar network (elsewhere it is refused before any
+ * hash): it leads to a password change, as a weak one under `on_weak: change` does.
  */
 export async function firstFactor(
   rt: Runtime,
@@ -70,6 +82,11 @@ export async function firstFactor(
     await c.refuse('a second factor is required and none can be enrolled from this network');
     return { kind: 'fail' };
   }
+  const posture = rt.attack.active && !c.familiar;
+  if (posture && !hasTotp && !canEnrol) {
+    await c.refuse('attack posture: a network unfamiliar to the account needs a second factor, and the account has none');
+    return { kind: 'fail' };
+  }
 
   const verdict = assess(rt, user, a.password);
   const weak = !verdict.ok;
@@ -86,12 +103,16 @@ export async function firstFactor(
       return { kind: 'fail' };
     }
   }
+  if (c.sprayed) {
+    // the user's own password is being sprayed at other accounts: it must change now
+    rt.audit.record({ ...base, event: 'weak_password', outcome: 'info', reason: 'sprayed' });
+  }
   await c.accept();
 
   // Ask for what is needed, no more: `password` is one factor. The target (`rd`) only tells
   // whether the first request will need a second factor, to ask for it now rather than at once
   // after; any later request that meets an `mfa` rule steps up (the gate sends it to the mfa page).
-  const change = weak && cfg.passwordPolicy.onWeak === 'change';
+  const change = (weak && cfg.passwordPolicy.onWeak === 'change') || c.sprayed;
   const d = decide(a.app, { method: 'GET', path: targetPath(a.rd), ip: a.ip, subject: { name: user.name, groups: user.groups } });
   const targetNeedsMfa = d.policy === 'mfa';
   const ok = (next: NextStep): FirstFactor => ({
@@ -100,14 +121,15 @@ export async function firstFactor(
     next,
     weak,
     offerEnrol: next === 'none' && !hasTotp && canEnrol && cfg.totp.enrolPrompt,
+    mustChange: change,
   });
   if (hasTotp) {
     // a weak password is changed only after the second factor from a network that is not familiar
-    const secondNow = cfg.totp.always || !oneFactorEnough || targetNeedsMfa || (change && !c.familiar);
+    const secondNow = cfg.totp.always || !oneFactorEnough || targetNeedsMfa || (change && !c.familiar) || posture;
     if (secondNow) return ok('mfa');
     return ok(change ? 'password' : 'none');
   }
-  if (!oneFactorEnough || (targetNeedsMfa && canEnrol)) return ok('enrol');
+  if (!oneFactorEnough || (targetNeedsMfa && canEnrol) || posture) return ok('enrol');
   return ok(change ? 'password' : 'none');
 }
 
@@ -140,6 +162,8 @@ export async function changePassword(
   if (a.next === a.current) return { kind: 'same' };
   const verdict = rt.guidance().assess(a.next, { user: user.name, email: user.email });
   if (!verdict.ok) return { kind: 'weak', reasons: verdict.reasons };
+  // not to a password being sprayed at other accounts right now
+  if (await rt.throttle.isSprayed(samePasswordFingerprint(rt, a.next))) return { kind: 'weak', reasons: ['sprayed'] };
   // hashing the new password counts against the same budget as verifications (503 past it)
   let hash: string;
   try {

@@ -24,6 +24,16 @@
  *   (user, fingerprint) pairs.
  * - MFA: wrong codes are counted per (user, source) and per user; past `mfa.max_failures` per
  *   (user, source), or twice that per user, further codes are refused for `mfa.window`.
+ * - The same password (`same_password`, what Entra's smart lockout and password protection
+ *   watch): a wrong password, the same typed string whatever the account, failing against
+ *   `accounts` distinct accounts within `window` is marked sprayed for `block`. The caller passes
+ *   a keyed fingerprint of the password alone (`sameFingerprint`, a truncated HMAC: the rate
+ *   store keeps it with a TTL, nothing else does beyond a bounded in-process list of the
+ *   accounts it was tried on, for the audit). While marked, `reservePassword` refuses it from
+ *   networks unfamiliar to the account in the same atomic step as the other blocks, before any
+ *   hash; from a familiar network the attempt proceeds and the ticket says `sprayed` (a right
+ *   password then leads to a password change). One account retrying its own old password is one
+ *   member, never a spray.
  *
  * Success (NIST 5.2.2) forgets the source's failure count, the user's bucket for that kind of
  * network, and the ceiling count. It does not forget the spray count: an attacker holding one
@@ -45,13 +55,14 @@
  * building blocks kept for tools and tests that set up state; no request path uses them.
  */
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
 import { IPV6_PREFIX_MIN, type LoginLimits } from '../config/types.js';
 import { PortcullisError } from '../errors.js';
 import { networkKey, sourceKey } from '../net/ip.js';
 import type { RateStore, StateStore } from '../store/ports.js';
 
-export type ThrottleKind = 'ip' | 'user' | 'spray' | 'ceiling';
+export type ThrottleKind = 'ip' | 'user' | 'spray' | 'ceiling' | 'sprayed';
 
 export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfterSec: number; kind: ThrottleKind };
 
@@ -72,18 +83,21 @@ export interface BlockInfo {
 /** A reserved password attempt; settle it exactly once. */
 export interface PasswordTicket {
   readonly bucket: Bucket;
+  /** The password is marked sprayed (the attempt was let through: a familiar network). */
+  readonly sprayed: boolean;
   /**
-   * A wrong password: blocks imposed when the counts reached a limit. Unless `knownWrong` is
-   * false (a right password refused for another reason), the guess is remembered for this source
-   * and answered as wrong without hashing if repeated.
+   * A wrong password: blocks imposed when the counts reached a limit; `sprayed` when this failure
+   * marked the password as sprayed (reported once, whichever instance saw it). Unless `knownWrong`
+   * is false, the guess is remembered for this source and answered as wrong without hashing if
+   * repeated.
    */
-  failed(opts?: { knownWrong?: boolean }): Promise<{ lockedOut: boolean; ipBlocked: boolean }>;
+  failed(opts?: { knownWrong?: boolean }): Promise<{ lockedOut: boolean; ipBlocked: boolean; sprayed?: SprayMark }>;
   /**
    * A right password. `reset` (a sign-in with the account password): the user's counts for this
    * kind of network are forgotten, as NIST 5.2.2 says; the source's count keeps everyone else's
    * failures (only this attempt's own entry is taken back), so an attacker's own account cannot
    * launder a source. Without `reset` (an app password, which proves nothing about the account
-   * password): only this attempt's own entries are taken back.
+   * password): only this attempt's own entries are taken back. Never the spray counts.
    */
   succeeded(opts?: { reset?: boolean }): Promise<void>;
   /** The attempt was not evaluated after all: give back what it counted. */
@@ -98,6 +112,51 @@ export type PasswordAttempt =
    * again without hashing or counting, so repeating one guess cannot spend the hash budget.
    */
   | { allowed: false; retryAfterSec: 0; kind: 'repeat' };
+
+/** A password just marked as sprayed. */
+export interface SprayMark {
+  /** Distinct accounts it failed against in the window (the store's count, every instance). */
+  count: number;
+  /** The accounts (normalised names) this instance saw it tried on, at most `SprayWitness.maxAccounts`. */
+  accounts: string[];
+  until: number;
+}
+
+/**
+ * The accounts each wrong password was tried on, as far as this instance saw them, for the
+ * `password_sprayed` audit event: a bounded LRU (at most `maxPasswords` fingerprints, each with
+ * at most `maxAccounts` names), so a flood of distinct passwords costs a fixed amount of memory.
+ * It outlives a reload (the new throttle is handed the old witness).
+ */
+export class SprayWitness {
+  private readonly seen: LRUCache<string, string[]>;
+  constructor(
+    readonly maxPasswords = 10_000,
+    readonly maxAccounts = 50,
+  ) {
+    this.seen = new LRUCache<string, string[]>({ max: maxPasswords });
+  }
+  note(fingerprint: string, user: string): void {
+    let l = this.seen.get(fingerprint);
+    if (!l) {
+      l = [];
+      this.seen.set(fingerprint, l);
+    }
+    if (l.length < this.maxAccounts && !l.includes(user)) l.push(user);
+  }
+  /** The accounts seen for a fingerprint, forgotten here once taken. */
+  take(fingerprint: string): string[] {
+    const l = this.seen.get(fingerprint) ?? [];
+    this.seen.delete(fingerprint);
+    return l;
+  }
+  /** Fingerprints held, and names held in all (each bounded). */
+  get sizes(): { passwords: number; accounts: number } {
+    let accounts = 0;
+    for (const l of this.seen.values()) accounts += l.length;
+    return { passwords: this.seen.size, accounts };
+  }
+}
 
 /** A reserved second-factor attempt (TOTP, recovery or enrolment code); settle it exactly once. */
 export interface MfaTicket {
@@ -129,6 +188,8 @@ export interface LoginThrottleDeps {
   /** The source an address is counted under (no spaces); default: `sourceKey(ip, limits.ipv6Prefix)`. */
   keyFor?: (ip: string) => string;
   ceiling?: CeilingOptions;
+  /** The accounts each wrong password was tried on (kept across reloads); default: a new one. */
+  witness?: SprayWitness;
 }
 
 const HOUR = 3_600_000;
@@ -157,7 +218,11 @@ const K = {
   // source keys never contain a space; user names may, so they come last
   mfaPairBlock: (src: string, u: string) => `${NS}b:ms:${src} ${u}`,
   mfaPairFails: (src: string, u: string) => `${NS}f:ms:${src} ${u}`,
+  samePassword: (fp: string) => `${NS}f:pw:${fp}`,
+  sprayed: (fp: string) => `${NS}b:pw:${fp}`,
+  sprayedClaim: (fp: string) => `${NS}c:pw:${fp}`,
 };
+const SPRAYED_PREFIX = `${NS}b:pw:`;
 
 /** The network a source belongs to for familiarity (see net/ip.ts networkKey). */
 export const networkKeyFor = networkKey;
@@ -187,6 +252,7 @@ export class LoginThrottle {
   private readonly clock: Clock;
   private readonly keyFor: (ip: string) => string;
   private readonly ceiling: Required<CeilingOptions>;
+  readonly witness: SprayWitness;
 
   constructor(deps: LoginThrottleDeps) {
     validateLimits(deps.limits);
@@ -196,6 +262,7 @@ export class LoginThrottle {
     this.clock = deps.clock;
     const prefix = deps.limits.ipv6Prefix;
     this.keyFor = deps.keyFor ?? ((ip) => sourceKey(ip, prefix));
+    this.witness = deps.witness ?? new SprayWitness();
     const fromLimits = deps.limits.perUser.ceiling;
     this.ceiling = {
       ...DEFAULT_CEILING,
@@ -299,8 +366,21 @@ export class LoginThrottle {
    * bucket for this kind of network or its ceiling is blocked, or when a limit is already
    * reached by attempts in flight; otherwise counted at once, atomically. Throws when the store
    * cannot be reached (callers answer 503: the throttle never fails open).
+   *
+   * With `sameFingerprint` (the keyed fingerprint of the password alone), a password marked
+   * sprayed is refused (`kind: 'sprayed'`) in the same step when the network is unfamiliar and
+   * `enforceSprayed` is not false; otherwise the attempt proceeds and the ticket says `sprayed`.
+   * Its failure is counted towards `same_password`.
    */
-  async reservePassword(ctx: { ip: string; user: string; passwordFingerprint: string; familiar: boolean; inFlightCap?: boolean }): Promise<PasswordAttempt> {
+  async reservePassword(ctx: {
+    ip: string;
+    user: string;
+    passwordFingerprint: string;
+    familiar: boolean;
+    inFlightCap?: boolean;
+    sameFingerprint?: string | undefined;
+    enforceSprayed?: boolean;
+  }): Promise<PasswordAttempt> {
     const now = this.clock.now();
     const L = this.limits;
     const src = this.keyFor(ctx.ip);
@@ -320,12 +400,23 @@ export class LoginThrottle {
       { key: K.userFails(bucket, u), windowMs: L.perUser.windowMs, member: pw, max: L.perUser.maxFailures },
       { key: K.ceilingFails(bucket, u), windowMs: this.ceiling.windowMs, member: pw, max: this.ceiling.maxFailures },
     ];
+    const same = ctx.sameFingerprint === undefined ? null : fingerprintMember(ctx.sameFingerprint);
+    // the sprayed mark comes last: a blocked source or a locked account answers as it always did
+    const blocks = [K.ipBlock(src), K.userLock(bucket, u), K.ceilingLock(bucket, u)];
+    let sprayed = false;
     let r;
     try {
-      r = await this.rates.reserve(
-        { blocks: [K.ipBlock(src), K.userLock(bucket, u), K.ceilingLock(bucket, u)], counters, seen: { key: knownWrong, member: pair } },
-        now,
-      );
+      const seen = { key: knownWrong, member: pair };
+      r = await this.rates.reserve({ blocks: same ? [...blocks, K.sprayed(same)] : blocks, counters, seen }, now);
+      if (!r.ok && same && r.block?.key === K.sprayed(same)) {
+        sprayed = true;
+        if (!ctx.familiar && ctx.enforceSprayed !== false) {
+          await releaseSlot();
+          return { allowed: false, retryAfterSec: retryAfter(r.block.until, now), kind: 'sprayed' };
+        }
+        // a familiar network: the attempt goes on (a right password leads to a change)
+        r = await this.rates.reserve({ blocks, counters, seen }, now);
+      }
     } catch (e) {
       await releaseSlot().catch(() => undefined);
       throw e;
@@ -354,9 +445,11 @@ export class LoginThrottle {
       allowed: true,
       ticket: {
         bucket,
+        sprayed,
         failed: async (opts?: { knownWrong?: boolean }) => {
           if (!(await settle())) return { lockedOut: false, ipBlocked: false };
           const at = this.clock.now();
+          const marking = same ? this.countSamePassword(same, u, at) : Promise.resolve(null);
           let ipBlocked = false;
           let lockedOut = false;
           // the same guess from this source is not hashed again while the per-source window lasts
@@ -379,7 +472,8 @@ export class LoginThrottle {
             await this.rates.reset(K.ceilingFails(bucket, u));
             lockedOut = true;
           }
-          return { lockedOut, ipBlocked };
+          const mark = await marking;
+          return mark ? { lockedOut, ipBlocked, sprayed: mark } : { lockedOut, ipBlocked };
         },
         succeeded: async (opts?: { reset?: boolean }) => {
           if (!(await settle())) return;
@@ -399,6 +493,32 @@ export class LoginThrottle {
         },
       },
     };
+  }
+
+  /**
+   * One wrong password `fp` for account `u`: counted per fingerprint with the account as member
+   * (atomic in the store, so instances count together). At `same_password.accounts` distinct
+   * accounts the password is marked sprayed; the one caller that wins the claim reports it.
+   */
+  private async countSamePassword(fp: string, u: string, at: number): Promise<SprayMark | null> {
+    const sp = this.limits.samePassword;
+    this.witness.note(fp, u);
+    const n = await this.rates.hit(K.samePassword(fp), sp.windowMs, at, u);
+    if (n < sp.accounts) return null;
+    const until = at + sp.blockMs;
+    await this.rates.block(K.sprayed(fp), until, 'sprayed');
+    if (!(await this.rates.claim(K.sprayedClaim(fp), sp.blockMs, at))) return null;
+    return { count: n, accounts: this.witness.take(fp), until };
+  }
+
+  /** Whether the password with this fingerprint (as for `reservePassword`) is marked sprayed now. */
+  async isSprayed(sameFingerprint: string): Promise<boolean> {
+    return (await this.rates.blockedUntil(K.sprayed(fingerprintMember(sameFingerprint)), this.clock.now())) !== null;
+  }
+
+  /** How many passwords are marked sprayed now (the fingerprints themselves are never shown). */
+  async sprayedCount(): Promise<number> {
+    return (await this.rates.listBlocks(this.clock.now())).filter((b) => b.key.startsWith(SPRAYED_PREFIX)).length;
   }
 
   /**
@@ -647,12 +767,16 @@ function validateLimits(l: LoginLimits): void {
     ['spray.distinct_users', l.spray.distinctUsers],
     ['spray.window', l.spray.windowMs],
     ['spray.block', l.spray.blockMs],
+    ['same_password.accounts', l.samePassword.accounts],
+    ['same_password.window', l.samePassword.windowMs],
+    ['same_password.block', l.samePassword.blockMs],
     ['mfa.max_failures', l.mfa.maxFailures],
     ['mfa.window', l.mfa.windowMs],
   ];
   for (const [name, v] of checks) {
     if (!Number.isSafeInteger(v) || v < 1) throw new PortcullisError('PC_CONFIG_INVALID', `login_limits.${name} must be a positive integer`);
   }
+  if (l.samePassword.accounts < 2) throw new PortcullisError('PC_CONFIG_INVALID', 'login_limits.same_password.accounts must be at least 2');
   if (!Number.isInteger(l.ipv6Prefix) || l.ipv6Prefix < IPV6_PREFIX_MIN || l.ipv6Prefix > 128) {
     throw new PortcullisError('PC_CONFIG_INVALID', `login_limits.ipv6_prefix must be between ${IPV6_PREFIX_MIN} and 128`);
   }

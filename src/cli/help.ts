@@ -139,6 +139,21 @@ ${ADMIN_NOTE}` },
     text: `Lift the lockouts of a user, or the block on a source address (its /64 for IPv6).
 ${ADMIN_NOTE}`,
   },
+  attack: {
+    summary: 'the attack posture: whether it is on, or end it',
+    usage: 'portcullis attack status|off [--json]',
+    text: `While failed sign-ins run above attack.threshold a minute (or attack.factor times the day's
+baseline), sign-ins from networks unfamiliar to the account need a second factor. \`status\` shows
+whether the posture is on, since when and the current rate; \`off\` ends the current episode (it may
+start again after attack.cooldown if the rate stays high).
+${ADMIN_NOTE}`,
+    subs: {
+      status: { usage: 'portcullis attack status [--json]', text: `Whether the attack posture is on, since when, and the rate.
+${ADMIN_NOTE}` },
+      off: { usage: 'portcullis attack off [--json]', text: `End the current attack posture now.
+${ADMIN_NOTE}` },
+    },
+  },
   lockdown: {
     summary: 'shut remote access down, or open it again',
     usage: 'portcullis lockdown on|off|status [--json]',

@@ -18,6 +18,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<{ run: Command }>>>
   sessions: () => import('./commands/sessions.js'),
   unblock: () => import('./commands/unblock.js'),
   lockdown: () => import('./commands/lockdown.js'),
+  attack: () => import('./commands/attack.js'),
   report: () => import('./commands/report.js'),
   healthcheck: () => import('./commands/healthcheck.js'),
 };

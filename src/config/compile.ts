@@ -17,6 +17,7 @@ import { compilePathPattern } from './paths.js';
 import { NOTIFY_EVENTS } from '../audit/events.js';
 import { IPV6_PREFIX_MIN } from './types.js';
 import type {
+  AttackConfig,
   CompiledApp,
   CompiledConfig,
   CompiledRule,
@@ -497,6 +498,7 @@ const TOP_KEYS = [
   'password_policy',
   'login_limits',
   'lockdown',
+  'attack',
   'notify',
   'audit',
   'upstream_timeouts',
@@ -556,6 +558,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   const passwordPolicy = compilePasswordPolicy(r, t.password_policy);
   const loginLimits = compileLoginLimits(r, t.login_limits);
   const lockdown = compileLockdown(r, t.lockdown, networks);
+  const attack = t.attack && !r.isNull(t.attack) ? compileAttack(r, t.attack) : null;
   const notify = compileNotify(r, t.notify);
   const audit = compileAudit(r, t.audit, cwd, dataDir);
   const upstreamTimeouts = compileUpstreamTimeouts(r, t.upstream_timeouts);
@@ -583,6 +586,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     passwordPolicy,
     loginLimits,
     lockdown,
+    attack,
     notify,
     audit,
     upstreamTimeouts,
@@ -865,6 +869,7 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
     perIp: { maxFailures: 20, windowMs: 15 * m, blockMs: 15 * m },
     perUser: { maxFailures: 5, windowMs: 15 * m, lockoutMs: 15 * m, ceiling: { maxFailures: 100, windowMs: 24 * 60 * m } },
     spray: { distinctUsers: 10, windowMs: 10 * m, blockMs: 60 * m },
+    samePassword: { accounts: 20, windowMs: 60 * m, blockMs: 24 * 60 * m },
     mfa: { maxFailures: 5, windowMs: 15 * m },
     ipv6Prefix: 64,
     // One hashing thread per slot, at the lowest priority (src/auth/hash-pool.ts): they only get
@@ -874,7 +879,7 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
     maxConcurrentHashes: Math.min(4, Math.max(2, availableParallelism())),
   };
   if (!v) return d;
-  const l = r.object(v, ['per_ip', 'per_user', 'spray', 'mfa', 'ipv6_prefix', 'hash_concurrency']);
+  const l = r.object(v, ['per_ip', 'per_user', 'spray', 'same_password', 'mfa', 'ipv6_prefix', 'hash_concurrency']);
   if (!l) return d;
   const count = (x: Val | undefined, dflt: number) => opt(x, (y) => r.int(y, 1, MAX_COUNT), dflt);
   const dur = (x: Val | undefined, dflt: number) => opt(x, (y) => r.duration(y), dflt);
@@ -884,6 +889,7 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
   const user = section(l.per_user, ['max_failures', 'window', 'lockout', 'ceiling']);
   const ceiling = section(user.ceiling, ['max_failures', 'window']);
   const spray = section(l.spray, ['distinct_users', 'window', 'block']);
+  const same = section(l.same_password, ['accounts', 'window', 'block']);
   const mfa = section(l.mfa, ['max_failures', 'window']);
   return {
     perIp: { maxFailures: count(ip.max_failures, d.perIp.maxFailures), windowMs: dur(ip.window, d.perIp.windowMs), blockMs: dur(ip.block, d.perIp.blockMs) },
@@ -901,6 +907,12 @@ function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
       windowMs: dur(spray.window, d.spray.windowMs),
       blockMs: dur(spray.block, d.spray.blockMs),
     },
+    samePassword: {
+      // one account is a user retyping an old password, never a spray
+      accounts: opt(same.accounts, (y) => r.int(y, 2, MAX_COUNT), d.samePassword.accounts),
+      windowMs: dur(same.window, d.samePassword.windowMs),
+      blockMs: dur(same.block, d.samePassword.blockMs),
+    },
     mfa: { maxFailures: count(mfa.max_failures, d.mfa.maxFailures), windowMs: dur(mfa.window, d.mfa.windowMs) },
     ipv6Prefix: opt(l.ipv6_prefix, (x) => r.int(x, IPV6_PREFIX_MIN, 128), d.ipv6Prefix),
     maxConcurrentHashes: opt(l.hash_concurrency, (x) => r.int(x, 1, 64), d.maxConcurrentHashes),
@@ -914,6 +926,22 @@ function compileLockdown(r: Reader, v: Val | undefined, networks: ReadonlyMap<st
   if (!l?.networks) return d;
   const refs = compileNetworkRefs(r, l.networks, networks, 'lockdown', null);
   return refs ? { networks: refs.set, networkNames: refs.names } : d;
+}
+
+/** `attack: { threshold: N | factor: N, cooldown: 30m }`: exactly one of threshold and factor. */
+function compileAttack(r: Reader, v: Val): AttackConfig | null {
+  const a = r.object(v, ['threshold', 'factor', 'cooldown']);
+  if (!a) return null;
+  if ((a.threshold === undefined) === (a.factor === undefined)) {
+    const at = a.factor ?? a.$;
+    r.issue(at.node, at.path, a.threshold === undefined ? 'give "threshold" (failed sign-ins per minute) or "factor" (times the baseline of the last day)' : 'give "threshold" or "factor", not both');
+    return null;
+  }
+  const threshold = a.threshold ? r.int(a.threshold, 1, 1_000_000) : undefined;
+  const factor = a.factor ? r.int(a.factor, 2, 1000) : undefined;
+  const cooldownMs = opt(a.cooldown, (x) => r.duration(x), 30 * 60_000);
+  if (threshold === undefined && factor === undefined) return null;
+  return { threshold: threshold ?? null, factor: factor ?? null, cooldownMs };
 }
 
 function compileNotify(r: Reader, v: Val | undefined): NotifyConfig {

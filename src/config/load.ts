@@ -27,9 +27,12 @@
  *     per_ip:   { max_failures: 20, window: 15m, block: 15m }
  *     per_user: { max_failures: 5,  window: 15m, lockout: 15m, ceiling: { max_failures: 100, window: 24h } }
  *     spray:    { distinct_users: 10, window: 10m, block: 1h }
+ *     same_password: { accounts: 20, window: 1h, block: 24h }   accounts 2..1000
  *     mfa:      { max_failures: 5, window: 15m }
  *     ipv6_prefix: 64                              32..128
  *   lockdown: { networks: [] }                     who may still reach apps during lockdown
+ *   attack: { threshold: 300, cooldown: 30m }      optional (absent: no attack posture); or
+ *           { factor: 10, cooldown: 30m }          threshold 1..1000000 failures/min, factor 2..1000
  *   notify: { webhook: null, events: [new_network_login, locked_out, weak_password, password_refused_correct] }
  *   audit: { file: DATA_DIR/audit.jsonl }          null disables the audit file
  *   apps: (required, at least one)

@@ -69,6 +69,11 @@ export interface LoginLimits {
     ceiling: { maxFailures: number; windowMs: number };
   };
   spray: { distinctUsers: number; windowMs: number; blockMs: number };
+  /**
+   * `same_password`: one wrong password (the same typed string, whatever the account) failing
+   * against `accounts` distinct accounts within `windowMs` is marked sprayed for `blockMs`.
+   */
+  samePassword: { accounts: number; windowMs: number; blockMs: number };
   mfa: { maxFailures: number; windowMs: number };
   ipv6Prefix: number;
   /** At most this many password verifications run at once; past it, a fast 503. */
@@ -94,6 +99,17 @@ export interface TotpConfig {
   enrolPrompt: boolean;
   /** An enrolled user gives a code at every sign-in, even where a rule asks only for `password`. */
   always: boolean;
+}
+
+/**
+ * `attack`: the attack posture starts when failed sign-ins across the gateway in a minute exceed
+ * `threshold` (or `factor` x the per-minute baseline of the last day), and ends once the rate
+ * has stayed at or below it for `cooldownMs`. Exactly one of `threshold` and `factor` is set.
+ */
+export interface AttackConfig {
+  threshold: number | null;
+  factor: number | null;
+  cooldownMs: number;
 }
 
 export interface NotifyConfig {
@@ -122,6 +138,8 @@ export interface CompiledConfig {
   passwordPolicy: PasswordPolicy;
   loginLimits: LoginLimits;
   lockdown: { networks: CidrSet; networkNames: readonly string[] };
+  /** null: no attack posture (the section is absent). */
+  attack: AttackConfig | null;
   notify: NotifyConfig;
   audit: { file: string | null };
   /** `upstream_timeouts`: connect, response headers, idle body. */

@@ -297,8 +297,8 @@ export function portalRoutes(rt: Runtime) {
             pending: r.next,
             ip: c.info.ip,
             rd: rd ?? '/',
-            // a weak password under on_weak: change: the change comes after the second factor
-            mustChangePassword: r.weak && c.cfg.passwordPolicy.onWeak === 'change' && r.next !== 'password',
+            // a weak password under on_weak: change, or a sprayed one: the change comes after the second factor
+            mustChangePassword: r.mustChange && r.next !== 'password',
             // the password was proved just now: enrolling right after needs no second entry
             reauthAt: rt.clock.now(),
           });
@@ -599,6 +599,7 @@ export function portalRoutes(rt: Runtime) {
 function describe(reasons: readonly string[], minLength: number): string {
   if (reasons.includes('too_short')) return `The new password must have at least ${minLength} characters.`;
   if (reasons.includes('common')) return 'That password is too common: it appears in lists of breached passwords.';
+  if (reasons.includes('sprayed')) return 'That password is being tried against many accounts right now: choose another.';
   if (reasons.includes('contains_user')) return 'The new password must not contain your user name or email.';
   return 'That password is too easy to guess. Try a longer passphrase of unrelated words.';
 }

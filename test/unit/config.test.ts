@@ -159,6 +159,7 @@ describe('a valid configuration', () => {
       perIp: { maxFailures: 20, windowMs: 900_000, blockMs: 900_000 },
       perUser: { maxFailures: 5, windowMs: 900_000, lockoutMs: 900_000, ceiling: { maxFailures: 100, windowMs: 86_400_000 } },
       spray: { distinctUsers: 10, windowMs: 600_000, blockMs: 3_600_000 },
+      samePassword: { accounts: 20, windowMs: 3_600_000, blockMs: 86_400_000 },
       mfa: { maxFailures: 5, windowMs: 900_000 },
       ipv6Prefix: 56,
       maxConcurrentHashes: 8,
@@ -282,7 +283,17 @@ describe('a valid configuration', () => {
     assert.deepEqual(c.audit, { file: '/srv/portcullis/data/audit.jsonl' });
     assert.deepEqual(c.upstreamTimeouts, { connectMs: 5_000, headersMs: 60_000, idleMs: 300_000 });
     assert.deepEqual(c.notify.webhook, null);
-    assert.deepEqual([...c.notify.events], ['new_network_login', 'locked_out', 'weak_password', 'password_refused_correct', 'totp_enrolled', 'totp_removed']);
+    assert.deepEqual([...c.notify.events], [
+      'new_network_login',
+      'locked_out',
+      'weak_password',
+      'password_refused_correct',
+      'totp_enrolled',
+      'totp_removed',
+      'password_sprayed',
+      'attack_started',
+      'attack_ended',
+    ]);
     assert.deepEqual(c.apps[0]!.upstream, { kind: 'builtin', name: 'whoami' });
     assert.equal(ok(loadConfigText(minimal('audit: { file: null }'), 'p.yaml')).audit.file, null);
   });

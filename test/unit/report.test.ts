@@ -165,7 +165,7 @@ describe('report over an audit file', () => {
   });
 
   it('the JSON is stable: fixed keys, same output for the same input', async () => {
-    assert.deepEqual(Object.keys(r), ['version', 'window', 'grouping', 'input', 'approximate', 'totals', 'possibleCompromise', 'attackedAccounts', 'attackSources', 'newNetworkSignIns', 'weakPasswords', 'lockouts', 'ipBlocks']);
+    assert.deepEqual(Object.keys(r), ['version', 'window', 'grouping', 'input', 'approximate', 'totals', 'possibleCompromise', 'attackedAccounts', 'attackSources', 'newNetworkSignIns', 'weakPasswords', 'lockouts', 'ipBlocks', 'sprayedPasswords', 'attackPosture']);
     assert.equal(JSON.stringify(await reportFromFile(file, WINDOW)), JSON.stringify(r));
   });
 

@@ -25,6 +25,7 @@ const LIMITS: LoginLimits = {
   perIp: { maxFailures: 20, windowMs: 15 * MIN, blockMs: 15 * MIN },
   perUser: { maxFailures: 5, windowMs: 15 * MIN, lockoutMs: 15 * MIN, ceiling: { maxFailures: 100, windowMs: 24 * 60 * MIN } },
   spray: { distinctUsers: 10, windowMs: 10 * MIN, blockMs: HOUR },
+  samePassword: { accounts: 20, windowMs: 60 * MIN, blockMs: 24 * 60 * MIN },
   mfa: { maxFailures: 5, windowMs: 15 * MIN },
   ipv6Prefix: 64,
   maxConcurrentHashes: 8,

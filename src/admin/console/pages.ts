@@ -243,6 +243,7 @@ const KIND_TEXT: Record<BlockInfo['kind'], string> = {
   user: 'account locked out',
   ceiling: 'account reached its failure ceiling',
   mfa: 'too many wrong codes',
+  sprayed: 'password being sprayed at many accounts',
 };
 
 function unblockButton(csrf: string, field: 'user' | 'ip', value: string, what: string): Raw {
