@@ -245,7 +245,7 @@ export function markdownReference(): string {
     '<!-- Generated from src/cli/help.ts by `npm run docs:cli`; do not edit by hand. -->',
     '',
     'Every command and sub-command prints this help with `--help` (or `-h`) and exits 0;',
-    '`portcullis --version` prints the version. From a checkout run `npx portcullis ...` or',
+    '`portcullis --version` prints the version. From a checkout run',
     '`node dist/src/cli/main.js ...`; `npm install -g .` or `npm link` puts `portcullis` on the PATH.',
     '',
     '## Common options',
