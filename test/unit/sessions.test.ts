@@ -146,13 +146,11 @@ describe('timeouts on a fixed clock', () => {
     const s = await signIn();
     clock.advance(IDLE - 1);
     assert.ok(await sessions.lookup(s.id));
-    const t = clock.now();
     clock.advance(IDLE - 1);
     assert.ok(await sessions.lookup(s.id), 'the previous request counted as activity');
     clock.advance(IDLE);
     assert.equal(await sessions.lookup(s.id), null);
     assert.equal((await store.inner.list()).length, 0);
-    assert.ok(t > 0);
   });
 
   it('idle: exactly at the timeout the session has ended', async () => {
