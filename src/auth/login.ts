@@ -226,7 +226,9 @@ export async function secondFactor(
   try {
     const rec = await rt.stores.state.getTotp(a.user);
     const code = a.code.replace(/\s+/g, '');
-    if (rec && /^\d+$/.test(code)) {
+    // a code of the authenticator's length in digits is a TOTP code; anything else (an all-digit
+    // recovery code typed without its dash included) is tried as a recovery code
+    if (rec && /^\d+$/.test(code) && code.length === cfg.totp.digits) {
       const secret = rt.box.open(rec.secret, `totp:${a.user}`);
       const now = rt.clock.now();
       const c = cfg.totp;
