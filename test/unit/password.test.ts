@@ -67,33 +67,6 @@ describe('PasswordHasher', () => {
     assert.ok(performance.now() - t0 < 1000);
   });
 
-  it('takes as long for an unknown user as for a wrong password', async () => {
-    // Parameters heavy enough (a few ms) for the comparison to measure the hash, not noise.
-    const h2 = new PasswordHasher({ memoryCost: 8192, timeCost: 2, parallelism: 1 });
-    await h2.warmUp();
-    const real = await h2.hash('the real password');
-    // Interleaved, and compared by median, so that load from other processes hits all alike.
-    const samples: Record<'wrong' | 'unknown' | 'malformed', number[]> = { wrong: [], unknown: [], malformed: [] };
-    const cases: Array<[keyof typeof samples, () => Promise<boolean>]> = [
-      ['wrong', () => h2.verify(real, 'a wrong password')],
-      ['unknown', () => h2.verify(null, 'a wrong password')],
-      ['malformed', () => h2.verify('not-a-hash', 'a wrong password')],
-    ];
-    for (let i = 0; i < 11; i++) {
-      for (const [name, f] of cases) {
-        const t0 = performance.now();
-        assert.equal(await f(), false);
-        samples[name].push(performance.now() - t0);
-      }
-    }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-    const wrong = median(samples.wrong);
-    for (const name of ['unknown', 'malformed'] as const) {
-      const m = median(samples[name]);
-      assert.ok(m > wrong * 0.5 && m < wrong * 2, `${name} ${m.toFixed(2)}ms vs wrong password ${wrong.toFixed(2)}ms`);
-    }
-  });
-
   it('verifies off the event loop (the libuv pool), so other requests keep being served', async () => {
     const prod = new PasswordHasher(PRODUCTION_PARAMS);
     const h = await prod.hash('pw');
