@@ -591,7 +591,7 @@ describe('the Origin check reads forwarded host and port from the trusted proxy 
     assert.ok(pa.events.filter((e) => e.event === 'csrf_refused').length >= FOREIGN.length * CLAIMS.length, 'each refusal is audited');
   });
 
-  it('the controls: no Origin, or this page own origin in any Host spelling, signs in', async () => {
+  it("the controls: no Origin, or this page's own origin in any Host spelling, signs in", async () => {
     for (const [host, origin] of [['mail.test', undefined], ['mail.test', 'http://mail.test'], ['MAIL.TEST', 'http://mail.test'], ['mail.test:8443', 'http://mail.test:8443']] as const) {
       const { r } = await loginWith(host, origin, { 'x-forwarded-host': 'evil.example' });
       assert.equal(r.status, 303, `${host} Origin ${origin}`);
