@@ -1,7 +1,9 @@
 /**
- * The gateway core over real sockets: network allowlists (direct and through a trusted proxy),
- * forwarded headers from untrusted peers ignored, host routing, path refusals that never reach
- * the app, WebSocket with and without a pass, an unreachable upstream isolated to its app.
+ * The gateway core over real sockets: network allowlists, host routing, path refusals that never
+ * reach the app, WebSocket with and without a pass, an unreachable upstream isolated to its app.
+ * (Forwarded headers through a trusted proxy and from untrusted peers:
+ * test/security/forwarded-for-spoofing.test.ts; identity headers a client sends:
+ * test/security/identity-header-spoofing.test.ts.)
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -47,7 +49,6 @@ after(async () => {
 
 const OFFICE = '127.0.0.1';
 const OUTSIDER = '127.0.0.2';
-const PROXY = '127.0.0.3';
 
 test('an allowlisted client reaches the app; a client from elsewhere gets 403 and the app sees nothing', async () => {
   const before = up.requests.length;
@@ -58,24 +59,6 @@ test('an allowlisted client reaches the app; a client from elsewhere gets 403 an
   assert.equal(no.status, 403);
   assert.match(no.body, /network/i);
   assert.equal(up.requests.length, before + 1);
-});
-
-test('through a trusted proxy, the client is the right-most untrusted X-Forwarded-For entry', async () => {
-  const inOffice = await rawHttp(gw.port, get('/a', 'mail.test', ['X-Forwarded-For: 203.0.113.9, 192.0.2.44']), { localAddress: PROXY });
-  assert.equal(inOffice.status, 200);
-  const seen = JSON.parse(inOffice.body).headers;
-  assert.equal(seen['x-forwarded-for'], '192.0.2.44');
-  const outside = await rawHttp(gw.port, get('/a', 'mail.test', ['X-Forwarded-For: 192.0.2.44, 203.0.113.9']), { localAddress: PROXY });
-  assert.equal(outside.status, 403);
-  const fwd = await rawHttp(gw.port, get('/a', 'mail.test', ['Forwarded: for="[2001:db8::1]:4711", for=192.0.2.7']), { localAddress: PROXY });
-  assert.equal(fwd.status, 200, 'RFC 7239 Forwarded from a trusted proxy is honoured');
-});
-
-test('the same forwarded headers from an untrusted peer are ignored', async () => {
-  for (const h of ['X-Forwarded-For: 192.0.2.44', 'Forwarded: for=192.0.2.44', 'X-Real-IP: 192.0.2.44', 'X-Forwarded-For: 127.0.0.1']) {
-    const r = await rawHttp(gw.port, get('/a', 'mail.test', [h]), { localAddress: OUTSIDER });
-    assert.equal(r.status, 403, h);
-  }
 });
 
 test('an unknown host gets 421 and reaches no app', async () => {
@@ -115,17 +98,6 @@ test('CONNECT and TRACE are refused; lower-case methods are not HTTP', async () 
   assert.equal(c.status, 405);
   const l = await rawHttp(gw.port, get('/', 'mail.test').replace('GET', 'get'), { localAddress: OFFICE });
   assert.equal(l.status, 400);
-});
-
-test('identity headers sent by the client never reach the app, in any spelling', async () => {
-  const r = await rawHttp(
-    gw.port,
-    get('/h', 'mail.test', ['Remote-User: admin', 'remote_user: admin', 'REMOTE.USER: admin', 'Remote-Groups: admins', 'X-Portcullis-Assertion: forged', 'Connection: close, X-Secret', 'X-Secret: 1']),
-    { localAddress: OFFICE },
-  );
-  assert.equal(r.status, 200);
-  const h = JSON.parse(r.body).headers as Record<string, string>;
-  for (const k of Object.keys(h)) assert.doesNotMatch(k, /^remote[-_.]|x-portcullis|x-secret/i, k);
 });
 
 test('a WebSocket echo passes with a pass, and no 101 without one', async () => {

@@ -5,9 +5,9 @@
  * trusted reverse proxy (so every X-Forwarded-For is believed and each attempt really comes from
  * a different source), against a handful of real accounts. It must get nothing but 401 and 429,
  * compromise no account, and leave every targeted user able to sign in from the network they
- * always use. Then: X-Forwarded-For rotated through an UNtrusted peer resets no counter; MFA
- * guessing is throttled; a weak password from the blocklist is refused (`on_weak: deny`) or sent
- * to the password page (`on_weak: change`).
+ * always use. Then: MFA guessing is throttled; a weak password from the blocklist is refused
+ * (`on_weak: deny`) or sent to the password page (`on_weak: change`). (X-Forwarded-For rotated
+ * through an untrusted peer: test/security/forwarded-for-spoofing.test.ts.)
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +18,6 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
 
 const PROXY = '127.0.0.3';
-const OUTSIDER = '127.0.0.2';
 const USERS = ['ann', 'ben', 'cat', 'dan', 'eve'];
 const PW = 'velvet anchor prairie comet 8812';
 
@@ -93,22 +92,6 @@ test('credential stuffing through a trusted proxy: only 401/429, no account fall
     for (const u of USERS) assert.equal((await via(gw, '192.0.2.10').login(u, PW)).status, 303, `${u} can still sign in from the office`);
     // while the attackers' side stays locked even with the right password
     assert.equal((await via(gw, '203.0.113.200').login('ann', PW)).status, 429);
-  } finally {
-    await gw.close();
-  }
-});
-
-test('rotating X-Forwarded-For through an untrusted peer resets no counter', async () => {
-  const gw = await startTestGateway(config(), { users: [{ name: 'ann', password: PW, groups: [] }] });
-  try {
-    const statuses: number[] = [];
-    for (let i = 0; i < 25; i++) {
-      const c = new PortalClient(gw.port, 'mail.test', { localAddress: OUTSIDER, headers: [`X-Forwarded-For: 10.9.${i}.1`] });
-      statuses.push((await c.login(`user${i}`, 'wrong password')).status);
-    }
-    // spray limit: 10 distinct users from one source, whatever the header says
-    assert.deepEqual(statuses.slice(0, 10), Array(10).fill(401));
-    assert.ok(statuses.slice(10).every((s) => s === 429), JSON.stringify(statuses));
   } finally {
     await gw.close();
   }

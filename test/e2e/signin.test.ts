@@ -10,13 +10,16 @@
  *
  * The story: carol signs in, enrols an authenticator from the office, receives ten recovery codes
  * once, reaches the app, which sees who she is and can verify it, signs out, and her old cookie is
- * worthless. dave, who has a device, signs in with a code; a planted cookie does not survive
- * either step; his code works once, even raced from two sessions. Enrolment from home is refused.
- * A user disabled mid-session is out at once, even half-way through signing in. A wrong password,
- * an unknown user and a disabled user are indistinguishable by status, body and time. Sessions
- * end when idle and when old. The assertion verifies against the published keys. Clients cannot
- * forge identity headers. App passwords work only where configured; groups rules decide per user;
- * a password change is held to the policy; cookies are named and flagged for their scheme.
+ * worthless. A recovery code works once. Enrolment from home is refused. A user disabled
+ * mid-session is out at once, even half-way through signing in. Sessions end when idle and when
+ * old. The assertion verifies against the published keys. App passwords work only where
+ * configured; groups rules decide per user; a password change is held to the policy; cookies are
+ * named and flagged for their scheme.
+ *
+ * The attacks once told here have their own narrated files in test/security/: a planted cookie
+ * (session-fixation.test.ts), a code raced from two sessions (totp-replay.test.ts), unknown vs
+ * wrong vs disabled users (user-enumeration.test.ts), forged identity headers
+ * (identity-header-spoofing.test.ts).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,13 +29,11 @@ import { join } from 'node:path';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { ManualClock } from '../../src/clock.js';
 import { generateCode } from '../../src/auth/totp.js';
-import { PasswordHasher, type Argon2Params } from '../../src/auth/password.js';
 import type { AuditEvent } from '../../src/audit/events.js';
 import { hashSessionId } from '../../src/session/sessions.js';
 import { startUpstream, type EchoBody, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway, type TestUser } from '../helpers/gateway.js';
 import { PortalClient, decodeEntities, hiddenField, parseSetCookie, type PortalResponse } from '../helpers/portal.js';
-import { rawHttp } from '../helpers/raw-http.js';
 
 const OFFICE = '127.0.0.1';
 const HOME = '127.0.0.2';
@@ -47,7 +48,6 @@ const PW = {
   dave: 'walnut harbour cinder ribbon 5521',
   erin: 'juniper quarry mosaic beacon 7781',
   frank: 'tundra pepper lattice otter 9043',
-  mallory: 'marble cobalt thistle engine 1102',
   gina: 'pewter saddle monsoon falcon 6671',
   hank: 'velvet anchor prairie comet 8124',
 } as const;
@@ -59,7 +59,6 @@ const USERS: TestUser[] = [
   { name: 'dave', password: PW.dave, groups: ['staff'] },
   { name: 'erin', password: PW.erin, groups: ['staff'], disabled: true },
   { name: 'frank', password: PW.frank, groups: ['staff'] },
-  { name: 'mallory', password: PW.mallory, groups: ['staff'] },
   { name: 'gina', password: PW.gina, groups: ['staff'] },
   { name: 'hank', password: PW.hank, groups: ['staff'] },
 ];
@@ -253,66 +252,6 @@ test('a recovery code stands in for the authenticator exactly once', async () =>
   assert.equal((await d.get('/inbox')).status, 401);
 });
 
-test('dave signs in with a code; a planted cookie survives neither the password nor the code', async () => {
-  // mallory signs in herself and plants her (valid) session id in dave's browser
-  const mallory = client(OFFICE, 'mail.test');
-  assert.equal((await mallory.login('mallory', PW.mallory)).status, 303);
-  const planted = mallory.cookie(COOKIE)!;
-  assert.equal(echoOf(await mallory.get('/')).headers['remote-user'], 'mallory');
-
-  const v = client(OFFICE, 'vault.test');
-  v.jar.set(COOKIE, planted);
-  const login = await v.login('dave', PW.dave, '/inbox');
-  assert.equal(login.status, 303);
-  assert.equal(login.headers.location, '/.portcullis/mfa');
-  const afterPassword = v.cookie(COOKIE)!;
-  assert.match(afterPassword, /^[A-Za-z0-9_-]{43}$/, '256-bit id');
-  assert.notEqual(afterPassword, planted, 'the id set before sign-in is not the one after it');
-  assert.equal((await mallory.get('/')).status, 401, 'the pre-login id no longer works');
-
-  // the password alone opens nothing
-  assert.equal((await v.get('/inbox')).status, 401);
-  assert.equal((await v.navigate('/inbox')).headers.location, '/.portcullis/mfa');
-
-  freshStep();
-  const mfa = await v.submit('/.portcullis/mfa', { code: codeFor(DAVE_SECRET) });
-  assert.equal(mfa.status, 303);
-  assert.equal(mfa.headers.location, '/inbox');
-  const afterCode = v.cookie(COOKIE)!;
-  assert.notEqual(afterCode, afterPassword, 'the id changes again after the code');
-  const stale = client(OFFICE, 'vault.test');
-  stale.jar.set(COOKIE, afterPassword);
-  assert.equal((await stale.get('/inbox')).status, 401, 'the id from between the steps no longer works');
-  assert.equal((await stale.get('/.portcullis/mfa')).headers.location, '/.portcullis/login');
-
-  const app = echoOf(await v.get('/inbox'));
-  assert.equal(app.headers['remote-user'], 'dave');
-  assert.deepEqual(decodeJwt(String(app.headers['x-portcullis-assertion']))['amr'], ['pwd', 'otp']);
-});
-
-test('a code is accepted once per user: raced from two parallel sessions, the second is refused as a replay', async () => {
-  const a = client(OFFICE, 'vault.test');
-  const b = client(OFFICE, 'vault.test');
-  assert.equal((await a.login('dave', PW.dave, '/inbox')).headers.location, '/.portcullis/mfa');
-  assert.equal((await b.login('dave', PW.dave, '/inbox')).headers.location, '/.portcullis/mfa');
-  const ta = hiddenField((await a.get('/.portcullis/mfa')).body, 'csrf')!;
-  const tb = hiddenField((await b.get('/.portcullis/mfa')).body, 'csrf')!;
-  freshStep();
-  const code = codeFor(DAVE_SECRET);
-  const [ra, rb] = await Promise.all([a.post('/.portcullis/mfa', { csrf: ta, code }), b.post('/.portcullis/mfa', { csrf: tb, code })]);
-  assert.deepEqual([ra.status, rb.status].sort(), [303, 401], 'exactly one session gets in');
-  const loser = ra.status === 401 ? ra : rb;
-  assert.match(loser.body, /That code is not valid/);
-  await waitForAudit((e) => e.event === 'totp_replayed' && e.user === 'dave' && e.outcome === 'denied');
-
-  // the same code in a third session, later within its window, is still refused
-  const c = client(OFFICE, 'vault.test');
-  await c.login('dave', PW.dave, '/inbox');
-  clock.advance(1000);
-  assert.equal((await c.submit('/.portcullis/mfa', { code })).status, 401);
-  assert.equal((await c.get('/inbox')).status, 401);
-});
-
 test('a user disabled while signed in is refused at once, and a half-finished sign-in cannot be completed', async () => {
   const full = client(OFFICE, 'mail.test');
   await full.login('gina', PW.gina);
@@ -379,119 +318,6 @@ test('enrolment is refused outside totp.enrol.networks, directly and through a t
   await waitForAudit((e) => e.event === 'network_denied' && e.user === 'frank');
 });
 
-/** Status and body with the CSRF token and the echoed user name taken out, plus the header names. */
-function shape(r: PortalResponse, user: string): { status: number; body: string; headers: string } {
-  const csrf = hiddenField(r.body, 'csrf') ?? '';
-  const body = r.body.replaceAll(csrf, '<csrf>').replace(`value="${user}"`, 'value="<user>"');
-  const headers = Object.entries(r.headers)
-    .filter(([k]) => k !== 'date' && k !== 'content-length')
-    .map(([k, v]) => `${k}: ${v}`)
-    .sort()
-    .join('\n');
-  return { status: r.status, body, headers };
-}
-
-test('a wrong password, an unknown user and a disabled user get the same status, headers and body', async () => {
-  const c = client(HOME, 'mail.test');
-  const attempts: Array<[string, string]> = [
-    ['alice', 'not her password at all'],
-    ['nobody', 'not her password at all'],
-    ['erin', 'not her password at all'],
-    ['erin', PW.erin], // disabled: even the right password says only "incorrect"
-  ];
-  const shapes = [];
-  for (const [user, pw] of attempts) {
-    const r = await c.login(user, pw);
-    assert.equal(r.status, 401, `${user}: ${r.body}`);
-    assert.match(r.body, /Incorrect username or password\./);
-    shapes.push(shape(r, user));
-  }
-  for (const s of shapes.slice(1)) assert.deepEqual(s, shapes[0]);
-  assert.equal(c.cookie(COOKIE), undefined);
-  // the reasons differ only in the audit log
-  const events = await auditEvents();
-  const reasons = events.filter((e) => e.event === 'login_failed').map((e) => e.reason);
-  for (const why of ['wrong password', 'unknown user']) assert.ok(reasons.includes(why), why);
-  assert.ok(
-    events.some((e) => e.event === 'password_refused_correct' && e.user === 'erin' && e.reason === 'user disabled'),
-    'a right password of a disabled account is refused as wrong, and reported',
-  );
-});
-
-test('an unknown or disabled user costs a full password verification, like a wrong password', async () => {
-  // Real-sized hashes here, and the users hashed with the same parameters as the gateway's dummy:
-  // a gateway that skipped the hash for unknown or disabled users would answer them in a fraction
-  // of the time. The machine may be busy, so the three cases are timed back to back in each round
-  // and compared within the round; the medians of those ratios must stay near 1. Every attempt is
-  // a fresh (user, password) pair: a guess this source already got wrong (or right but refused)
-  // is answered without a hash, alike for all three, so repeats would measure nothing.
-  const params: Argon2Params = { memoryCost: 16384, timeCost: 2, parallelism: 1 };
-  const tg = await startTestGateway(config(up.url), { users: USERS.slice(0, 1), clock, argon2: params });
-  try {
-    const h = new PasswordHasher(params);
-    const yaml = [
-      'users:',
-      `  alice: { password: ${JSON.stringify(await h.hash(PW.alice))}, groups: [staff] }`,
-      `  erin: { password: ${JSON.stringify(await h.hash(PW.erin))}, groups: [staff], disabled: true }`,
-      // per round one account tried with a wrong password and one disabled account tried with its
-      // right password, each once
-      ...(await Promise.all(Array.from({ length: 16 }, async (_, i) => `  alice${i}: { password: ${JSON.stringify(await h.hash(`${PW.alice} ${i}`))}, groups: [staff] }`))),
-      ...(await Promise.all(Array.from({ length: 16 }, async (_, i) => `  erin${i}: { password: ${JSON.stringify(await h.hash(`${PW.erin} ${i}`))}, groups: [staff], disabled: true }`))),
-      '',
-    ].join('\n');
-    await writeFile(tg.usersFile, yaml);
-    await tg.gw.rt.reloadUsers();
-    // the least one verification takes here, for scale
-    const stored = tg.gw.rt.users.get('alice')!.passwordHash;
-    let oneHash = Infinity;
-    for (let i = 0; i < 7; i++) {
-      const t0 = performance.now();
-      await h.verify(stored, 'wrong');
-      oneHash = Math.min(oneHash, performance.now() - t0);
-    }
-
-    const c = new PortalClient(tg.port, 'mail.test', { localAddress: OFFICE });
-    const csrf = hiddenField((await c.get('/.portcullis/login')).body, 'csrf')!;
-    const casesFor = (round: number) => ({ wrong: [`alice${round}`, `wrong password ${round}`], unknown: [`nobody${round}`, `wrong password ${round}`], disabled: [`erin${round}`, `${PW.erin} ${round}`] }) as const;
-    type Case = keyof ReturnType<typeof casesFor>;
-    const order: Case[] = ['wrong', 'unknown', 'disabled'];
-    const times: Record<Case, number[]> = { wrong: [], unknown: [], disabled: [] };
-    const ratios: Record<'unknown' | 'disabled', number[]> = { unknown: [], disabled: [] };
-    const perHash: Record<Case, number[]> = { wrong: [], unknown: [], disabled: [] };
-    for (let round = 0; round < 16; round++) {
-      order.push(order.shift()!); // rotate, so no case always runs first
-      const t: Partial<Record<Case, number>> = {};
-      const cases = casesFor(round);
-      clock.advance(16 * 60_000); // each round in fresh throttle windows
-      for (const k of order) {
-        const [username, password] = cases[k];
-        const t0 = performance.now();
-        const r = await c.post('/.portcullis/login', { csrf, username, password });
-        t[k] = performance.now() - t0;
-        assert.equal(r.status, 401, `${k}: ${r.status}`);
-      }
-      // one bare verification in the same round, for scale under the same load
-      const h0 = performance.now();
-      await h.verify(stored, 'wrong');
-      const hashNow = performance.now() - h0;
-      if (round === 0) continue; // warm-up
-      for (const k of order) times[k].push(t[k]!);
-      ratios.unknown.push(t.unknown! / t.wrong!);
-      ratios.disabled.push(t.disabled! / t.wrong!);
-      for (const k of order) perHash[k].push(t[k]! / hashNow);
-    }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-    const m = { wrong: median(times.wrong), unknown: median(times.unknown), disabled: median(times.disabled) };
-    const rm = { unknown: median(ratios.unknown), disabled: median(ratios.disabled) };
-    const detail = `median ms ${JSON.stringify(m)}, median ratios to a wrong password ${JSON.stringify(rm)}, one verification >= ${oneHash.toFixed(1)} ms`;
-    for (const [k, v] of Object.entries(rm)) assert.ok(v > 0.5 && v < 2, `${k} is told apart by time: ${detail}`);
-    // each answer costs about one verification timed in the same round (a ratio under the same load)
-    for (const k of order) assert.ok(median(perHash[k]) >= 0.7, `${k} answered faster than one verification: ${detail}, per-round ratio ${median(perHash[k]).toFixed(2)}`);
-  } finally {
-    await tg.close();
-  }
-});
-
 test('a session ends after the idle timeout, and after the absolute timeout however active', async () => {
   const c = client(OFFICE, 'mail.test');
   await c.login('alice', PW.alice, '/');
@@ -550,43 +376,6 @@ test('the assertion verifies against /.portcullis/jwks.json: aud is the app, amr
   const p2 = (await jwtVerify(t2, jwks, { issuer: 'portcullis', audience: 'mail', currentDate: currentDate() })).payload;
   assert.deepEqual(p2['amr'], ['pwd']);
   assert.equal(p2['email'], 'alice@example.org');
-});
-
-test('identity headers a client sends, in any spelling, never reach the app', async () => {
-  const c = client(OFFICE, 'mail.test');
-  await c.login('alice', PW.alice, '/');
-  const forged = [
-    'Remote-User: bob',
-    'remote_user: bob',
-    'REMOTE.USER: bob',
-    'Remote-user: bob',
-    'Remote-Groups: admins',
-    'remote_groups: admins',
-    'Remote-Email: bob@example.org',
-    'Remote-Name: Bob',
-    'X-Portcullis-Assertion: forged',
-    'x_portcullis_assertion: forged',
-  ];
-  const before = up.requests.length;
-  const r = await rawHttp(
-    gw.port,
-    ['GET /h HTTP/1.1', 'Host: mail.test', 'Connection: close, Remote-Email', `Cookie: ${COOKIE}=${c.cookie(COOKIE)}`, ...forged, '', ''].join('\r\n'),
-    { localAddress: OFFICE },
-  );
-  assert.equal(r.status, 200);
-  const seen = up.requests[before]!;
-  const identity = /^(remote[-_.](user|groups|email|name)|x[-_.]portcullis[-_.]assertion)$/i;
-  const got = [];
-  for (let i = 0; i < seen.rawHeaders.length; i += 2) if (identity.test(seen.rawHeaders[i]!)) got.push(`${seen.rawHeaders[i]!.toLowerCase()}: ${seen.rawHeaders[i + 1]}`);
-  assert.deepEqual(got.filter((h) => !h.startsWith('x-portcullis-assertion')).sort(), ['remote-email: alice@example.org', 'remote-groups: staff', 'remote-user: alice']);
-  assert.equal(got.filter((h) => h.startsWith('x-portcullis-assertion')).length, 1);
-  assert.equal(decodeJwt(String(seen.headers['x-portcullis-assertion'])).sub, 'alice');
-  assert.ok(!JSON.stringify(seen.rawHeaders).includes('bob'), 'nothing of the forged identity arrives');
-
-  // without a session the forged headers get nothing at all
-  const anon = await rawHttp(gw.port, ['GET /h HTTP/1.1', 'Host: mail.test', 'Connection: close', ...forged, '', ''].join('\r\n'), { localAddress: OFFICE });
-  assert.equal(anon.status, 401);
-  assert.equal(up.requests.length, before + 1);
 });
 
 test('app passwords over Basic: accepted on basic_auth paths only, never from a denied network, never the account password', async () => {

@@ -2,7 +2,9 @@
  * Client address resolution. Access rules are written against the client address, so a client
  * that can choose what the gateway believes its address is can walk past every allowlist: the
  * forwarded headers must count only when a trusted proxy wrote them, and only the part of the
- * chain that trusted proxies wrote.
+ * chain that trusted proxies wrote. That security line itself (untrusted peers, the right-most
+ * untrusted walk) is test/security/forwarded-for-spoofing.test.ts; this file keeps the parser's
+ * format cases.
  */
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
@@ -13,67 +15,7 @@ const proxies = CidrSet.parse(['10.0.0.0/8', '2001:db8:ffff::/48']);
 type H = Record<string, string | string[] | undefined>;
 const viaProxy = (headers: H, peer = '10.0.0.2') => resolveClient(peer, headers, proxies, 'http');
 
-describe('resolveClient: untrusted peers', () => {
-  const forged: H = {
-    'x-forwarded-for': '192.0.2.10',
-    'x-forwarded-proto': 'https',
-    'x-forwarded-host': 'mail.example.org',
-    forwarded: 'for=192.0.2.11;proto=https;host=mail.example.org',
-    'x-real-ip': '192.0.2.12',
-  };
-
-  it('ignores every forwarded header from a peer that is not a trusted proxy', () => {
-    assert.deepEqual(resolveClient('198.51.100.7', forged, proxies, 'http'), {
-      ip: '198.51.100.7',
-      proto: 'http',
-      host: null,
-      viaTrustedProxy: false,
-    });
-    assert.deepEqual(resolveClient('198.51.100.7', forged, proxies, 'https').proto, 'https');
-  });
-
-  it('believes the same headers from a trusted proxy', () => {
-    assert.deepEqual(viaProxy(forged), { ip: '192.0.2.10', proto: 'https', host: 'mail.example.org', viaTrustedProxy: true });
-  });
-
-  it('trusts nobody when no proxy is configured', () => {
-    const r = resolveClient('10.0.0.2', forged, CidrSet.empty, 'https');
-    assert.deepEqual(r, { ip: '10.0.0.2', proto: 'https', host: null, viaTrustedProxy: false });
-  });
-
-  it('normalises the peer address', () => {
-    assert.equal(resolveClient('::ffff:198.51.100.7', forged, proxies, 'http').ip, '198.51.100.7');
-    assert.equal(resolveClient('2001:DB8:0:0::1', {}, proxies, 'http').ip, '2001:db8::1');
-    // an IPv4-mapped trusted proxy is the same proxy
-    assert.equal(resolveClient('::ffff:10.0.0.2', forged, proxies, 'http').ip, '192.0.2.10');
-  });
-});
-
 describe('resolveClient: X-Forwarded-For chains', () => {
-  it('takes the right-most address that is not a trusted proxy', () => {
-    // a client-supplied "1.1.1.1" on the left must not win over the address the proxy saw
-    assert.equal(viaProxy({ 'x-forwarded-for': '1.1.1.1, 192.0.2.10' }).ip, '192.0.2.10');
-    assert.equal(viaProxy({ 'x-forwarded-for': '1.1.1.1, 192.0.2.10, 10.1.1.1, 10.2.2.2' }).ip, '192.0.2.10');
-  });
-
-  it('joins repeated headers before walking', () => {
-    assert.equal(viaProxy({ 'x-forwarded-for': ['1.1.1.1', '192.0.2.10, 10.1.1.1'] }).ip, '192.0.2.10');
-  });
-
-  it('takes the left-most entry when every entry is a trusted proxy', () => {
-    assert.equal(viaProxy({ 'x-forwarded-for': '10.3.3.3, 10.1.1.1' }).ip, '10.3.3.3');
-  });
-
-  it('stops at a malformed entry and keeps the last trusted hop', () => {
-    assert.equal(viaProxy({ 'x-forwarded-for': '192.0.2.10, garbage' }).ip, '10.0.0.2');
-    assert.equal(viaProxy({ 'x-forwarded-for': '192.0.2.10, garbage, 10.1.1.1' }).ip, '10.1.1.1');
-    assert.equal(viaProxy({ 'x-forwarded-for': '192.0.2.10, , 10.1.1.1' }).ip, '10.1.1.1');
-    assert.equal(viaProxy({ 'x-forwarded-for': '192.0.2.10,unknown' }).ip, '10.0.0.2');
-    assert.equal(viaProxy({ 'x-forwarded-for': '192.0.2.010' }).ip, '10.0.0.2');
-    assert.equal(viaProxy({ 'x-forwarded-for': 'fe80::1%eth0' }).ip, '10.0.0.2');
-    assert.equal(viaProxy({ 'x-forwarded-for': '192.0.2.10 10.1.1.1' }).ip, '10.0.0.2');
-  });
-
   it('treats an empty header as absent', () => {
     assert.equal(viaProxy({ 'x-forwarded-for': '  ', 'x-real-ip': '192.0.2.5' }).ip, '192.0.2.5');
   });
@@ -105,11 +47,6 @@ describe('resolveClient: X-Forwarded-For chains', () => {
 });
 
 describe('resolveClient: RFC 7239 Forwarded', () => {
-  it('walks for= right to left like X-Forwarded-For', () => {
-    assert.equal(viaProxy({ forwarded: 'for=1.1.1.1, for=192.0.2.43, for=10.1.1.1' }).ip, '192.0.2.43');
-    assert.equal(viaProxy({ forwarded: 'for=10.3.3.3, for=10.1.1.1' }).ip, '10.3.3.3');
-  });
-
   it('reads quoted IPv6 with ports, IPv4 with ports, any letter case', () => {
     assert.equal(viaProxy({ forwarded: 'For="[2001:db8:cafe::17]:4711"' }).ip, '2001:db8:cafe::17');
     assert.equal(viaProxy({ forwarded: 'for="[2001:db8:cafe::17]"' }).ip, '2001:db8:cafe::17');
@@ -133,14 +70,6 @@ describe('resolveClient: RFC 7239 Forwarded', () => {
     assert.equal(viaProxy({ forwarded: 'for=1.1.1.1;host="x, for=192.0.2.99", for=192.0.2.43' }).ip, '192.0.2.43');
     // an unterminated quote swallows the rest, which is then malformed
     assert.equal(viaProxy({ forwarded: 'for=192.0.2.43;host="unterminated, for=10.1.1.1' }).ip, '10.0.0.2');
-  });
-
-  it('takes proto and host from elements written by trusted proxies only', () => {
-    const r = viaProxy({ forwarded: 'for=1.1.1.1;proto=http;host=evil.example, for=192.0.2.43;proto=https;host=Mail.Example.org' });
-    assert.deepEqual(r, { ip: '192.0.2.43', proto: 'https', host: 'mail.example.org', viaTrustedProxy: true });
-    // the element naming the untrusted client did not say: nothing further left is believed
-    const r2 = viaProxy({ forwarded: 'for=1.1.1.1;proto=http;host=evil.example, for=192.0.2.43' });
-    assert.deepEqual([r2.proto, r2.host], ['http', null]);
   });
 
   it('prefers X-Forwarded-For when both are present', () => {

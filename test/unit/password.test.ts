@@ -67,37 +67,6 @@ describe('PasswordHasher', () => {
     assert.ok(performance.now() - t0 < 1000);
   });
 
-  it('takes as long for an unknown user as for a wrong password', async () => {
-    // Parameters heavy enough (a few ms) for the comparison to measure the hash, not noise.
-    const h2 = new PasswordHasher({ memoryCost: 8192, timeCost: 2, parallelism: 1 });
-    await h2.warmUp();
-    const real = await h2.hash('the real password');
-    // Compared within each round (back to back, the order rotating), so that load from other
-    // processes hits all alike; the median of the per-round ratios must stay near 1.
-    const cases: Array<['wrong' | 'unknown' | 'malformed', () => Promise<boolean>]> = [
-      ['wrong', () => h2.verify(real, 'a wrong password')],
-      ['unknown', () => h2.verify(null, 'a wrong password')],
-      ['malformed', () => h2.verify('not-a-hash', 'a wrong password')],
-    ];
-    const ratios: Record<'unknown' | 'malformed', number[]> = { unknown: [], malformed: [] };
-    for (let i = 0; i < 15; i++) {
-      cases.push(cases.shift()!);
-      const t: Partial<Record<'wrong' | 'unknown' | 'malformed', number>> = {};
-      for (const [name, f] of cases) {
-        const t0 = performance.now();
-        assert.equal(await f(), false);
-        t[name] = performance.now() - t0;
-      }
-      ratios.unknown.push(t.unknown! / t.wrong!);
-      ratios.malformed.push(t.malformed! / t.wrong!);
-    }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-    for (const name of ['unknown', 'malformed'] as const) {
-      const m = median(ratios[name]);
-      assert.ok(m > 0.5 && m < 2, `${name} / wrong password, median of per-round ratios: ${m.toFixed(2)}`);
-    }
-  });
-
   it('verifies off the event loop (the libuv pool), so other requests keep being served', async () => {
     const prod = new PasswordHasher(PRODUCTION_PARAMS);
     const h = await prod.hash('pw');
