@@ -26,7 +26,7 @@ import {
   signInAllowed,
   startEnrolment,
 } from '../auth/login.js';
-import { errorPage, PAGE_HEADERS } from '../http/html.js';
+import { CSP, errorPage, PAGE_HEADERS } from '../http/html.js';
 import {
   accountPage,
   enrolOfferPage,
@@ -83,7 +83,7 @@ const same = sameSecret;
 export function portalRoutes(rt: Runtime) {
   return async function (app: FastifyInstance): Promise<void> {
     const send = (reply: FastifyReply, status: number, body: string, extra: Record<string, string> = {}) =>
-      reply.code(status).headers({ ...PAGE_HEADERS, ...extra }).send(body);
+      reply.code(status).headers({ ...PAGE_HEADERS, ...domainCsp(rt.config), ...extra }).send(body);
 
     const fail = (reply: FastifyReply, status: number, message?: string, extra: Record<string, string> = {}) =>
       send(reply, status, errorPage(status, message), extra);
@@ -636,6 +636,16 @@ export function portalRoutes(rt: Runtime) {
       return send(reply, 200, signedOutPage({ loginUrl: '/.portcullis/login' }));
     });
   };
+}
+
+/**
+ * Under `session.domain` a form posted on the portal ends in a redirect back to an app host, and
+ * CSP `form-action` governs redirects after a submission too: the domain's https origins are added.
+ */
+function domainCsp(cfg: CompiledConfig): Record<string, string> {
+  const d = cfg.session.domain;
+  if (d === null) return {};
+  return { 'content-security-policy': CSP.replace("form-action 'self'", `form-action 'self' https://${d}:* https://*.${d}:*`) };
 }
 
 function describe(reasons: readonly string[], minLength: number): string {

@@ -103,7 +103,7 @@ class Browser {
       if (!gone) this.cookies.push({ name: p.name, value: p.value, domain, host: u.hostname, attrs: p.attrs });
     }
     const location = typeof r.headers.location === 'string' ? r.headers.location : undefined;
-    return { status: r.statusCode, body: r.body, location, setCookies: lines };
+    return { status: r.statusCode, body: r.body, location, setCookies: lines, headers: r.headers };
   }
 
   /** The gate's answer for `url` as the full proxy asks it, with this browser's cookies. */
@@ -199,6 +199,9 @@ describe('session.domain: one sign-in across hosts', () => {
     const r = await b.login('https://mail.example.test/inbox');
     assert.equal(r.status, 303);
     assert.equal(r.location, 'https://mail.example.test/inbox');
+    // CSP form-action also governs the redirect after a submission: the domain's https origins are allowed
+    const page = await b.request('GET', 'https://auth.example.test/.portcullis/login');
+    assert.match(String(page.headers['content-security-policy']), /form-action 'self' https:\/\/example\.test:\* https:\/\/\*\.example\.test:\*/);
     const line = r.setCookies.find((l) => l.startsWith(`${DOMAIN_COOKIE}=`));
     assert.ok(line, r.setCookies.join('\n'));
     const c = parseSetCookie(line);
