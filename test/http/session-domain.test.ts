@@ -188,6 +188,13 @@ describe('session.domain: one sign-in across hosts', () => {
     });
     assert.equal(fa.status, 302);
     assert.equal(fa.location, `https://auth.example.test/.portcullis/login?rd=${encodeURIComponent('https://rdp.example.test/desk')}`);
+    // and nginx auth_request gets 401 + the same portal Location
+    const ar = await b.request('GET', 'https://auth.example.test/.portcullis/authz/auth-request', undefined, {
+      'x-original-url': 'https://mail.example.test/inbox',
+      'x-original-method': 'GET',
+    });
+    assert.equal(ar.status, 401);
+    assert.equal(ar.location, `https://auth.example.test/.portcullis/login?rd=${encodeURIComponent('https://mail.example.test/inbox')}`);
     // and the portal host itself serves the form; its root leads to the account page
     const page = await b.request('GET', to);
     assert.equal(page.status, 200);
