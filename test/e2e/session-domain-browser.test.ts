@@ -93,7 +93,10 @@ test('one sign-in on the portal reaches both app hosts; logout on one ends both'
   const context = await b.newContext({ javaScriptEnabled: false, ignoreHTTPSErrors: true });
   const page = await context.newPage();
 
+  const first = page.waitForResponse((r) => r.url() === url('mail.example.test', '/inbox?folder=1'));
   await page.goto(url('mail.example.test', '/inbox?folder=1'));
+  // the app host itself (the full proxy) sends the browser straight to the portal
+  assert.equal((await first).headers()['location'], url('auth.example.test', `/.portcullis/login?rd=${encodeURIComponent(url('mail.example.test', '/inbox?folder=1'))}`));
   const login = new URL(page.url());
   assert.equal(login.host, `auth.example.test:${port}`, 'the sign-in page is on the portal host');
   assert.equal(login.pathname, '/.portcullis/login');
