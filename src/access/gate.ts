@@ -3,7 +3,7 @@
  * WebSocket upgrade handler and the forward-auth endpoints all come through here, so the three
  * can never disagree.
  */
-import type { CompiledApp, CompiledConfig } from '../config/types.js';
+import { hostUnderDomain, type CompiledApp, type CompiledConfig } from '../config/types.js';
 import type { AuditEventName } from '../audit/events.js';
 import { normalizeRequestTarget } from '../net/path.js';
 import { decide, type Decision, type Subject } from '../policy/decide.js';
@@ -80,13 +80,13 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
     if (r.kind !== 'ok') return r.result;
     identity = { user: r.user, amr: ['pwd'], session: null };
   } else {
-    const s = await rt.sessions.lookup(req.sessionId);
+    const s = await rt.sessions.lookup(req.sessionId, req.sessionScope);
     if (s) {
       const user = rt.users.get(s.rec.user);
       if (!user || user.disabled) {
         await rt.sessions.destroy(s);
       } else if (s.rec.pending !== 'none') {
-        return { kind: 'step', app, location: stepLocation(s.rec.pending) };
+        return { kind: 'step', app, location: `${portalFor(cfg, req.host, req.proto) ?? ''}${stepLocation(s.rec.pending)}` };
       } else identity = { user, amr: s.rec.amr, session: s };
     }
   }
@@ -102,7 +102,9 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
       audit(rt, 'access_denied', req, app, `${d.reason}; app passwords cannot satisfy mfa`, identity.user.name);
       return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: 'mfa required' };
     }
-    return { kind: 'step', app, location: `/.portcullis/mfa?rd=${encodeURIComponent(req.target)}` };
+    const portal = portalFor(cfg, req.host, req.proto);
+    const here = portal ? `${req.proto}://${req.host}${req.target}` : req.target;
+    return { kind: 'step', app, location: `${portal ?? ''}/.portcullis/mfa?rd=${encodeURIComponent(here)}` };
   }
   return { kind: 'proxy', app, rawTarget: req.target, identity, decision: d };
 }
@@ -114,6 +116,30 @@ function denied(rt: Runtime, req: GateRequest, app: CompiledApp, d: Decision, us
   }
   audit(rt, 'access_denied', req, app, d.reason, user);
   return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: d.reason };
+}
+
+/**
+ * The portal's origin when `host` signs in there (`session.domain` covers it, over https), else
+ * null: its sign-in pages are its own.
+ */
+export function portalFor(cfg: CompiledConfig, host: string | undefined, proto: 'http' | 'https'): string | null {
+  const p = cfg.session.portal;
+  if (!p || proto !== 'https' || cfg.session.domain === null) return null;
+  const h = hostOnly(host);
+  return h !== null && hostUnderDomain(h, cfg.session.domain) ? p.origin : null;
+}
+
+/**
+ * Where a browser signs in to reach `target` on `host`: the portal with an absolute `rd` when
+ * `session.domain` covers the host; else this host's own login page, `rd` absolute only when
+ * `absolute` (forward-auth, where the page is reached through another proxy).
+ */
+export function loginLocation(cfg: CompiledConfig, o: { proto: 'http' | 'https'; host: string; target: string }, absolute: boolean): string {
+  const portal = portalFor(cfg, o.host, o.proto);
+  const here = `${o.proto}://${o.host}${o.target}`;
+  if (portal) return `${portal}/.portcullis/login?rd=${encodeURIComponent(here)}`;
+  if (absolute) return `${o.proto}://${o.host}/.portcullis/login?rd=${encodeURIComponent(here)}`;
+  return `/.portcullis/login?rd=${encodeURIComponent(o.target)}`;
 }
 
 export function stepLocation(pending: 'mfa' | 'enrol' | 'password' | 'none'): string {

@@ -20,6 +20,11 @@ export interface GateRequest {
   proto: 'http' | 'https';
   /** Session cookie value, if any. */
   sessionId: string | undefined;
+  /**
+   * With `session.domain` set: the Domain of the cookie `sessionId` came in (null: a per-host
+   * cookie); a session made for another scope is no session here. Undefined: not checked.
+   */
+  sessionScope?: string | null | undefined;
   authorization: string | undefined;
 }
 

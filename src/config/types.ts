@@ -118,6 +118,28 @@ export interface NotifyConfig {
   events: ReadonlySet<string>;
 }
 
+/**
+ * `session`: timeouts, and optionally one sign-in across the hosts under `domain`: their session
+ * cookie is `__Secure-portcullis` with `Domain=<domain>`, and their sign-in pages live on `portal`.
+ */
+/**
+ * Whether `host` (lower case, no port) is `domain` or a name under it, at a label boundary:
+ * `evilexample.org` is not under `example.org`. The one test for "covered by session.domain".
+ */
+export function hostUnderDomain(host: string, domain: string): boolean {
+  return host === domain || host.endsWith(`.${domain}`);
+}
+
+export interface SessionConfig {
+  idleTimeoutMs: number;
+  absoluteTimeoutMs: number;
+  graceMs: number;
+  /** Lower-case DNS name (`session.domain`), or null: per-host `__Host-` cookies. */
+  domain: string | null;
+  /** With `domain`: the portal's origin (`https://auth.example.org`) and host (no port). */
+  portal: { origin: string; host: string } | null;
+}
+
 export interface CompiledConfig {
   /** Absolute path of the YAML file. */
   file: string;
@@ -133,7 +155,7 @@ export interface CompiledConfig {
   workers: number;
   networks: ReadonlyMap<string, CidrSet>;
   usersFile: string;
-  session: { idleTimeoutMs: number; absoluteTimeoutMs: number; graceMs: number };
+  session: SessionConfig;
   totp: TotpConfig;
   passwordPolicy: PasswordPolicy;
   loginLimits: LoginLimits;

@@ -9,11 +9,11 @@ import { ERRORS } from '../errors.js';
 import { validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import type { Runtime } from '../runtime.js';
-import { gate } from '../access/gate.js';
+import { gate, hostOnly, loginLocation } from '../access/gate.js';
 import { safe } from '../proxy/headers.js';
 import { identityHeaders } from '../access/identity.js';
 import { wantsHtml, wantsJson } from '../proxy/handler.js';
-import { sessionCookieName } from '../session/sessions.js';
+import { sessionCookieFor } from '../session/sessions.js';
 import { clientInfo, readSessionCookie } from './request-context.js';
 
 function one(v: string | string[] | undefined): string | undefined {
@@ -64,14 +64,16 @@ export function authzRoutes(rt: Runtime) {
       }
       if (!o) return reply.code(400).send({ error: 'missing or malformed original request' });
       const info = clientInfo(req.raw, cfg);
-      const cookieName = sessionCookieName(o.proto === 'https');
+      // the cookie of the host the client asked for (the portal's Domain cookie under session.domain)
+      const cookie = sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
       const r = await gate(rt, cfg, {
         method: o.method,
         target: o.target,
         host: o.host,
         ip: info.ip,
         proto: o.proto,
-        sessionId: readSessionCookie(req.headers.cookie, cookieName),
+        sessionId: readSessionCookie(req.headers.cookie, cookie.name),
+        sessionScope: cfg.session.domain === null ? undefined : cookie.domain,
         authorization: req.headers.authorization,
       });
       if (r.kind === 'proxy') {
@@ -91,7 +93,8 @@ export function authzRoutes(rt: Runtime) {
       const origin = `${o.proto}://${o.host}`;
       if (r.kind === 'signin' || r.kind === 'step') {
         if (r.kind === 'signin' && r.basic) return reply.code(401).header('www-authenticate', `Basic realm="${r.app.name}", charset="UTF-8"`).send();
-        const location = r.kind === 'step' ? `${origin}${r.location}` : `${origin}/.portcullis/login?rd=${encodeURIComponent(origin + o.target)}`;
+        // under session.domain both lead to the portal (absolute already); else to this host's own pages
+        const location = r.kind === 'step' ? (r.location.startsWith('/') ? `${origin}${r.location}` : r.location) : loginLocation(cfg, o, true);
         // nginx auth_request understands only 2xx/401/403: 401 + Location, and nginx redirects browsers
         if (mode === 'auth-request') return reply.code(401).header('location', location).send();
         if (wantsJson(req.raw)) {

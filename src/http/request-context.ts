@@ -3,7 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import type { CompiledConfig } from '../config/types.js';
 import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
-import { sessionCookieName } from '../session/sessions.js';
+import { sessionCookieFor } from '../session/sessions.js';
 import { hostOnly, type GateRequest } from '../access/gate.js';
 
 /** What the gateway knows about a request's origin, resolved once and attached to the request. */
@@ -17,19 +17,24 @@ export interface ClientInfo {
    * is not used: the gateway routes on Host, and the app must be told the host that was judged.
    */
   host: string;
+  /** The session cookie's name and Domain for this host (see sessionCookieFor). */
   cookieName: string;
+  cookieDomain: string | null;
 }
 
 export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInfo {
   const ownProto = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
   const f = resolveClient(peerAddress(req.socket), req.headers, cfg.trustedProxies, ownProto);
   const proto = f.proto ?? ownProto;
+  const host = routedHost(req.headers.host);
+  const cookie = sessionCookieFor(cfg.session, hostOnly(host) ?? '', proto === 'https');
   const info: ClientInfo = {
     cfg,
     ip: f.ip,
     proto,
-    host: routedHost(req.headers.host),
-    cookieName: sessionCookieName(proto === 'https'),
+    host,
+    cookieName: cookie.name,
+    cookieDomain: cookie.domain,
   };
   // not cached on the request object: adding a property to IncomingMessage would change its
   // shape and slow every later access to it inside node's http code
@@ -45,8 +50,14 @@ export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateReque
     ip: info.ip,
     proto: info.proto,
     sessionId: readSessionCookie(req.headers.cookie, info.cookieName),
+    sessionScope: sessionScopeOf(info),
     authorization: req.headers.authorization,
   };
+}
+
+/** The scope a session must have to count on this request: checked only when `session.domain` is set. */
+export function sessionScopeOf(info: Pick<ClientInfo, 'cfg' | 'cookieDomain'>): string | null | undefined {
+  return info.cfg.session.domain === null ? undefined : info.cookieDomain;
 }
 
 /** The Host header as routed (see ClientInfo.host); '' when there is none usable. */

@@ -10,8 +10,8 @@ import QRCode from 'qrcode';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import { ERRORS } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { clientInfo, readSessionCookie, type ClientInfo } from '../http/request-context.js';
-import { appForHost, stepLocation } from '../access/gate.js';
+import { clientInfo, readSessionCookie, sessionScopeOf, type ClientInfo } from '../http/request-context.js';
+import { appForHost, hostOnly, portalFor, stepLocation } from '../access/gate.js';
 import type { OpenSession } from '../session/sessions.js';
 import {
   changePassword,
@@ -26,7 +26,7 @@ import {
   signInAllowed,
   startEnrolment,
 } from '../auth/login.js';
-import { errorPage, PAGE_HEADERS } from '../http/html.js';
+import { CSP, errorPage, PAGE_HEADERS } from '../http/html.js';
 import {
   accountPage,
   enrolOfferPage,
@@ -54,7 +54,13 @@ type Form = Record<string, string | undefined>;
 interface Ctx {
   cfg: CompiledConfig;
   info: ClientInfo;
+  /**
+   * The app whose rules admit this client: the host's own; on the `session.portal` host (no
+   * app's), the app of `rd` (the request's, else the session's), or the first app.
+   */
   app: CompiledApp;
+  /** On the portal host, whether the request named its own `rd` (else the session's decides). */
+  portalRd: 'given' | 'none' | null;
 }
 
 /**
@@ -77,21 +83,51 @@ const same = sameSecret;
 export function portalRoutes(rt: Runtime) {
   return async function (app: FastifyInstance): Promise<void> {
     const send = (reply: FastifyReply, status: number, body: string, extra: Record<string, string> = {}) =>
-      reply.code(status).headers({ ...PAGE_HEADERS, ...extra }).send(body);
+      reply.code(status).headers({ ...PAGE_HEADERS, ...domainCsp(rt.config), ...extra }).send(body);
 
     const fail = (reply: FastifyReply, status: number, message?: string, extra: Record<string, string> = {}) =>
       send(reply, status, errorPage(status, message), extra);
 
-    /** Host -> app, or a 421 already sent. */
+    /** Host -> app (on the portal host: rd -> app), or a 421 already sent. */
     function ctx(req: FastifyRequest, reply: FastifyReply): Ctx | null {
       const cfg = rt.config;
       const info = clientInfo(req.raw, cfg);
-      const a = appForHost(cfg, req.headers.host);
-      if (!a) {
-        void fail(reply, 421);
-        return null;
+      const own = appForHost(cfg, req.headers.host);
+      if (own) return { cfg, info, app: own, portalRd: null };
+      if (cfg.session.portal && hostOnly(req.headers.host) === cfg.session.portal.host && cfg.apps.length > 0) {
+        const q = req.query as Form | undefined;
+        const body = req.body !== null && typeof req.body === 'object' ? (req.body as Form) : undefined;
+        const rd = typeof q?.rd === 'string' ? q.rd : typeof body?.rd === 'string' ? body.rd : undefined;
+        return { cfg, info, app: appOfRd(cfg, rd), portalRd: rd !== undefined && rd !== '' ? 'given' : 'none' };
       }
-      return { cfg, info, app: a };
+      void fail(reply, 421);
+      return null;
+    }
+
+    /** The app an absolute `rd` leads to; the first app when it names none. */
+    function appOfRd(cfg: CompiledConfig, rd: string | undefined): CompiledApp {
+      const safe = safeRedirect(rd, cfg);
+      if (safe && !safe.startsWith('/')) {
+        const a = cfg.appsByHost.get(new URL(safe).hostname.toLowerCase());
+        if (a) return a;
+      }
+      return cfg.apps[0]!;
+    }
+
+    /**
+     * Under `session.domain`, the sign-in pages of an app host live on the portal: a GET of one
+     * here is sent there (303), `rd` made absolute so it leads back. True when it was sent.
+     */
+    function toPortal(req: FastifyRequest, reply: FastifyReply, c: Ctx): boolean {
+      const portal = portalFor(c.cfg, req.headers.host, c.info.proto);
+      if (!portal || c.portalRd !== null || hostOnly(req.headers.host) === c.cfg.session.portal?.host) return false;
+      const url = new URL(req.raw.url ?? '/', 'http://portcullis.invalid');
+      const rd = url.searchParams.get('rd');
+      const safe = rd === null ? null : safeRedirect(rd, c.cfg);
+      if (safe === null) url.searchParams.delete('rd');
+      else url.searchParams.set('rd', safe.startsWith('/') ? `${c.info.proto}://${String(req.headers.host)}${safe}` : safe);
+      void reply.code(303).header('location', `${portal}${url.pathname}${url.search}`).header('cache-control', 'no-store').send();
+      return true;
     }
 
     const csrfCookie = (c: Ctx) => (c.info.proto === 'https' ? '__Host-portcullis-csrf' : 'portcullis_dev_csrf');
@@ -102,6 +138,8 @@ export function portalRoutes(rt: Runtime) {
       sameSite: 'lax' as const,
       ...(maxAgeSec !== undefined ? { maxAge: maxAgeSec } : {}),
     });
+    /** The session cookie's attributes: the above, and `Domain=<session.domain>` where it covers this host. */
+    const sessionCookieOpts = (c: Ctx) => ({ ...cookieOpts(c), ...(c.info.cookieDomain ? { domain: c.info.cookieDomain } : {}) });
 
     /**
      * The origins this page is served under, as the browser sees them: behind a trusted proxy on
@@ -163,8 +201,10 @@ export function portalRoutes(rt: Runtime) {
 
     /** The live session, unless its user has since been removed or disabled (then it ends here). */
     async function session(req: FastifyRequest, c: Ctx): Promise<OpenSession | null> {
-      const s = await rt.sessions.lookup(readSessionCookie(req.headers.cookie, c.info.cookieName));
+      const s = await rt.sessions.lookup(readSessionCookie(req.headers.cookie, c.info.cookieName), sessionScopeOf(c.info));
       if (!s) return null;
+      // on the portal host, a page that names no rd is judged for the app the sign-in is for
+      if (c.portalRd === 'none' && s.rec.rd) c.app = appOfRd(c.cfg, s.rec.rd);
       const u = rt.users.get(s.rec.user);
       if (u && !u.disabled) return s;
       await rt.sessions.destroy(s);
@@ -172,7 +212,7 @@ export function portalRoutes(rt: Runtime) {
     }
 
     function setSession(reply: FastifyReply, c: Ctx, s: OpenSession): void {
-      reply.setCookie(c.info.cookieName, s.id, cookieOpts(c));
+      reply.setCookie(c.info.cookieName, s.id, sessionCookieOpts(c));
     }
 
     function rdOf(c: Ctx, raw: string | undefined): string | null {
@@ -227,6 +267,7 @@ export function portalRoutes(rt: Runtime) {
     async function signedIn(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession } | null> {
       const c = ctx(req, reply);
       if (!c) return null;
+      if (req.method === 'GET' && toPortal(req, reply, c)) return null;
       const s = await session(req, c);
       if (!s) {
         void reply.redirect('/.portcullis/login', 303);
@@ -256,7 +297,7 @@ export function portalRoutes(rt: Runtime) {
     // ---------- login ----------
     app.get('/.portcullis/login', async (req, reply) => {
       const c = ctx(req, reply);
-      if (!c) return reply;
+      if (!c || toPortal(req, reply, c)) return reply;
       const q = req.query as Form;
       const rd = rdOf(c, q.rd);
       // decided on the client's network alone, never on `rd` (a bypass target admits nobody)
@@ -301,6 +342,7 @@ export function portalRoutes(rt: Runtime) {
             mustChangePassword: r.mustChange && r.next !== 'password',
             // the password was proved just now: enrolling right after needs no second entry
             reauthAt: rt.clock.now(),
+            scope: c.info.cookieDomain,
           });
           if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: r.user.name, app: c.app.name, amr: s.rec.amr });
           setSession(reply, c, s);
@@ -515,7 +557,7 @@ export function portalRoutes(rt: Runtime) {
     // ---------- password change ----------
     app.get('/.portcullis/password', async (req, reply) => {
       const c = ctx(req, reply);
-      if (!c) return reply;
+      if (!c || toPortal(req, reply, c)) return reply;
       const s = await session(req, c);
       if (!s) return reply.redirect(`/.portcullis/login?rd=${encodeURIComponent('/.portcullis/password')}`, 303);
       if (!admitted(reply, c, s.rec.user)) return reply;
@@ -554,7 +596,7 @@ export function portalRoutes(rt: Runtime) {
       }
       // every session of the user has ended; this browser continues in a fresh one
       rt.sessions.forget(s.idHash);
-      const n = await rt.sessions.create({ user: s.rec.user, amr: s.rec.amr, pending: 'none', ip: c.info.ip, rd: s.rec.rd });
+      const n = await rt.sessions.create({ user: s.rec.user, amr: s.rec.amr, pending: 'none', ip: c.info.ip, rd: s.rec.rd, scope: c.info.cookieDomain });
       if (required) await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
       return send(reply, 200, passwordPage({ csrf: n.rec.csrf, required: false, done: true, next: n.rec.rd ?? '/' }));
@@ -588,12 +630,22 @@ export function portalRoutes(rt: Runtime) {
           rt.audit.record({ event: 'session_revoked', ip: c.info.ip, user: s.rec.user, app: c.app.name, outcome: 'info', reason: `signed out everywhere (${ended} other sessions)` });
         }
       }
-      reply.clearCookie(c.info.cookieName, cookieOpts(c));
+      reply.clearCookie(c.info.cookieName, sessionCookieOpts(c));
       const rd = rdOf(c, f.rd ?? q.rd);
       if (rd) return reply.code(303).header('location', rd).send();
       return send(reply, 200, signedOutPage({ loginUrl: '/.portcullis/login' }));
     });
   };
+}
+
+/**
+ * Under `session.domain` a form posted on the portal ends in a redirect back to an app host, and
+ * CSP `form-action` governs redirects after a submission too: the domain's https origins are added.
+ */
+function domainCsp(cfg: CompiledConfig): Record<string, string> {
+  const d = cfg.session.domain;
+  if (d === null) return {};
+  return { 'content-security-policy': CSP.replace("form-action 'self'", `form-action 'self' https://${d}:* https://*.${d}:*`) };
 }
 
 function describe(reasons: readonly string[], minLength: number): string {

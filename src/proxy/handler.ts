@@ -7,7 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERRORS, isPortcullisError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { clientInfo, gateRequestOf } from '../http/request-context.js';
-import { gate, type GateResult } from '../access/gate.js';
+import { gate, hostOnly, loginLocation, type GateResult } from '../access/gate.js';
+import type { CompiledConfig } from '../config/types.js';
 
 import { forward, sendPage } from './forward.js';
 import { identityHeaders } from '../access/identity.js';
@@ -57,9 +58,10 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   return (req, res) => {
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
+    if (portalOnly(cfg, req.headers.host)) return portalHome(req, res);
     gate(rt, cfg, gateRequestOf(req, info))
       .then((r) => {
-        if (r.kind !== 'proxy') return render(req, res, r);
+        if (r.kind !== 'proxy') return render(req, res, r, cfg, info.proto);
         const ctx = { cfg, app: r.app, pools: deps.pools, sessionCookie: info.cookieName, observe: deps.observe };
         const viaAppPassword = !!r.identity && !r.identity.session;
         const go = (identity: IdentityHeaders | null) =>
@@ -75,7 +77,23 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   };
 }
 
-export function render(req: IncomingMessage, res: ServerResponse, r: Exclude<GateResult, { kind: 'proxy' }>): void {
+/** Whether `host` is the `session.portal` host and no app's: it serves sign-in pages and nothing else. */
+function portalOnly(cfg: CompiledConfig, host: string | undefined): boolean {
+  const p = cfg.session.portal;
+  if (!p) return false;
+  const h = hostOnly(host);
+  return h === p.host && !cfg.appsByHost.has(h);
+}
+
+/** The portal host outside `/.portcullis/`: its root leads to the account page, anything else is not found. */
+function portalHome(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  const path = (req.url ?? '/').split('?')[0];
+  if ((req.method === 'GET' || req.method === 'HEAD') && path === '/') return redirect(res, '/.portcullis/account');
+  sendPage(res, 404);
+}
+
+export function render(req: IncomingMessage, res: ServerResponse, r: Exclude<GateResult, { kind: 'proxy' }>, cfg: CompiledConfig, proto: 'http' | 'https'): void {
   req.resume();
   switch (r.kind) {
     case 'error': {
@@ -88,9 +106,9 @@ export function render(req: IncomingMessage, res: ServerResponse, r: Exclude<Gat
       if (r.basic) {
         sendPage(res, 401, { 'www-authenticate': `Basic realm="${r.app.name}", charset="UTF-8"` });
       } else if (wantsJson(req)) {
-        signInJson(res, 'signed_out', `/.portcullis/login?rd=${encodeURIComponent(r.rd)}`);
+        signInJson(res, 'signed_out', loginLocation(cfg, { proto, host: req.headers.host ?? '', target: r.rd }, false));
       } else if (wantsHtml(req)) {
-        redirect(res, `/.portcullis/login?rd=${encodeURIComponent(r.rd)}`);
+        redirect(res, loginLocation(cfg, { proto, host: req.headers.host ?? '', target: r.rd }, false));
       } else {
         sendPage(res, 401, { 'www-authenticate': 'Portcullis realm="portcullis"' });
       }

@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache';
 import type { Clock, Random } from '../clock.js';
 import type { Factor, SessionRecord, SessionStore } from '../store/ports.js';
 import { PortcullisError, isPortcullisError } from '../errors.js';
+import { hostUnderDomain, type SessionConfig } from '../config/types.js';
 
 export interface SessionTimeouts {
   idleMs: number;
@@ -68,6 +69,8 @@ export class SessionManager {
     rd?: string | undefined;
     mustChangePassword?: boolean;
     reauthAt?: number;
+    /** The cookie's Domain when it covers many hosts (`session.domain`); absent for a per-host cookie. */
+    scope?: string | null | undefined;
   }): Promise<OpenSession> {
     const now = this.deps.clock.now();
     const id = this.deps.random.bytes(ID_BYTES).toString('base64url');
@@ -82,14 +85,26 @@ export class SessionManager {
       rd: init.rd,
       ...(init.mustChangePassword ? { mustChangePassword: true } : {}),
       ...(init.reauthAt !== undefined ? { reauthAt: init.reauthAt } : {}),
+      ...(init.scope ? { scope: init.scope } : {}),
     };
     const idHash = hashSessionId(id);
     await this.deps.store.set(idHash, rec, this.ttl(rec, now));
     return { id, idHash, rec };
   }
 
-  /** The live session for a cookie value, or null (unknown, malformed, expired). */
-  async lookup(id: string | undefined | null): Promise<OpenSession | null> {
+  /**
+   * The live session for a cookie value, or null (unknown, malformed, expired). With `scope`
+   * given (the Domain of the cookie it came in, null for a per-host cookie), a session made for
+   * another scope is null too: a `session.domain` session is no session on a host outside that
+   * domain, whatever cookie carries it there, and a per-host one none under the domain.
+   */
+  async lookup(id: string | undefined | null, scope?: string | null): Promise<OpenSession | null> {
+    const s = await this.lookupAny(id);
+    if (s && scope !== undefined && (s.rec.scope ?? null) !== scope) return null;
+    return s;
+  }
+
+  private async lookupAny(id: string | undefined | null): Promise<OpenSession | null> {
     if (!id || !ID_RE.test(id)) return null;
     const idHash = hashSessionId(id);
     const now = this.deps.clock.now();
@@ -199,6 +214,22 @@ export class SessionManager {
     const t = this.deps.timeouts();
     return Math.max(1, Math.min(rec.createdAt + t.absoluteMs, rec.lastSeenAt + t.idleMs) - now);
   }
+}
+
+/** The session cookie a request reads and a response sets: its name, and its Domain (null: host-only). */
+export interface SessionCookie {
+  name: string;
+  domain: string | null;
+}
+
+/**
+ * The session cookie for a host (lower case, no port): `__Secure-portcullis` with
+ * `Domain=<session.domain>` over https on a host under `session.domain` (one sign-in for all of
+ * them); otherwise the per-host cookie of `sessionCookieName`.
+ */
+export function sessionCookieFor(session: Pick<SessionConfig, 'domain'>, host: string, secure: boolean): SessionCookie {
+  if (secure && session.domain !== null && hostUnderDomain(host, session.domain)) return { name: '__Secure-portcullis', domain: session.domain };
+  return { name: sessionCookieName(secure), domain: null };
 }
 
 /**

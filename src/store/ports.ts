@@ -31,6 +31,8 @@ export interface SessionRecord {
   reauthAt?: number | undefined;
   /** When the holder last proved a second factor in this session (replacing or removing one needs it fresh). */
   factorAt?: number | undefined;
+  /** `session.domain` when the session's cookie covers that domain; absent for a per-host cookie. */
+  scope?: string | undefined;
 }
 
 export interface SessionStore {

@@ -150,7 +150,7 @@ describe('a valid configuration', () => {
     assert.equal(config.usersFile, join(tmp.dir, 'config/users.yaml'));
     assert.equal(config.networks.get('office')!.contains('2001:db8:10:ffff::1'), true);
     assert.equal(config.networks.get('vpn')!.contains('192.0.2.1'), false);
-    assert.deepEqual(config.session, { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000, graceMs: 120_000 });
+    assert.deepEqual(config.session, { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000, graceMs: 120_000, domain: null, portal: null });
     assert.equal(config.totp.issuer, 'Example Mail');
     assert.equal(config.totp.enrolNetworks.contains('192.0.2.9'), true);
     assert.equal(config.totp.enrolNetworks.contains('198.51.100.9'), false);
@@ -270,7 +270,7 @@ describe('a valid configuration', () => {
     assert.equal(c.usersFile, '/srv/portcullis/config/users.yaml');
     assert.deepEqual(c.store, { kind: 'memory' });
     assert.equal(c.workers, 1);
-    assert.deepEqual(c.session, { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 43_200_000, graceMs: 0 });
+    assert.deepEqual(c.session, { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 43_200_000, graceMs: 0, domain: null, portal: null });
     assert.equal(c.totp.period, 30);
     assert.equal(c.totp.digits, 6);
     assert.equal(c.totp.algorithm, 'SHA1');
