@@ -3,7 +3,9 @@
  * change and SIGHUP, graceful shutdown. `portcullis serve` and the end-to-end tests use this.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { mkdir, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { createFileExclusive } from './util/atomic-write.js';
 import type { CompiledConfig } from './config/types.js';
 import { loadConfigFile, formatIssues } from './config/index.js';
 import { createLogger } from './audit/logger.js';
@@ -56,15 +58,21 @@ export class Gateway {
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const logger = opts.logger ?? createLogger();
-    const loaded = await loadConfigFile(opts.configFile);
+    const env = opts.env ?? process.env;
+    const loaded = await loadConfigFile(opts.configFile, { env });
     if (!loaded.ok) throw new Error(`configuration rejected:\n${formatIssues(loaded.issues)}`);
     const cfg = loaded.config;
-    const env = opts.env ?? process.env;
     const first = await ensureUsersFile(cfg.usersFile, new PasswordHasher(opts.argon2 ?? paramsFromEnv(env)), opts.random ?? cryptoRandom);
     if (first.created && first.adminPassword) {
       const say = opts.announce ?? ((l: string) => process.stderr.write(`${l}\n`));
+      // a container's log may be gone (or shared) by the time someone looks: keep it in a file too
+      const file = await writeInitialPassword(cfg.dataDir, first.adminPassword).catch((err: Error) => {
+        logger.warn({ err: err.message }, 'could not write the first admin password to data_dir');
+        return null;
+      });
       say(`portcullis: created ${cfg.usersFile} with user "admin" and password: ${first.adminPassword}`);
-      say('portcullis: this password is shown once. Sign in and enrol an authenticator; change it with `portcullis user passwd admin --password-stdin`.');
+      if (file) say(`portcullis: the password is also in ${file} (mode 0600); delete that file once you have signed in and changed it.`);
+      say('portcullis: sign in and enrol an authenticator; change the password with `portcullis user passwd admin --password-stdin`.');
     }
     const rt = await createRuntime(cfg, { ...opts, logger });
     // before the listener opens: a lockdown state that cannot be read is assumed on
@@ -105,7 +113,7 @@ export class Gateway {
 
   private async doReload(trigger: string): Promise<ReloadOutcome> {
     const rt = this.rt;
-    const loaded = await loadConfigFile(this.opts.configFile);
+    const loaded = await loadConfigFile(this.opts.configFile, { env: this.opts.env ?? process.env });
     if (!loaded.ok) {
       rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: ${formatIssues(loaded.issues).replace(/\n/g, '; ')}` });
       rt.logger.error({ errors: loaded.issues.length, trigger }, `configuration rejected, keeping the running one:\n${formatIssues(loaded.issues)}`);
@@ -186,4 +194,16 @@ export class Gateway {
     await this.rt.stores.close();
     await this.rt.hasher.close();
   }
+}
+
+/** Where the first-start admin password is written (besides the log), mode 0600. */
+export const INITIAL_PASSWORD_FILE = 'initial-admin-password';
+
+async function writeInitialPassword(dataDir: string, password: string): Promise<string> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const file = join(dataDir, INITIAL_PASSWORD_FILE);
+  // a file left from an earlier first start belongs to a users file that no longer exists
+  await unlink(file).catch(() => undefined);
+  await createFileExclusive(file, `${password}\n`, 0o600);
+  return file;
 }
