@@ -48,6 +48,11 @@ export class Gateway {
   private metrics: GatewayMetrics | null = null;
   private notifier: Notifier | null = null;
   private lockdownWatch: LockdownWatch | null = null;
+  /** Set when a shutdown begins: /readyz answers 503 from then on. */
+  private stopping: string | null = null;
+  private shuttingDown: Promise<void> | null = null;
+  private hurryNow: () => void = () => undefined;
+  private readonly hurried = new Promise<void>((resolve) => (this.hurryNow = resolve));
 
   private constructor(
     readonly rt: RuntimeImpl,
@@ -87,7 +92,12 @@ export class Gateway {
     followLockdown(rt);
     rt.attack.startTicking();
     try {
-      gw.admin = await startAdminServer(rt, { metrics, reload: (trigger) => gw.reload(trigger), limits: opts.connectionLimits });
+      gw.admin = await startAdminServer(rt, {
+        metrics,
+        reload: (trigger) => gw.reload(trigger),
+        notReady: () => (gw.stopping ? `shutting down (${gw.stopping})` : null),
+        limits: opts.connectionLimits,
+      });
     } catch (err) {
       await gw.close();
       throw new Error(`admin listener ${cfg.admin.listen.host}:${cfg.admin.listen.port}: ${(err as Error).message}`, { cause: err });
@@ -172,6 +182,44 @@ export class Gateway {
         this.rt.logger.warn({ dir, err: (err as Error).message }, 'cannot watch for changes; use SIGHUP to reload');
       }
     }
+  }
+
+  /**
+   * A graceful shutdown (SIGTERM), each phase logged:
+   * 1. not ready: /readyz answers 503 at once, while the listener serves on for `shutdown.drain`
+   *    so that a load balancer notices and sends new clients elsewhere;
+   * 2. no new connections; WebSockets are closed; requests in flight get up to `shutdown.grace`
+   *    (keep-alive connections end as they fall idle);
+   * 3. what is left is cut, then everything else is closed.
+   * Calling it again (a second signal) skips what is left of the drain and the grace.
+   */
+  shutdown(trigger = 'SIGTERM', opts: { drainMs?: number; graceMs?: number } = {}): Promise<void> {
+    if (this.shuttingDown) {
+      this.rt.logger.warn({ trigger }, 'shutdown: asked again; closing now');
+      this.hurryNow();
+      return this.shuttingDown;
+    }
+    this.shuttingDown = this.runShutdown(trigger, opts);
+    return this.shuttingDown;
+  }
+
+  private async runShutdown(trigger: string, opts: { drainMs?: number; graceMs?: number }): Promise<void> {
+    const log = this.rt.logger;
+    const drainMs = opts.drainMs ?? this.rt.config.shutdown.drainMs;
+    const graceMs = opts.graceMs ?? this.rt.config.shutdown.graceMs;
+    this.stopping = trigger;
+    log.info({ trigger, drainMs, graceMs }, `shutdown: not ready (/readyz answers 503); still serving for the drain (${drainMs} ms)`);
+    let drainTimer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise<void>((resolve) => (drainTimer = setTimeout(resolve, drainMs))), this.hurried]);
+    clearTimeout(drainTimer);
+    const started = Date.now();
+    log.info({ trigger, graceMs }, `shutdown: drain over; no new connections; requests in flight have up to ${graceMs} ms`);
+    const report = await this.http.shutdown({ graceMs, hurry: this.hurried });
+    if (report.websockets > 0) log.info({ websockets: report.websockets }, 'shutdown: WebSockets closed');
+    if (report.cut > 0) log.warn({ inFlight: report.inFlight, cut: report.cut }, 'shutdown: grace over; connections with requests unfinished were closed');
+    else log.info({ inFlight: report.inFlight, ms: Date.now() - started }, 'shutdown: every request in flight finished');
+    await this.close();
+    log.info({ trigger }, 'shutdown: done');
   }
 
   /** The port the admin listener is bound to. */
