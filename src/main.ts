@@ -137,6 +137,19 @@ export class Gateway {
       rt.logger.error({ trigger }, `users file rejected, keeping the running one: ${text}`);
       return { ok: false, reason: `users file: ${text}` };
     }
+    const needsRestart = restartKeys(rt.config, next);
+    if (next.tls && rt.config.tls) {
+      // a renewed certificate is served to new connections from now on; one that cannot be
+      // loaded refuses the whole reload (the running certificate and config stay)
+      try {
+        await this.http.reloadTls(next.tls);
+      } catch (err) {
+        const reason = `TLS certificate ${next.tls.cert} and key ${next.tls.key}: ${(err as Error).message}`;
+        rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: ${reason}` });
+        rt.logger.error({ trigger }, `${reason}; keeping the running configuration and certificate`);
+        return { ok: false, reason };
+      }
+    }
     const prevUsers = rt.users;
     rt.config = next;
     rt.users = users.users;
@@ -152,10 +165,15 @@ export class Gateway {
         if (n > 0) rt.audit.record({ event: 'session_revoked', ip: '-', user: name, outcome: 'info', reason: why });
       }
     }
-    rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: trigger });
-    rt.logger.info({ trigger, apps: next.apps.length }, 'configuration reloaded');
+    // logrotate moved the audit file away (or audit.file changed): write to the named file again
+    await rt.audit.reopen(next.audit.file);
+    const later = needsRestart.length ? `; needs restart: ${needsRestart.join(', ')}` : '';
+    rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: `${trigger}${later}` });
+    if (needsRestart.length) {
+      rt.logger.warn({ trigger, apps: next.apps.length, needsRestart }, `configuration reloaded, but these changes need a restart to take effect (the running process keeps the old values): ${needsRestart.join(', ')}`);
+    } else rt.logger.info({ trigger, apps: next.apps.length, tls: next.tls ? 'reloaded' : undefined }, 'configuration reloaded');
     if (this.watchers.length) this.watchFiles(); // the users file may have moved
-    return { ok: true };
+    return needsRestart.length ? { ok: true, needsRestart } : { ok: true };
   }
 
   private watchFiles(): void {
@@ -254,4 +272,22 @@ async function writeInitialPassword(dataDir: string, password: string): Promise<
   await unlink(file).catch(() => undefined);
   await createFileExclusive(file, `${password}\n`, 0o600);
   return file;
+}
+
+/**
+ * The changed keys a reload cannot apply to a running process: the listeners are bound, the
+ * workers forked, the store and data_dir (keys, state) opened, the admin token file read, at
+ * start. Everything else applies at once (the TLS certificate and key are re-read).
+ */
+export function restartKeys(a: CompiledConfig, b: CompiledConfig): string[] {
+  const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
+  const out: string[] = [];
+  if (!same(a.listen, b.listen)) out.push('listen');
+  if ((a.tls === null) !== (b.tls === null)) out.push('tls');
+  if (!same(a.admin.listen, b.admin.listen)) out.push('admin.listen');
+  if (a.admin.tokenFile !== b.admin.tokenFile) out.push('admin.token_file');
+  if (a.workers !== b.workers) out.push('workers');
+  if (!same(a.store, b.store)) out.push('store');
+  if (a.dataDir !== b.dataDir) out.push('data_dir');
+  return out;
 }

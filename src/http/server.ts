@@ -13,6 +13,8 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createSecureContext, Server as TlsServer } from 'node:tls';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
@@ -47,6 +49,12 @@ export interface GatewayServer {
    * up to `graceMs` to finish; then cut what is left. `hurry` (a second signal) cuts at once.
    */
   shutdown(opts: { graceMs: number; hurry?: Promise<void> }): Promise<ShutdownReport>;
+  /**
+   * Re-read the TLS certificate and key (a renewed certificate) and serve them to new
+   * connections. Throws, leaving the running ones in place, when they cannot be read or do not
+   * belong together. Only for a listener that started with TLS.
+   */
+  reloadTls(tls: { cert: string; key: string }): Promise<void>;
   /** Close now: what is in flight gets 2 s. Idempotent; after `shutdown` it only releases the rest. */
   close(): Promise<void>;
 }
@@ -180,6 +188,13 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
           resolve(typeof addr === 'object' && addr ? addr.port : p);
         });
       });
+    },
+    async reloadTls(files) {
+      if (!(server instanceof TlsServer)) throw new Error('the listener was started without TLS');
+      const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)]);
+      // createSecureContext checks that the key matches the certificate before anything changes
+      createSecureContext({ cert, key });
+      server.setSecureContext({ cert, key });
     },
     async shutdown({ graceMs, hurry }) {
       stopAccepting();
