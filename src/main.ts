@@ -246,6 +246,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    this.stopping ??= 'closing';
     for (const w of this.watchers) w.close();
     this.lockdownWatch?.stop();
     await this.notifier?.close();
