@@ -3,7 +3,9 @@
  * change and SIGHUP, graceful shutdown. `portcullis serve` and the end-to-end tests use this.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { mkdir, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { createFileExclusive } from './util/atomic-write.js';
 import type { CompiledConfig } from './config/types.js';
 import { loadConfigFile, formatIssues } from './config/index.js';
 import { createLogger } from './audit/logger.js';
@@ -46,6 +48,11 @@ export class Gateway {
   private metrics: GatewayMetrics | null = null;
   private notifier: Notifier | null = null;
   private lockdownWatch: LockdownWatch | null = null;
+  /** Set when a shutdown begins: /readyz answers 503 from then on. */
+  private stopping: string | null = null;
+  private shuttingDown: Promise<void> | null = null;
+  private hurryNow: () => void = () => undefined;
+  private readonly hurried = new Promise<void>((resolve) => (this.hurryNow = resolve));
 
   private constructor(
     readonly rt: RuntimeImpl,
@@ -56,15 +63,21 @@ export class Gateway {
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const logger = opts.logger ?? createLogger();
-    const loaded = await loadConfigFile(opts.configFile);
+    const env = opts.env ?? process.env;
+    const loaded = await loadConfigFile(opts.configFile, { env });
     if (!loaded.ok) throw new Error(`configuration rejected:\n${formatIssues(loaded.issues)}`);
     const cfg = loaded.config;
-    const env = opts.env ?? process.env;
     const first = await ensureUsersFile(cfg.usersFile, new PasswordHasher(opts.argon2 ?? paramsFromEnv(env)), opts.random ?? cryptoRandom);
     if (first.created && first.adminPassword) {
       const say = opts.announce ?? ((l: string) => process.stderr.write(`${l}\n`));
+      // a container's log may be gone (or shared) by the time someone looks: keep it in a file too
+      const file = await writeInitialPassword(cfg.dataDir, first.adminPassword).catch((err: Error) => {
+        logger.warn({ err: err.message }, 'could not write the first admin password to data_dir');
+        return null;
+      });
       say(`portcullis: created ${cfg.usersFile} with user "admin" and password: ${first.adminPassword}`);
-      say('portcullis: this password is shown once. Sign in and enrol an authenticator; change it with `portcullis user passwd admin --password-stdin`.');
+      if (file) say(`portcullis: the password is also in ${file} (mode 0600); delete that file once you have signed in and changed it.`);
+      say('portcullis: sign in and enrol an authenticator; change the password with `portcullis user passwd admin --password-stdin`.');
     }
     const rt = await createRuntime(cfg, { ...opts, logger });
     // before the listener opens: a lockdown state that cannot be read is assumed on
@@ -79,7 +92,12 @@ export class Gateway {
     followLockdown(rt);
     rt.attack.startTicking();
     try {
-      gw.admin = await startAdminServer(rt, { metrics, reload: (trigger) => gw.reload(trigger), limits: opts.connectionLimits });
+      gw.admin = await startAdminServer(rt, {
+        metrics,
+        reload: (trigger) => gw.reload(trigger),
+        notReady: () => (gw.stopping ? `shutting down (${gw.stopping})` : null),
+        limits: opts.connectionLimits,
+      });
     } catch (err) {
       await gw.close();
       throw new Error(`admin listener ${cfg.admin.listen.host}:${cfg.admin.listen.port}: ${(err as Error).message}`, { cause: err });
@@ -105,7 +123,7 @@ export class Gateway {
 
   private async doReload(trigger: string): Promise<ReloadOutcome> {
     const rt = this.rt;
-    const loaded = await loadConfigFile(this.opts.configFile);
+    const loaded = await loadConfigFile(this.opts.configFile, { env: this.opts.env ?? process.env });
     if (!loaded.ok) {
       rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: ${formatIssues(loaded.issues).replace(/\n/g, '; ')}` });
       rt.logger.error({ errors: loaded.issues.length, trigger }, `configuration rejected, keeping the running one:\n${formatIssues(loaded.issues)}`);
@@ -118,6 +136,19 @@ export class Gateway {
       rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: users file: ${text}` });
       rt.logger.error({ trigger }, `users file rejected, keeping the running one: ${text}`);
       return { ok: false, reason: `users file: ${text}` };
+    }
+    const needsRestart = restartKeys(rt.config, next);
+    if (next.tls && rt.config.tls) {
+      // a renewed certificate is served to new connections from now on; one that cannot be
+      // loaded refuses the whole reload (the running certificate and config stay)
+      try {
+        await this.http.reloadTls(next.tls);
+      } catch (err) {
+        const reason = `TLS certificate ${next.tls.cert} and key ${next.tls.key}: ${(err as Error).message}`;
+        rt.audit.record({ event: 'config_rejected', ip: '-', outcome: 'failure', reason: `${trigger}: ${reason}` });
+        rt.logger.error({ trigger }, `${reason}; keeping the running configuration and certificate`);
+        return { ok: false, reason };
+      }
     }
     const prevUsers = rt.users;
     rt.config = next;
@@ -134,10 +165,15 @@ export class Gateway {
         if (n > 0) rt.audit.record({ event: 'session_revoked', ip: '-', user: name, outcome: 'info', reason: why });
       }
     }
-    rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: trigger });
-    rt.logger.info({ trigger, apps: next.apps.length }, 'configuration reloaded');
+    // logrotate moved the audit file away (or audit.file changed): write to the named file again
+    await rt.audit.reopen(next.audit.file);
+    const later = needsRestart.length ? `; needs restart: ${needsRestart.join(', ')}` : '';
+    rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: `${trigger}${later}` });
+    if (needsRestart.length) {
+      rt.logger.warn({ trigger, apps: next.apps.length, needsRestart }, `configuration reloaded, but these changes need a restart to take effect (the running process keeps the old values): ${needsRestart.join(', ')}`);
+    } else rt.logger.info({ trigger, apps: next.apps.length, tls: next.tls ? 'reloaded' : undefined }, 'configuration reloaded');
     if (this.watchers.length) this.watchFiles(); // the users file may have moved
-    return { ok: true };
+    return needsRestart.length ? { ok: true, needsRestart } : { ok: true };
   }
 
   private watchFiles(): void {
@@ -166,12 +202,51 @@ export class Gateway {
     }
   }
 
+  /**
+   * A graceful shutdown (SIGTERM), each phase logged:
+   * 1. not ready: /readyz answers 503 at once, while the listener serves on for `shutdown.drain`
+   *    so that a load balancer notices and sends new clients elsewhere;
+   * 2. no new connections; WebSockets are closed; requests in flight get up to `shutdown.grace`
+   *    (keep-alive connections end as they fall idle);
+   * 3. what is left is cut, then everything else is closed.
+   * Calling it again (a second signal) skips what is left of the drain and the grace.
+   */
+  shutdown(trigger = 'SIGTERM', opts: { drainMs?: number; graceMs?: number } = {}): Promise<void> {
+    if (this.shuttingDown) {
+      this.rt.logger.warn({ trigger }, 'shutdown: asked again; closing now');
+      this.hurryNow();
+      return this.shuttingDown;
+    }
+    this.shuttingDown = this.runShutdown(trigger, opts);
+    return this.shuttingDown;
+  }
+
+  private async runShutdown(trigger: string, opts: { drainMs?: number; graceMs?: number }): Promise<void> {
+    const log = this.rt.logger;
+    const drainMs = opts.drainMs ?? this.rt.config.shutdown.drainMs;
+    const graceMs = opts.graceMs ?? this.rt.config.shutdown.graceMs;
+    this.stopping = trigger;
+    log.info({ trigger, drainMs, graceMs }, `shutdown: not ready (/readyz answers 503); still serving for the drain (${drainMs} ms)`);
+    let drainTimer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise<void>((resolve) => (drainTimer = setTimeout(resolve, drainMs))), this.hurried]);
+    clearTimeout(drainTimer);
+    const started = Date.now();
+    log.info({ trigger, graceMs }, `shutdown: drain over; no new connections; requests in flight have up to ${graceMs} ms`);
+    const report = await this.http.shutdown({ graceMs, hurry: this.hurried });
+    if (report.websockets > 0) log.info({ websockets: report.websockets }, 'shutdown: WebSockets closed');
+    if (report.cut > 0) log.warn({ inFlight: report.inFlight, cut: report.cut }, 'shutdown: grace over; connections with requests unfinished were closed');
+    else log.info({ inFlight: report.inFlight, ms: Date.now() - started }, 'shutdown: every request in flight finished');
+    await this.close();
+    log.info({ trigger }, 'shutdown: done');
+  }
+
   /** The port the admin listener is bound to. */
   get adminPort(): number {
     return this.admin?.port ?? 0;
   }
 
   async close(): Promise<void> {
+    this.stopping ??= 'closing';
     for (const w of this.watchers) w.close();
     this.lockdownWatch?.stop();
     await this.notifier?.close();
@@ -186,4 +261,34 @@ export class Gateway {
     await this.rt.stores.close();
     await this.rt.hasher.close();
   }
+}
+
+/** Where the first-start admin password is written (besides the log), mode 0600. */
+export const INITIAL_PASSWORD_FILE = 'initial-admin-password';
+
+async function writeInitialPassword(dataDir: string, password: string): Promise<string> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const file = join(dataDir, INITIAL_PASSWORD_FILE);
+  // a file left from an earlier first start belongs to a users file that no longer exists
+  await unlink(file).catch(() => undefined);
+  await createFileExclusive(file, `${password}\n`, 0o600);
+  return file;
+}
+
+/**
+ * The changed keys a reload cannot apply to a running process: the listeners are bound, the
+ * workers forked, the store and data_dir (keys, state) opened, the admin token file read, at
+ * start. Everything else applies at once (the TLS certificate and key are re-read).
+ */
+export function restartKeys(a: CompiledConfig, b: CompiledConfig): string[] {
+  const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
+  const out: string[] = [];
+  if (!same(a.listen, b.listen)) out.push('listen');
+  if ((a.tls === null) !== (b.tls === null)) out.push('tls');
+  if (!same(a.admin.listen, b.admin.listen)) out.push('admin.listen');
+  if (a.admin.tokenFile !== b.admin.tokenFile) out.push('admin.token_file');
+  if (a.workers !== b.workers) out.push('workers');
+  if (!same(a.store, b.store)) out.push('store');
+  if (a.dataDir !== b.dataDir) out.push('data_dir');
+  return out;
 }

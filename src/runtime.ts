@@ -20,8 +20,12 @@ import type { UserRecord } from './auth/users.js';
 
 export type { LockdownState };
 
-/** What a reload did: applied, or refused with the reason (the running config stays). */
-export type ReloadOutcome = { ok: true } | { ok: false; reason: string };
+/**
+ * What a reload did: applied, or refused with the reason (the running config stays). An applied
+ * reload lists in `needsRestart` the changed keys it could not apply to the running process
+ * (`listen`, `admin.listen`, `workers`, `store`, ...): they take effect at the next start.
+ */
+export type ReloadOutcome = { ok: true; needsRestart?: string[] } | { ok: false; reason: string };
 
 /** Something the gateway can close on lockdown or revocation (an open WebSocket). */
 export interface LiveConnection {

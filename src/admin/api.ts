@@ -173,7 +173,7 @@ export function adminApi(rt: Runtime, deps: ApiDeps): FastifyPluginAsync {
       if (!deps.reload) throw new PortcullisError('PC_NOT_FOUND', 'this gateway has no configuration to reload');
       const o = await deps.reload(RELOAD_TRIGGER);
       if (!o.ok) throw new PortcullisError('PC_CONFIG_INVALID', `configuration rejected, the running one stays: ${o.reason}`);
-      return { reloaded: true, apps: rt.config.apps.map((a) => a.name), users: rt.users.size };
+      return { reloaded: true, apps: rt.config.apps.map((a) => a.name), users: rt.users.size, ...(o.needsRestart?.length ? { needsRestart: o.needsRestart } : {}) };
     });
 
     app.post('/api/totp/set', async (req) => {

@@ -3,7 +3,8 @@
  * listener, never reachable through an app host.
  *
  *   GET /readyz     200 {"status":"ready"} when the config is loaded and the store answers, else
- *                   503 with the reason. No token: orchestrators probe it; it says nothing more.
+ *                   503 with the reason; 503 "shutting down" from the moment SIGTERM arrives (the
+ *                   gateway still serves for `shutdown.drain`, so a load balancer can notice). No token: orchestrators probe it; it says nothing more.
  *   GET /metrics    Prometheus exposition. Needs the token, unless the listener is on loopback
  *                   (only local processes can reach it, and metrics carry no user names,
  *                   addresses or secrets; a scraper elsewhere sends the token:
@@ -47,6 +48,8 @@ export interface AdminAppDeps {
   metrics: GatewayMetrics;
   /** Gateway.reload; without it POST /api/reload answers 404. */
   reload?: ((trigger: string) => Promise<ReloadOutcome>) | undefined;
+  /** Why the gateway is not ready regardless of its store (shutting down), or null. */
+  notReady?: (() => string | null) | undefined;
   /** Serve /metrics without a token. Default: only when `admin.listen` is a loopback address. */
   publicMetrics?: boolean;
   /** Per-source limits on failed token checks. */
@@ -155,7 +158,8 @@ export async function buildAdminApp(rt: Runtime, deps: AdminAppDeps): Promise<Fa
   });
 
   app.get('/readyz', async (_req, reply) => {
-    const reason = !rt.config ? 'no configuration loaded' : !rt.stores.healthy() ? 'the session and state store is unavailable' : null;
+    const reason =
+      deps.notReady?.() ?? (!rt.config ? 'no configuration loaded' : !rt.stores.healthy() ? 'the session and state store is unavailable' : null);
     if (reason !== null) return reply.code(503).header('retry-after', '5').send({ status: 'not ready', reason });
     return { status: 'ready' };
   });

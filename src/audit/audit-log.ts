@@ -67,6 +67,8 @@ function clean(s: string): string {
  */
 export class AuditLog {
   private stream: WriteStream | null = null;
+  /** The file written now (null: none). */
+  private file: string | null = null;
   private readonly listeners: AuditListener[] = [];
   private readonly ring: AuditEvent[] = [];
   private ringStart = 0;
@@ -88,13 +90,37 @@ export class AuditLog {
     },
   ) {
     this.maxAggregates = Math.max(1, opts.maxAggregates ?? DEFAULT_MAX_AGGREGATES);
-    if (opts.file) {
-      mkdirSync(dirname(opts.file), { recursive: true });
-      this.stream = createWriteStream(opts.file, { flags: 'a', mode: 0o600 });
-      this.stream.on('error', (err) => opts.logger?.error({ err: err.message }, 'audit log write failed'));
-      this.flushTimer = setInterval(() => this.flushDue(), opts.flushEveryMs ?? 5_000);
+    if (opts.file) this.open(opts.file);
+  }
+
+  private open(file: string): void {
+    mkdirSync(dirname(file), { recursive: true });
+    const stream = createWriteStream(file, { flags: 'a', mode: 0o600 });
+    stream.on('error', (err) => this.opts.logger?.error({ err: err.message }, 'audit log write failed'));
+    this.stream = stream;
+    this.file = file;
+    if (!this.flushTimer) {
+      this.flushTimer = setInterval(() => this.flushDue(), this.opts.flushEveryMs ?? 5_000);
       this.flushTimer.unref();
     }
+  }
+
+  /**
+   * Close the file and open it again by name (after logrotate moved it away), or switch to
+   * another file, or stop or start writing one (`audit.file` changed by a reload). Pending
+   * aggregates are written to the old file first; nothing recorded meanwhile is lost.
+   */
+  async reopen(file: string | null = this.file): Promise<void> {
+    this.flushAll();
+    const old = this.stream;
+    this.stream = null;
+    this.file = null;
+    if (file) this.open(file);
+    else if (this.flushTimer) {
+      clearInterval(this.flushTimer);
+      this.flushTimer = null;
+    }
+    if (old) await new Promise<void>((resolve) => old.end(resolve));
   }
 
   record(input: AuditInput): AuditEvent {

@@ -1,8 +1,9 @@
 /**
  * Encryption at rest for per-user secrets (TOTP seeds) and keyed hashing (recovery codes).
  *
- * One 32-byte master key, from `PORTCULLIS_SECRET_KEY` (base64 or hex) or from
- * `data_dir/secret.key` (created 0600 on first start). Two sub-keys are derived from it with
+ * One 32-byte master key, from `PORTCULLIS_SECRET_KEY` (base64 or hex), from the file named by
+ * `PORTCULLIS_SECRET_KEY_FILE` (a mounted container secret), or from `data_dir/secret.key`
+ * (created 0600 on first start). Two sub-keys are derived from it with
  * HKDF-SHA256 under distinct labels, so the encryption key and the HMAC key are never the same
  * bytes:
  *
@@ -20,6 +21,7 @@ import { PortcullisError } from '../errors.js';
 import { assertPrivateFile, createFileExclusive } from '../util/atomic-write.js';
 
 export const SECRET_KEY_ENV = 'PORTCULLIS_SECRET_KEY';
+export const SECRET_KEY_FILE_ENV = 'PORTCULLIS_SECRET_KEY_FILE';
 export const SECRET_KEY_FILE = 'secret.key';
 
 const IV_BYTES = 12;
@@ -45,13 +47,33 @@ export class SecretBox {
   }
 
   /**
-   * The key from env `PORTCULLIS_SECRET_KEY` if set (refused unless it decodes to 32 bytes),
+   * The key from env `PORTCULLIS_SECRET_KEY` if set (refused unless it decodes to 32 bytes), else
+   * from the file env `PORTCULLIS_SECRET_KEY_FILE` names (never created; setting both is refused),
    * else from `dataDir/secret.key`, which is created (0600, in a 0700 directory if that is new)
-   * when missing and refused if group or others can access it.
+   * when missing. A key file others can access is refused; one the group may read (0640) is
+   * accepted when root or this user owns it, as Kubernetes Secret volumes mount it
+   * (see assertPrivateFile).
    */
   static async fromDataDir(dataDir: string, env: NodeJS.ProcessEnv, random: Random = cryptoRandom): Promise<SecretBox> {
     const fromEnv = env[SECRET_KEY_ENV];
+    const keyFile = env[SECRET_KEY_FILE_ENV];
+    if (fromEnv !== undefined && fromEnv !== '' && keyFile !== undefined && keyFile !== '') {
+      throw new PortcullisError('PC_CONFIG_INVALID', `set ${SECRET_KEY_ENV} or ${SECRET_KEY_FILE_ENV}, not both`);
+    }
     if (fromEnv !== undefined && fromEnv !== '') return new SecretBox(decodeKey(fromEnv, SECRET_KEY_ENV), random);
+    if (keyFile !== undefined && keyFile !== '') {
+      let text: string;
+      try {
+        await assertPrivateFile(keyFile);
+        text = await readFile(keyFile, 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new PortcullisError('PC_CONFIG_INVALID', `${SECRET_KEY_FILE_ENV}: ${keyFile}: no such file`);
+        }
+        throw e;
+      }
+      return new SecretBox(decodeKey(text.trim(), `${SECRET_KEY_FILE_ENV} (${keyFile})`), random);
+    }
     const file = join(dataDir, SECRET_KEY_FILE);
     if ((await readIfExists(file)) === null) {
       await mkdir(dataDir, { recursive: true, mode: 0o700 });

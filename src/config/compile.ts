@@ -6,7 +6,7 @@
  *
  * The key reference, defaults included, is the comment at the top of load.ts.
  */
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, Scalar, type Document, type LineCounter, type ParsedNode } from 'yaml';
@@ -39,6 +39,8 @@ export interface CompileOptions {
   cwd: string;
   /** Whether to check that referenced files (TLS certificate and key) are readable now. */
   checkFiles: boolean;
+  /** Where `{ env: NAME }` secrets are looked up (default: `process.env`). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export type CompileResult = { ok: true; config: CompiledConfig } | { ok: false; issues: ConfigIssue[] };
@@ -465,6 +467,59 @@ class Reader {
   }
 }
 
+/**
+ * A secret value: text written inline, `{ file: PATH }` (the file's content, trailing line breaks
+ * removed; PATH relative to the working directory) or `{ env: NAME }`. Missing files and unset
+ * variables are issues at the `file:`/`env:` line; the value itself is never put in a message.
+ * `source` says where it came from, for later messages (`the URL from file /run/secrets/redis`).
+ */
+interface Secret {
+  value: string;
+  inline: boolean;
+  source: string;
+}
+
+const MAX_SECRET_BYTES = 64 * 1024;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function readSecret(r: Reader, v: Val, what: string, cwd: string, env: NodeJS.ProcessEnv): Secret | undefined {
+  if (isScalar(v.node) && typeof v.node.value === 'string') return { value: v.node.value, inline: true, source: 'inline' };
+  if (!isMap(v.node)) return r.issue(v.node, v.path, `expected ${what}, { file: PATH } or { env: NAME }, found ${describe(v.node)}`);
+  const o = r.object(v, ['file', 'env']);
+  if (!o) return undefined;
+  if ((o.file ? 1 : 0) + (o.env ? 1 : 0) !== 1) return r.issue(v.node, v.path, 'a secret is written { file: PATH } or { env: NAME } (exactly one of them)');
+  if (o.file) {
+    const p = r.filePath(o.file, cwd);
+    if (p === undefined) return undefined;
+    let text: string;
+    try {
+      const st = statSync(p);
+      if (!st.isFile()) return r.issue(o.file.node, o.file.path, `cannot read the secret file ${p}: not a regular file`);
+      if (st.size > MAX_SECRET_BYTES) return r.issue(o.file.node, o.file.path, `the secret file ${p} is larger than ${MAX_SECRET_BYTES} bytes`);
+      text = readFileSync(p, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code ?? 'unreadable';
+      return r.issue(o.file.node, o.file.path, `cannot read the secret file ${p}: ${why}`);
+    }
+    const value = text.replace(/[\r\n]+$/, '');
+    if (value === '') return r.issue(o.file.node, o.file.path, `the secret file ${p} is empty`);
+    return { value, inline: false, source: `file ${p}` };
+  }
+  const name = r.str(o.env!, 'the name of an environment variable');
+  if (name === undefined) return undefined;
+  if (!ENV_NAME.test(name)) return r.issue(o.env!.node, o.env!.path, `"${name}" is not an environment variable name (letters, digits and _)`);
+  const value = env[name];
+  if (value === undefined) return r.issue(o.env!.node, o.env!.path, `the environment variable ${name} is not set`);
+  if (value === '') return r.issue(o.env!.node, o.env!.path, `the environment variable ${name} is empty`);
+  return { value, inline: false, source: `environment variable ${name}` };
+}
+
+/** How a secret URL is named in messages: never its text (it may carry a password or token). */
+function secretShown(sec: Secret, what: string): string {
+  return sec.inline ? `the ${what}` : `the ${what} from ${sec.source}`;
+}
+
 function unknownKeyMessage(key: string, keys: readonly string[]): string {
   const guess = didYouMean(key, keys);
   if (guess) return `unknown key "${key}"; did you mean "${guess}"?`;
@@ -502,6 +557,7 @@ const TOP_KEYS = [
   'notify',
   'audit',
   'upstream_timeouts',
+  'shutdown',
   'apps',
 ] as const;
 
@@ -546,7 +602,8 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     const at = adminListenAt ?? t.listen ?? t.$;
     r.issue(at.node, at.path, `the admin listener (${admin.listen.host}:${admin.listen.port}) and "listen" (${listen.host}:${listen.port}) cannot share a port`);
   }
-  const store = opt(t.store, (v) => compileStore(r, v), { kind: 'memory' } as CompiledConfig['store']);
+  const env = o.env ?? process.env;
+  const store = opt(t.store, (v) => compileStore(r, v, cwd, env), { kind: 'memory' } as CompiledConfig['store']);
   const workers = opt(t.workers, (v) => r.int(v, 1, 64), 1);
   if (workers > 1 && store.kind !== 'redis' && t.workers) {
     r.issue(t.workers.node, t.workers.path, 'workers above 1 need a shared store (store: redis://...); with memory each worker would keep its own sessions and counters');
@@ -559,9 +616,10 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   const loginLimits = compileLoginLimits(r, t.login_limits);
   const lockdown = compileLockdown(r, t.lockdown, networks);
   const attack = t.attack && !r.isNull(t.attack) ? compileAttack(r, t.attack) : null;
-  const notify = compileNotify(r, t.notify);
+  const notify = compileNotify(r, t.notify, cwd, env);
   const audit = compileAudit(r, t.audit, cwd, dataDir);
   const upstreamTimeouts = compileUpstreamTimeouts(r, t.upstream_timeouts);
+  const shutdown = compileShutdown(r, t.shutdown);
   const apps = t.apps ? compileApps(r, t.apps, networks) : [];
 
   const appsByHost = new Map<string, CompiledApp>();
@@ -590,6 +648,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     notify,
     audit,
     upstreamTimeouts,
+    shutdown,
     apps,
     appsByHost: new FrozenMap(appsByHost),
   });
@@ -664,12 +723,18 @@ function compileAdmin(r: Reader, v: Val | undefined, cwd: string, dataDir: strin
   return { admin: { listen, tokenFile }, ...(a.listen ? { listenAt: a.listen } : {}) };
 }
 
-function compileStore(r: Reader, v: Val): CompiledConfig['store'] | undefined {
-  const s = r.str(v, '"memory" or a redis:// URL');
-  if (s === undefined) return undefined;
+function compileStore(r: Reader, v: Val, cwd: string, env: NodeJS.ProcessEnv): CompiledConfig['store'] | undefined {
+  const sec = readSecret(r, v, '"memory" or a redis:// URL', cwd, env);
+  if (sec === undefined) return undefined;
+  const s = sec.value;
   if (s === 'memory') return { kind: 'memory' };
-  if (!/^rediss?:\/\//i.test(s)) return r.issue(v.node, v.path, `expected "memory" or a redis:// or rediss:// URL, found "${s}"`);
-  const u = checkUrl(r, v, s, ['redis:', 'rediss:']);
+  const shown = secretShown(sec, 'Redis URL');
+  if (!/^rediss?:\/\//i.test(s)) {
+    // a typo such as "memroy" is worth showing; anything that may carry a password is not
+    const found = sec.inline && /^[A-Za-z0-9+.-]*(:\/\/[^@]*)?$/.test(s) ? `, found "${s}"` : sec.inline ? '' : ` (${sec.source})`;
+    return r.issue(v.node, v.path, `expected "memory" or a redis:// or rediss:// URL${found}`);
+  }
+  const u = checkUrl(r, v, s, ['redis:', 'rediss:'], shown);
   if (!u) return undefined;
   if (!/^(\/([0-9]|[1-9][0-9]{1,3})?)?$/.test(u.pathname)) return r.issue(v.node, v.path, `the path of a Redis URL is the database number (/0), found "${u.pathname}"`);
   for (const k of u.searchParams.keys()) {
@@ -680,21 +745,24 @@ function compileStore(r: Reader, v: Val): CompiledConfig['store'] | undefined {
   return { kind: 'redis', url: s };
 }
 
-/** Common checks of URL-like strings; returns the parsed URL or records an issue. */
-function checkUrl(r: Reader, v: Val, s: string, protocols: readonly string[]): URL | undefined {
+/**
+ * Common checks of URL-like strings; returns the parsed URL or records an issue. `shown` names the
+ * URL in messages (default: its text); secret URLs pass a name so that no password is echoed.
+ */
+function checkUrl(r: Reader, v: Val, s: string, protocols: readonly string[], shown = `"${s}"`): URL | undefined {
   const unsafe = unsafeUrlText(s);
   if (unsafe) return r.issue(v.node, v.path, `the URL ${unsafe}`);
   let u: URL;
   try {
     u = new URL(s);
   } catch {
-    return r.issue(v.node, v.path, `"${s}" is not a valid absolute URL`);
+    return r.issue(v.node, v.path, `${shown} is not a valid absolute URL`);
   }
   if (!protocols.includes(u.protocol)) {
-    return r.issue(v.node, v.path, `"${s}": expected a ${protocols.map((p) => `${p}//`).join(' or ')} URL`);
+    return r.issue(v.node, v.path, `${shown}: expected a ${protocols.map((p) => `${p}//`).join(' or ')} URL`);
   }
-  if (!u.hostname) return r.issue(v.node, v.path, `"${s}" has no host`);
-  if (s.includes('#')) return r.issue(v.node, v.path, `"${s}" cannot have a fragment (#...)`);
+  if (!u.hostname) return r.issue(v.node, v.path, `${shown} has no host`);
+  if (s.includes('#')) return r.issue(v.node, v.path, `${shown} cannot have a fragment (#...)`);
   return u;
 }
 
@@ -989,7 +1057,7 @@ function compileAttack(r: Reader, v: Val): AttackConfig | null {
   return { threshold: threshold ?? null, factor: factor ?? null, cooldownMs };
 }
 
-function compileNotify(r: Reader, v: Val | undefined): NotifyConfig {
+function compileNotify(r: Reader, v: Val | undefined, cwd: string, env: NodeJS.ProcessEnv): NotifyConfig {
   const allEvents = new FrozenSet<string>(NOTIFY_EVENTS);
   const d: NotifyConfig = { webhook: null, smtp: null, events: allEvents };
   if (!v) return d;
@@ -998,8 +1066,9 @@ function compileNotify(r: Reader, v: Val | undefined): NotifyConfig {
   let webhook: string | null = null;
   if (n.webhook && !r.isNull(n.webhook)) {
     const w = n.webhook;
-    const s = r.str(w, 'an https:// URL');
-    const u = s === undefined ? undefined : checkUrl(r, w, s, ['https:', 'http:']);
+    const sec = readSecret(r, w, 'an https:// URL', cwd, env);
+    const s = sec?.value;
+    const u = s === undefined ? undefined : checkUrl(r, w, s, ['https:', 'http:'], secretShown(sec!, 'webhook URL'));
     if (s !== undefined && u) {
       if (u.username || u.password || s.includes('@')) r.issue(w.node, w.path, 'the webhook URL cannot carry credentials (user:password@); put a token in the path or query');
       else if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) r.issue(w.node, w.path, 'the webhook carries user names and addresses; use https:// (plain http:// only to a loopback address)');
@@ -1007,7 +1076,7 @@ function compileNotify(r: Reader, v: Val | undefined): NotifyConfig {
     }
   }
   let smtp: NotifyConfig['smtp'] = null;
-  if (n.smtp && !r.isNull(n.smtp)) smtp = compileSmtp(r, n.smtp);
+  if (n.smtp && !r.isNull(n.smtp)) smtp = compileSmtp(r, n.smtp, cwd, env);
   let events: ReadonlySet<string> = allEvents;
   if (n.events) {
     const items = r.list(n.events, 'event names');
@@ -1031,13 +1100,14 @@ function isLoopbackHost(hostname: string): boolean {
   return hostname === 'localhost' || LOOPBACK.contains(hostname.replace(/^\[(.*)\]$/, '$1'));
 }
 
-function compileSmtp(r: Reader, v: Val): NotifyConfig['smtp'] {
+function compileSmtp(r: Reader, v: Val, cwd: string, env: NodeJS.ProcessEnv): NotifyConfig['smtp'] {
   const s = r.object(v, ['url', 'from', 'to'], ['url', 'from', 'to']);
   if (!s) return null;
   let url = '';
   if (s.url) {
-    const text = r.str(s.url, 'an smtp:// or smtps:// URL');
-    const u = text === undefined ? undefined : checkUrl(r, s.url, text, ['smtp:', 'smtps:']);
+    const sec = readSecret(r, s.url, 'an smtp:// or smtps:// URL', cwd, env);
+    const text = sec?.value;
+    const u = text === undefined ? undefined : checkUrl(r, s.url, text, ['smtp:', 'smtps:'], secretShown(sec!, 'SMTP URL'));
     if (u && text !== undefined) {
       if (u.pathname !== '' && u.pathname !== '/') r.issue(s.url.node, s.url.path, `an SMTP URL has no path, found "${u.pathname}"`);
       else url = text;
@@ -1067,6 +1137,21 @@ function compileAudit(r: Reader, v: Val | undefined, cwd: string, dataDir: strin
   if (!a?.file) return d;
   if (r.isNull(a.file)) return { file: null };
   return { file: opt(a.file, (x) => r.filePath(x, cwd), d.file) };
+}
+
+/** `shutdown: { drain: 10s, grace: 30s }`; 0s is allowed for either (no drain, no grace). */
+function compileShutdown(r: Reader, v: Val | undefined): CompiledConfig['shutdown'] {
+  const d = { drainMs: 10_000, graceMs: 30_000 };
+  if (!v) return d;
+  const o = r.object(v, ['drain', 'grace']);
+  if (!o) return d;
+  const max = 10 * 60_000;
+  const bounded = (x: Val): number | undefined => {
+    const ms = r.duration(x, { allowZero: true });
+    if (ms !== undefined && ms > max) return r.issue(x.node, x.path, `at most ${formatDuration(max)}: an orchestrator kills a process that takes longer`);
+    return ms;
+  };
+  return { drainMs: opt(o.drain, bounded, d.drainMs), graceMs: opt(o.grace, bounded, d.graceMs) };
 }
 
 function compileUpstreamTimeouts(r: Reader, v: Val | undefined): CompiledConfig['upstreamTimeouts'] {

@@ -17,6 +17,7 @@
  *   admin: { listen: "127.0.0.1:9090", token_file: DATA_DIR/admin.token }
  *   data_dir: "./data"
  *   store: memory                      or redis://[user:pass@]host[:port][/db] (rediss:// for TLS)
+ *                                      (a secret: see below)
  *   networks: {}                       NAME: [CIDR, ...]; NAME matches ^[a-z0-9][a-z0-9_-]*$
  *   users_file: "./config/users.yaml"
  *   session: { idle_timeout: 30m, absolute_timeout: 12h }
@@ -50,6 +51,14 @@
  *   upstream_timeouts: { connect: 5s, headers: 60s, idle: 5m }
  *   notify.smtp: { url: "smtp://host:587", from: ADDRESS, to: [ADDRESS, ...] }   (smtps:// for TLS)
  *
+ * Secrets: `store`, `notify.webhook` and `notify.smtp.url` may be written as text, as
+ * `{ file: PATH }` (the file's content, trailing line breaks removed) or as `{ env: NAME }`;
+ * resolved at load (and again at every reload), never echoed in messages.
+ *
+ *   shutdown: { drain: 10s, grace: 30s }  SIGTERM: /readyz answers 503 at once and the listener
+ *                                       serves on for `drain`; then it stops accepting, and
+ *                                       requests in flight get up to `grace` to finish
+ *
  * Path patterns (rule `paths`, `basic_auth.paths`) are described in paths.ts.
  */
 import { readFile } from 'node:fs/promises';
@@ -65,6 +74,8 @@ export interface LoadOptions {
   cwd?: string;
   /** Check that files the config names (TLS certificate and key) are readable (default: true). */
   checkFiles?: boolean;
+  /** Where `{ env: NAME }` secrets are looked up (default: `process.env`). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Refuse files this large outright: a configuration is a few kilobytes. */
@@ -92,6 +103,7 @@ export function loadConfigText(text: string, file: string, opts: LoadOptions = {
     file,
     cwd: opts.cwd ?? process.cwd(),
     checkFiles: opts.checkFiles !== false,
+    ...(opts.env ? { env: opts.env } : {}),
   });
 }
 

@@ -166,6 +166,11 @@ export interface CompiledConfig {
   audit: { file: string | null };
   /** `upstream_timeouts`: connect, response headers, idle body. */
   upstreamTimeouts: { connectMs: number; headersMs: number; idleMs: number };
+  /**
+   * `shutdown`: on SIGTERM, not ready at once and serving on for `drainMs` (a load balancer
+   * notices), then no new connections and up to `graceMs` for requests in flight.
+   */
+  shutdown: { drainMs: number; graceMs: number };
   apps: readonly CompiledApp[];
   /** Lower-case host (no port) to app. */
   appsByHost: ReadonlyMap<string, CompiledApp>;

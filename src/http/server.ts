@@ -13,7 +13,9 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
-import type { Server as NetServer } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { createSecureContext, Server as TlsServer } from 'node:tls';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../runtime.js';
@@ -41,7 +43,29 @@ export interface GatewayServer {
   pools: UpstreamPools;
   /** Listen on cfg.listen (or the given port, e.g. 0 in tests); resolves to the bound port. */
   listen(port?: number, host?: string): Promise<number>;
+  /**
+   * The end of a graceful shutdown (after the drain): stop accepting connections, close open
+   * WebSockets, end keep-alive connections as soon as they are idle, and give requests in flight
+   * up to `graceMs` to finish; then cut what is left. `hurry` (a second signal) cuts at once.
+   */
+  shutdown(opts: { graceMs: number; hurry?: Promise<void> }): Promise<ShutdownReport>;
+  /**
+   * Re-read the TLS certificate and key (a renewed certificate) and serve them to new
+   * connections. Throws, leaving the running ones in place, when they cannot be read or do not
+   * belong together. Only for a listener that started with TLS.
+   */
+  reloadTls(tls: { cert: string; key: string }): Promise<void>;
+  /** Close now: what is in flight gets 2 s. Idempotent; after `shutdown` it only releases the rest. */
   close(): Promise<void>;
+}
+
+export interface ShutdownReport {
+  /** Connections open when the listener stopped accepting (WebSockets not included). */
+  inFlight: number;
+  /** WebSockets closed. */
+  websockets: number;
+  /** Connections cut when the grace period ran out (0: everything finished in time). */
+  cut: number;
 }
 
 export interface GatewayServerOptions {
@@ -127,6 +151,27 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
     onRefused: refusalLog(rt),
   });
 
+  /** Every connection the listener accepted and that is still open. */
+  const sockets = new Set<Socket>();
+  listener.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  let listenerClosed: Promise<void> | null = null;
+  const stopAccepting = () => {
+    listenerClosed ??= new Promise<void>((resolve) => {
+      if (!listener.listening) return resolve();
+      listener.close(() => resolve());
+    });
+  };
+  const connectionCount = () => new Promise<number>((resolve) => listener.getConnections((err, n) => resolve(err ? sockets.size : n)));
+  let released: Promise<void> | null = null;
+  const release = () =>
+    (released ??= (async () => {
+      await app.close();
+      await pools.close();
+    })());
+
   return {
     app,
     server,
@@ -144,17 +189,54 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
         });
       });
     },
+    async reloadTls(files) {
+      if (!(server instanceof TlsServer)) throw new Error('the listener was started without TLS');
+      const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)]);
+      // createSecureContext checks that the key matches the certificate before anything changes
+      createSecureContext({ cert, key });
+      server.setSecureContext({ cert, key });
+    },
+    async shutdown({ graceMs, hurry }) {
+      stopAccepting();
+      let websockets = 0;
+      for (const c of [...rt.live]) {
+        rt.live.delete(c);
+        c.close('shutdown');
+        websockets++;
+      }
+      const inFlight = await connectionCount();
+      // keep-alive connections end as soon as they fall idle (their request answered)
+      server.closeIdleConnections?.();
+      const sweep = setInterval(() => server.closeIdleConnections?.(), 50);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), graceMs);
+        void hurry?.then(() => resolve('late'));
+      });
+      const outcome = await Promise.race([listenerClosed!.then(() => 'done' as const), late]);
+      clearInterval(sweep);
+      clearTimeout(timer);
+      let cut = 0;
+      if (outcome === 'late') {
+        cut = await connectionCount();
+        server.closeAllConnections?.();
+        // what the HTTP server does not track (a connection still in its PROXY header) goes too
+        for (const s of sockets) s.destroy();
+        await listenerClosed;
+      }
+      await release();
+      return { inFlight, websockets, cut };
+    },
     async close() {
       for (const c of rt.live) c.close('shutdown');
       // stop accepting, then end idle keep-alive connections at once (the listener's close
       // callback waits for every connection it accepted)
-      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      stopAccepting();
       server.closeIdleConnections?.();
       const grace = setTimeout(() => server.closeAllConnections?.(), 2_000);
-      await closed;
+      await listenerClosed;
       clearTimeout(grace);
-      await app.close();
-      await pools.close();
+      await release();
     },
   };
 }

@@ -5,7 +5,8 @@
  * (same method, same target), and no 101 reaches the client without a pass and a real 101 from
  * the app. Open tunnels are registered so lockdown and revocation can close them, and each tunnel
  * with a session re-checks it and closes when the session ends (idle or absolute timeout, removal
- * elsewhere, the user disabled).
+ * elsewhere, the user disabled). At shutdown a tunnel is closed with a 1001 close frame to the
+ * client when the app's stream is between two frames (else, and on revocation, it is just closed).
  */
 import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -17,6 +18,7 @@ import { clientInfo, gateRequestOf, hasDuplicateHost } from '../http/request-con
 import { gate } from '../access/gate.js';
 import { appRequestHeaders, upgradeResponseHead } from './headers.js';
 import { identityHeaders } from '../access/identity.js';
+import { CLOSE_GOING_AWAY, FrameBoundary } from './ws-frames.js';
 
 /** How often an open tunnel re-checks its session, in real time (a tuning knob and a test hook). */
 export const tunnelChecks = { everyMs: 15_000 };
@@ -90,16 +92,33 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
             return;
           }
           socket.write(upgradeResponseHead(upRes.rawHeaders, info.cookieName));
-          if (upHead.length) socket.write(upHead);
+          // where the app's frames to the client stand: a shutdown closes between two of them
+          const frames = new FrameBoundary();
+          upSocket.on('data', (c: Buffer) => frames.feed(c));
+          if (upHead.length) {
+            frames.feed(upHead);
+            socket.write(upHead);
+          }
           if (head.length) upSocket.write(head);
           const session = r.identity?.session ?? null;
           let stopWatching = (): void => undefined;
+          let goingAway = false;
           const conn: LiveConnection = {
             user: r.identity?.user.name ?? null,
             sessionHash: session?.idHash ?? null,
             app: r.app.name,
             ip: info.ip,
-            close: () => {
+            close: (reason) => {
+              if (reason === 'shutdown' && frames.atBoundary && socket.writable && !socket.destroyed) {
+                // the gateway is going away: say so (1001), then close
+                goingAway = true;
+                upSocket.unpipe(socket);
+                socket.unpipe(upSocket);
+                upSocket.destroy();
+                socket.end(CLOSE_GOING_AWAY);
+                setTimeout(() => socket.destroy(), 1_000).unref();
+                return;
+              }
               socket.destroy();
               upSocket.destroy();
             },
@@ -108,7 +127,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
           const done = () => {
             stopWatching();
             rt.live.delete(conn);
-            socket.destroy();
+            if (!goingAway) socket.destroy();
             upSocket.destroy();
           };
           upSocket.on('error', done);

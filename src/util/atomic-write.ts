@@ -65,17 +65,22 @@ export async function createFileExclusive(file: string, data: string | Uint8Arra
 }
 
 /**
- * Refuse a secret file that others may read or write (as ssh does for private keys).
+ * Refuse a secret file that others may read or write (as ssh does for private keys). The group
+ * may read it (0640, never write) when root or this process's user owns it: that is how
+ * Kubernetes mounts a Secret volume with `fsGroup`, and how a root-owned key is shared with a
+ * service group. A group-readable file owned by anyone else is refused (its owner could widen it).
  * Skipped on Windows, where POSIX modes mean nothing.
  */
 export async function assertPrivateFile(file: string): Promise<void> {
   if (process.platform === 'win32') return;
   const st = await stat(file);
-  if ((st.mode & 0o077) !== 0) {
-    throw new PortcullisError(
-      'PC_CONFIG_INVALID',
-      `${file} is accessible by group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 600 ${file}`,
-    );
+  const me = typeof process.getuid === 'function' ? process.getuid() : -1;
+  const trustedOwner = st.uid === 0 || st.uid === me;
+  const allowed = trustedOwner ? 0o040 : 0;
+  if ((st.mode & 0o077 & ~allowed) !== 0) {
+    const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+    const fix = trustedOwner ? `chmod 600 ${file} (or 640)` : `chmod 600 ${file}, or give it to this user or root`;
+    throw new PortcullisError('PC_CONFIG_INVALID', `${file} is accessible by group or others (mode ${mode}, owner uid ${st.uid}); run: ${fix}`);
   }
 }
 

@@ -44,6 +44,7 @@ test('workers: 2 with a Redis store serve on one port, survive a worker crash, s
     file,
     `listen: "127.0.0.1:${port}"
 workers: 2
+shutdown: { drain: 100ms, grace: 2s }
 store: "${REDIS}${REDIS.includes('?') ? '&' : '?'}prefix=pc-workers-${randomBytes(4).toString('hex')}:"
 users_file: ${JSON.stringify(join(dir.dir, 'users.yaml'))}
 data_dir: ${JSON.stringify(join(dir.dir, 'data'))}

@@ -4,7 +4,8 @@ import { Gateway } from '../../main.js';
 import { allowFlags, type Command, type CliIO } from '../args.js';
 
 /**
- * `portcullis serve --config FILE`: run the gateway until SIGTERM/SIGINT; SIGHUP reloads.
+ * `portcullis serve --config FILE`: run the gateway until SIGTERM/SIGINT (a graceful shutdown:
+ * see Gateway.shutdown and `shutdown: { drain, grace }`); SIGHUP reloads.
  * With `workers: N` (only allowed with a shared store) the primary forks N workers that share
  * the listening sockets (node:cluster) and restarts any that die.
  */
@@ -29,12 +30,22 @@ async function worker(configFile: string, io: CliIO): Promise<number> {
     return 1;
   }
   process.on('SIGHUP', () => void gw.reload('SIGHUP'));
+  // SIGTERM (an orchestrator, systemd): the whole graceful shutdown, drain included. SIGINT (a
+  // terminal's Ctrl-C) and a lost primary skip the drain. A second signal closes at once.
+  // (The same signal twice within a second is one: Ctrl-C reaches a worker from the terminal and
+  // again from its primary.)
+  let first = 0;
   await new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-    if (cluster.isWorker) process.once('disconnect', () => resolve());
+    const stop = (trigger: string, drainMs?: number) => () => {
+      const now = Date.now();
+      if (first !== 0 && now - first < 1_000) return;
+      first ||= now;
+      void gw.shutdown(trigger, drainMs === undefined ? {} : { drainMs }).then(resolve, resolve);
+    };
+    process.on('SIGTERM', stop('SIGTERM'));
+    process.on('SIGINT', stop('SIGINT', 0));
+    if (cluster.isWorker) process.once('disconnect', stop('primary gone', 0));
   });
-  await gw.close();
   // a cluster worker's IPC channel (and any handle a dependency leaves behind) would keep the
   // process alive after a clean close: leave now
   if (cluster.isWorker) process.exit(0);
@@ -60,9 +71,10 @@ async function primary(n: number, io: CliIO): Promise<number> {
   process.on('SIGHUP', () => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
   });
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
+  // each worker runs its own graceful shutdown (drain, grace); the primary passes the signal on
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
   stopping = true;
   await Promise.all(
@@ -71,7 +83,7 @@ async function primary(n: number, io: CliIO): Promise<number> {
         new Promise<void>((resolve) => {
           if (!w) return resolve();
           w.once('exit', () => resolve());
-          w.process.kill('SIGTERM');
+          w.process.kill(signal);
         }),
     ),
   );
