@@ -336,25 +336,44 @@ export class LoginThrottle {
       this.rates.hit(K.ceilingFails(bucket, u), this.ceiling.windowMs, now, pw),
     ]);
 
+    return this.imposeBlocks({ src, u, bucket, at: now, ipFails, sprayUsers, userFails, ceilingFails });
+  }
+
+  /**
+   * After a failure: the blocks its counts call for (source or spray, the user's bucket, the
+   * ceiling), each count reset once its block is in place. One place for both the reservation's
+   * tickets and recordFailure.
+   */
+  private async imposeBlocks(c: {
+    src: string;
+    u: string;
+    bucket: Bucket;
+    at: number;
+    ipFails: number;
+    sprayUsers: number;
+    userFails: number;
+    ceilingFails: number;
+  }): Promise<{ lockedOut: boolean; ipBlocked: boolean }> {
+    const L = this.limits;
+    const { src, u, bucket, at } = c;
     let ipBlocked = false;
     let lockedOut = false;
-    const spraying = sprayUsers >= L.spray.distinctUsers;
-    const guessing = ipFails >= L.perIp.maxFailures;
+    const spraying = c.sprayUsers >= L.spray.distinctUsers;
+    const guessing = c.ipFails >= L.perIp.maxFailures;
     if (spraying || guessing) {
       // both may trip at once: the longer block wins
       const useSpray = spraying && (!guessing || L.spray.blockMs >= L.perIp.blockMs);
-      const until = now + (useSpray ? L.spray.blockMs : L.perIp.blockMs);
-      await this.rates.block(K.ipBlock(src), until, useSpray ? 'spray' : 'ip');
+      await this.rates.block(K.ipBlock(src), at + (useSpray ? L.spray.blockMs : L.perIp.blockMs), useSpray ? 'spray' : 'ip');
       await Promise.all([this.rates.reset(K.ipFails(src)), this.rates.reset(K.sprayUsers(src))]);
       ipBlocked = true;
     }
-    if (userFails >= L.perUser.maxFailures) {
-      await this.rates.block(K.userLock(bucket, u), now + L.perUser.lockoutMs, `user:${bucket}`);
+    if (c.userFails >= L.perUser.maxFailures) {
+      await this.rates.block(K.userLock(bucket, u), at + L.perUser.lockoutMs, `user:${bucket}`);
       await this.rates.reset(K.userFails(bucket, u));
       lockedOut = true;
     }
-    if (ceilingFails >= this.ceiling.maxFailures) {
-      await this.rates.block(K.ceilingLock(bucket, u), now + this.ceiling.blockMs, `ceiling:${bucket}`);
+    if (c.ceilingFails >= this.ceiling.maxFailures) {
+      await this.rates.block(K.ceilingLock(bucket, u), at + this.ceiling.blockMs, `ceiling:${bucket}`);
       await this.rates.reset(K.ceilingFails(bucket, u));
       lockedOut = true;
     }
@@ -450,28 +469,9 @@ export class LoginThrottle {
           if (!(await settle())) return { lockedOut: false, ipBlocked: false };
           const at = this.clock.now();
           const marking = same ? this.countSamePassword(same, u, at) : Promise.resolve(null);
-          let ipBlocked = false;
-          let lockedOut = false;
           // the same guess from this source is not hashed again while the per-source window lasts
           if (opts?.knownWrong !== false) await this.rates.hit(knownWrong, L.perIp.windowMs, at, pair);
-          const spraying = sprayUsers >= L.spray.distinctUsers;
-          const guessing = ipFails >= L.perIp.maxFailures;
-          if (spraying || guessing) {
-            const useSpray = spraying && (!guessing || L.spray.blockMs >= L.perIp.blockMs);
-            await this.rates.block(K.ipBlock(src), at + (useSpray ? L.spray.blockMs : L.perIp.blockMs), useSpray ? 'spray' : 'ip');
-            await Promise.all([this.rates.reset(K.ipFails(src)), this.rates.reset(K.sprayUsers(src))]);
-            ipBlocked = true;
-          }
-          if (userFails >= L.perUser.maxFailures) {
-            await this.rates.block(K.userLock(bucket, u), at + L.perUser.lockoutMs, `user:${bucket}`);
-            await this.rates.reset(K.userFails(bucket, u));
-            lockedOut = true;
-          }
-          if (ceilingFails >= this.ceiling.maxFailures) {
-            await this.rates.block(K.ceilingLock(bucket, u), at + this.ceiling.blockMs, `ceiling:${bucket}`);
-            await this.rates.reset(K.ceilingFails(bucket, u));
-            lockedOut = true;
-          }
+          const { lockedOut, ipBlocked } = await this.imposeBlocks({ src, u, bucket, at, ipFails, sprayUsers, userFails, ceilingFails });
           const mark = await marking;
           return mark ? { lockedOut, ipBlocked, sprayed: mark } : { lockedOut, ipBlocked };
         },
