@@ -232,6 +232,19 @@ async function signInThrough(port: number, ca: Buffer, gw: TestGateway, opts: { 
   const fields: Record<string, string> = { csrf, username: 'alice', password: PASSWORD };
   const rd = hiddenField(page.body, 'rd');
   if (rd !== null) fields['rd'] = rd;
+  // a genuine cross-origin POST through the same proxy is still refused, and audited with why
+  const refusals: string[] = [];
+  const off = gw.gw.rt.audit.on((e) => {
+    if (e.event === 'csrf_refused') refusals.push(e.reason ?? '');
+  });
+  const cross = await b.request('POST', '/.portcullis/login', {
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+    body: formBody(fields),
+  });
+  off();
+  assert.equal(cross.status, 403, `a cross-origin POST on port ${port}: ${cross.status}`);
+  assert.ok(!b.jar.has('__Host-portcullis'), 'no session from the cross-origin POST');
+  assert.ok(refusals.some((r) => r.includes('evil.example')), `csrf_refused audited with the foreign origin: ${refusals.join(' | ')}`);
   const post = await b.request('POST', '/.portcullis/login', {
     headers: { 'content-type': 'application/x-www-form-urlencoded', origin: b.origin, referer: login.href },
     body: formBody(fields),
@@ -292,7 +305,6 @@ async function signInThrough(port: number, ca: Buffer, gw: TestGateway, opts: { 
   });
   ws.close();
   assert.equal(echoed, 'hello through the recipe');
-  void gw;
 }
 
 const NGINX = findBinary('nginx', ['/usr/sbin/nginx', '/usr/local/sbin/nginx']);
