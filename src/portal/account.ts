@@ -1,0 +1,39 @@
+/**
+ * The account page, GET /.portcullis/account: who is signed in, the authenticator and recovery
+ * codes left, and the ways to change them (for a fully signed-in session with enough factors).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Form, PortalContext } from './context.js';
+import { accountPage } from './pages.js';
+
+export function accountRoutes(portal: PortalContext) {
+  const { rt, send, signedIn, afterStep, shortOfFactors, stepUpTo } = portal;
+
+  return async (app: FastifyInstance): Promise<void> => {
+    app.get('/.portcullis/account', async (req, reply) => {
+      const g = await signedIn(req, reply);
+      if (!g) return reply;
+      const { c, s } = g;
+      if (s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
+      if (shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/account');
+      const user = rt.users.get(s.rec.user)!;
+      const [totp, left] = await Promise.all([rt.stores.state.getTotp(user.name), rt.stores.state.countRecoveryCodes(user.name)]);
+      const done = (req.query as Form).done;
+      return send(
+        reply,
+        200,
+        accountPage({
+          csrf: s.rec.csrf,
+          user: user.name,
+          name: user.displayName ?? null,
+          email: user.email ?? null,
+          groups: user.groups,
+          totp: totp ? { enrolledAt: new Date(totp.enrolledAt).toISOString().slice(0, 10), source: totp.source } : null,
+          recoveryLeft: left,
+          canEnrol: c.cfg.totp.enrolNetworks.contains(c.info.ip),
+          message: done === 'removed' ? 'Your authenticator was removed.' : null,
+        }),
+      );
+    });
+  };
+}
