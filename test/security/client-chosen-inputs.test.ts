@@ -32,7 +32,7 @@
  * 4. The post-login redirect `rd` (src/portal/redirect.ts): rd itself (C, query or form) and the
  *    configured app hosts (S). Not read: Host, X-Forwarded-Host (C). The gate's own redirects
  *    carry the request-target (C, already normalised) as rd.
- * 5. The portal's CSRF/Origin check (src/portal/routes.ts): Origin (C: a browser sets it, a forger
+ * 5. The portal's CSRF/Origin check (src/portal/context.ts): Origin (C: a browser sets it, a forger
  *    may omit it), Host (C), X-Forwarded-Proto/-Host/-Port and Forwarded host (T), the form token
  *    and the CSRF cookie or the session's token (C, but a cross-site page cannot read them).
  * 6. The identity forwarded to the app (src/access/identity.ts, src/proxy/headers.ts): the
