@@ -17,13 +17,16 @@ import { createRuntime, type RuntimeImpl, type RuntimeOptions } from './bootstra
 import { createGatewayServer, type GatewayServer } from './http/server.js';
 import { GatewayMetrics } from './admin/metrics.js';
 import { attachNotifier, type Notifier } from './audit/notify.js';
-import { followLockdown, watchLockdownState, type LockdownWatch } from './access/lockdown.js';
+import { closeLiveConnections, followLockdown, watchLockdownState, type LockdownWatch } from './access/lockdown.js';
 import type { ConnectionLimits } from './net/listener.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 
 /** What a reload did: swapped in, or refused with the running config kept (every error listed). */
 export type { ReloadOutcome } from './runtime.js';
 import type { ReloadOutcome } from './runtime.js';
+
+/** How often revocations a reload could not apply (store unreachable) are tried again. */
+const REVOCATION_RETRY_MS = 2_000;
 
 export interface GatewayOptions extends RuntimeOptions {
   configFile: string;
@@ -44,6 +47,13 @@ export class Gateway {
   private watchers: FSWatcher[] = [];
   private reloadTimer: NodeJS.Timeout | null = null;
   private reloading: Promise<unknown> = Promise.resolve();
+  /**
+   * Users whose sessions a reload must end (removed, disabled, password changed), with why. Worked
+   * out before the new users file is swapped in and kept until the store has done it, so a store
+   * outage during a reload delays a revocation but never loses it.
+   */
+  private readonly pendingRevocations = new Map<string, string>();
+  private revocationRetry: NodeJS.Timeout | null = null;
   private admin: AdminServer | null = null;
   private metrics: GatewayMetrics | null = null;
   private notifier: Notifier | null = null;
@@ -150,23 +160,23 @@ export class Gateway {
         return { ok: false, reason };
       }
     }
-    const prevUsers = rt.users;
+    // sessions survive a reload, except those of users removed or disabled, or whose password changed
+    for (const [name, u] of rt.users) {
+      const now = users.users.get(name);
+      const why = !now ? 'user removed' : now.disabled && !u.disabled ? 'user disabled' : now.passwordHash !== u.passwordHash ? 'password changed' : null;
+      if (why) this.pendingRevocations.set(name, why);
+    }
     rt.config = next;
     rt.users = users.users;
     (rt as { throttle: LoginThrottle }).throttle = new LoginThrottle({ limits: next.loginLimits, rates: rt.stores.rates, state: rt.stores.state, clock: rt.clock, witness: rt.throttle.witness });
     this.http.pools.prune(next);
-    // sessions survive a reload, except those of users removed or disabled
-    for (const [name, u] of prevUsers) {
-      const now = users.users.get(name);
-      const why = !now ? 'user removed' : now.disabled && !u.disabled ? 'user disabled' : now.passwordHash !== u.passwordHash ? 'password changed' : null;
-      if (why) {
-        const n = await rt.stores.sessions.deleteByUser(name);
-        if (!now) await rt.stores.state.forgetUser(name);
-        if (n > 0) rt.audit.record({ event: 'session_revoked', ip: '-', user: name, outcome: 'info', reason: why });
-      }
-    }
+    await this.applyRevocations();
     // logrotate moved the audit file away (or audit.file changed): write to the named file again
-    await rt.audit.reopen(next.audit.file);
+    try {
+      await rt.audit.reopen(next.audit.file);
+    } catch (err) {
+      rt.logger.error({ err: (err as Error).message, file: next.audit.file }, 'the audit file could not be reopened; audit events keep going to the previous one');
+    }
     const later = needsRestart.length ? `; needs restart: ${needsRestart.join(', ')}` : '';
     rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: `${trigger}${later}` });
     if (needsRestart.length) {
@@ -174,6 +184,32 @@ export class Gateway {
     } else rt.logger.info({ trigger, apps: next.apps.length, tls: next.tls ? 'reloaded' : undefined }, 'configuration reloaded');
     if (this.watchers.length) this.watchFiles(); // the users file may have moved
     return needsRestart.length ? { ok: true, needsRestart } : { ok: true };
+  }
+
+  /**
+   * End the sessions (and open connections) of the users a reload marked. What the store cannot
+   * do now stays pending and is tried again every few seconds until it succeeds.
+   */
+  private async applyRevocations(): Promise<void> {
+    const rt = this.rt;
+    for (const [name, why] of [...this.pendingRevocations]) {
+      try {
+        const n = await rt.stores.sessions.deleteByUser(name);
+        if (why === 'user removed') await rt.stores.state.forgetUser(name);
+        this.pendingRevocations.delete(name);
+        closeLiveConnections(rt, (c) => c.user === name, why);
+        if (n > 0) rt.audit.record({ event: 'session_revoked', ip: '-', user: name, outcome: 'info', reason: why });
+      } catch (err) {
+        rt.logger.error({ err: (err as Error).message, user: name, why }, 'sessions could not be revoked now; trying again shortly');
+      }
+    }
+    if (this.pendingRevocations.size > 0 && !this.revocationRetry) {
+      this.revocationRetry = setTimeout(() => {
+        this.revocationRetry = null;
+        void this.applyRevocations();
+      }, REVOCATION_RETRY_MS);
+      this.revocationRetry.unref();
+    }
   }
 
   private watchFiles(): void {
@@ -192,6 +228,7 @@ export class Gateway {
         const w = watch(dir, { persistent: false }, (_ev, file) => {
           if (file && !names.has(file.toString())) return;
           if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    if (this.revocationRetry) clearTimeout(this.revocationRetry);
           this.reloadTimer = setTimeout(() => void this.reload('file changed'), 100);
         });
         w.on('error', () => undefined);

@@ -273,7 +273,8 @@ runAsJob<ReplayInput, ReplayResult>(async (input) => {
       throttle,
       attack,
       hasher,
-      hashBudget: { tryRun: <T>(f: () => Promise<T>) => f() },
+      // no limit on hashes in flight: the model runs one attempt at a time
+      hashBudget: { tryRun: <T>(f: () => Promise<T>) => f(), tryAcquire: () => () => undefined },
       guidance: () => guidance,
       box,
       config: cfg,

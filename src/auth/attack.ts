@@ -40,8 +40,12 @@ export const MIN_BASELINE_PER_MINUTE = 1;
 /** A start claim not followed by an episode (a crashed instance) lapses after this. */
 const START_CLAIM_MS = MIN;
 
+/** Failures one source network adds to the gateway-wide rate per minute, at most. */
+export const PER_SOURCE_PER_MINUTE = 2;
+
 const K = {
   minute: (m: number) => `atk:m:${m}`,
+  sourceMinute: (m: number, source: string) => `atk:s:${m}:${source}`,
   hour: (h: number) => `atk:h:${h}`,
   episode: 'atk:episode',
   hot: 'atk:hot',
@@ -128,14 +132,19 @@ export class AttackPosture {
     return this.activeSince !== null && this.config() !== null;
   }
 
-  /** One failed sign-in, counted for the whole gateway. A no-op without an `attack` section. */
-  async recordFailure(): Promise<void> {
+  /**
+   * One failed sign-in from `source` (its network: see net/ip.ts networkKey), counted for the
+   * whole gateway. Each source counts at most PER_SOURCE_PER_MINUTE times a minute, so no single
+   * network can switch the posture on (or hold it on) by itself: the posture answers an attack
+   * spread over many networks, which the per-source limits cannot see. A no-op without an
+   * `attack` section.
+   */
+  async recordFailure(source: string): Promise<void> {
     if (!this.config()) return;
     const now = this.clock.now();
-    await Promise.all([
-      this.rates.hit(K.minute(Math.floor(now / MIN)), 3 * MIN, now),
-      this.rates.hit(K.hour(Math.floor(now / HOUR)), 25 * HOUR, now),
-    ]);
+    const m = Math.floor(now / MIN);
+    if ((await this.rates.hit(K.sourceMinute(m, source), 2 * MIN, now)) > PER_SOURCE_PER_MINUTE) return;
+    await Promise.all([this.rates.hit(K.minute(m), 3 * MIN, now), this.rates.hit(K.hour(Math.floor(now / HOUR)), 25 * HOUR, now)]);
   }
 
   /** Evaluate now: start or end an episode as the rates say. Returns the status after it. */

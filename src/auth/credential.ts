@@ -25,12 +25,19 @@
  */
 import { createHash } from 'node:crypto';
 import { sameSecret } from '../util/constant-time.js';
+import { networkKey } from '../net/ip.js';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import { formatDuration } from '../config/duration.js';
 import type { AuditEventName } from '../audit/events.js';
 import { lockdownRefuses, signInAdmits } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
+
+/**
+ * The network a failure is counted under for the attack posture: the /24 of an IPv4 address, the
+ * /48 of an IPv6 one (one site's allocation), so rotating addresses inside one network gains nothing.
+ */
+const ATTACK_IPV6_PREFIX = 48;
 
 /** The SecretBox purpose of app-password digests (stored and compared). */
 export const APP_PASSWORD_PURPOSE = 'app-password';
@@ -56,7 +63,7 @@ export interface Accepted {
   user: UserRecord;
   /** Whether the client's network is one the user has completed a sign-in from. */
   familiar: boolean;
-  /** Whether the user has a second factor enrolled. */
+  /** Whether the user has a second factor enrolled (not read for app passwords: false there). */
   hasTotp: boolean;
   /** The password is marked sprayed (only possible from a familiar network on a sign-in). */
   sprayed: boolean;
@@ -107,11 +114,15 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     return { kind: 'network' };
   }
   const user = rt.users.get(name);
-  // for account passwords the fingerprint also names the stored hash, so a guess remembered as
-  // wrong is forgotten the moment the password changes
-  const fingerprint = secretFingerprint(rt, a.via, name, a.via === 'basic' ? a.secret : `${a.secret}\u0000${hashTag(user)}`);
+  // what a typed secret is compared and counted as; the attempt's fingerprint also names the
+  // state that decides the answer (stored hash, disabled, attack posture), so a guess remembered
+  // as answered (see reservePassword's `repeat`) is forgotten the moment that state changes: a
+  // re-enabled user or a changed password is checked again at once
+  const digest = secretFingerprint(rt, a.via, name, a.secret);
+  const fingerprint = `${digest}.${stateTag(user, rt.attack.active)}`;
   // read for every attempt, whoever it names, so a right password costs what a wrong one does
-  const [familiar, totp] = await Promise.all([rt.throttle.isFamiliar(name, a.ip), rt.stores.state.getTotp(name)]);
+  // (an app password never leads to a second factor: Basic, sent with every request, skips that read)
+  const [familiar, totp] = await Promise.all([rt.throttle.isFamiliar(name, a.ip), a.via === 'basic' ? null : rt.stores.state.getTotp(name)]);
   // an argon2 thread is taken before the attempt is reserved, so a reserved attempt is always
   // verified (never taken back for lack of a thread, which could uncount a parallel attempt)
   const release = a.via === 'basic' ? () => undefined : rt.hashBudget.tryAcquire();
@@ -149,7 +160,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     }
     ticket = r.ticket;
     try {
-      ok = await verify(rt, a, name, user, fingerprint);
+      ok = await verify(rt, a, name, user, digest);
     } catch (e) {
       await ticket.cancel();
       throw e;
@@ -161,7 +172,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   const failed = async (event: AuditEventName, reason: string, outcome: 'failure' | 'denied' = 'failure') => {
     // a right password refused is remembered like a wrong one: repeats of both are answered
     // without a hash, so the time of a repeat cannot tell them apart
-    const [f] = await Promise.all([ticket.failed(), rt.attack.recordFailure()]);
+    const [f] = await Promise.all([ticket.failed(), rt.attack.recordFailure(networkKey(a.ip, ATTACK_IPV6_PREFIX))]);
     rt.audit.record({ ...base, event, outcome, reason });
     if (f.lockedOut) rt.audit.record({ ...base, event: 'locked_out', outcome: 'denied', reason: familiar ? 'familiar networks' : 'unfamiliar networks' });
     if (f.ipBlocked) rt.audit.record({ ...base, event: 'ip_blocked', outcome: 'denied', reason: 'too many failures from this source' });
@@ -197,14 +208,14 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   };
 }
 
-async function verify(rt: Runtime, a: CredentialRequest, name: string, user: UserRecord | undefined, fingerprint: string): Promise<boolean> {
+async function verify(rt: Runtime, a: CredentialRequest, name: string, user: UserRecord | undefined, digest: string): Promise<boolean> {
   if (a.via === 'basic') {
     // app passwords are random 160-bit secrets stored as keyed HMACs: the fingerprint is the
     // stored digest. The store is asked whether or not the user exists, so a remote store's round
     // trip does not tell a known user name from an unknown one.
     const stored = await rt.stores.state.listAppPasswords(name);
     let ok = false;
-    for (const r of user ? stored : []) if (sameSecret(r.hash, fingerprint)) ok = true;
+    for (const r of user ? stored : []) if (sameSecret(r.hash, digest)) ok = true;
     return ok;
   }
   // a disabled user's password is still checked (against the real hash): a right one is then
@@ -213,9 +224,10 @@ async function verify(rt: Runtime, a: CredentialRequest, name: string, user: Use
   return rt.hasher.verify(hash, a.secret);
 }
 
-/** A short tag of the user's stored password hash ('' for an unknown user). */
-function hashTag(user: UserRecord | undefined): string {
-  return user ? createHash('sha256').update(user.passwordHash).digest('base64url').slice(0, 8) : '';
+/** A short tag of what decides a right password's fate: the stored hash, disabled, the posture. */
+function stateTag(user: UserRecord | undefined, posture: boolean): string {
+  const state = `${user ? user.passwordHash : ''}\u0000${user?.disabled ? 1 : 0}\u0000${posture ? 1 : 0}`;
+  return createHash('sha256').update(state).digest('base64url').slice(0, 8);
 }
 
 

@@ -51,8 +51,8 @@
  * many. Work in flight is bounded too: one code verification per session at a time, and a few
  * password or code verifications per user and kind of network.
  *
- * `check` / `recordFailure` / `recordSuccess` / `checkMfa` / `recordMfa*` are the non-atomic
- * building blocks kept for tools and tests that set up state; no request path uses them.
+ * `check` / `checkMfa` (read-only views) and `recordFailure` (state set up by tools, tests and
+ * the bench) are not atomic with a verification; no request path uses them.
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
@@ -596,20 +596,6 @@ export class LoginThrottle {
     }
   }
 
-  /**
-   * A correct password: forget the source's failures, the user's failures from this kind of
-   * network, and the account's consecutive-failure count.
-   */
-  async recordSuccess(ctx: { ip: string; user: string }): Promise<void> {
-    const src = this.keyFor(ctx.ip);
-    const u = userKeyFor(ctx.user);
-    const bucket: Bucket = (await this.isFamiliar(ctx.user, ctx.ip)) ? 'familiar' : 'unfamiliar';
-    await Promise.all([
-      this.rates.reset(K.ipFails(src)),
-      this.rates.reset(K.userFails(bucket, u)),
-      this.rates.reset(K.ceilingFails(bucket, u)),
-    ]);
-  }
 
   /** Whether a second-factor code may be tried now. */
   async checkMfa(ctx: { ip: string; user: string }): Promise<ThrottleDecision> {
@@ -626,35 +612,7 @@ export class LoginThrottle {
     return this.decide(found, now);
   }
 
-  /** A wrong second-factor code; `throttled` when this failure imposed a block. */
-  async recordMfaFailure(ctx: { ip: string; user: string }): Promise<{ throttled: boolean }> {
-    const now = this.clock.now();
-    const { maxFailures, windowMs } = this.limits.mfa;
-    const src = this.keyFor(ctx.ip);
-    const u = userKeyFor(ctx.user);
-    const [pair, user] = await Promise.all([
-      this.rates.hit(K.mfaPairFails(src, u), windowMs, now),
-      this.rates.hit(K.mfaUserFails(u), windowMs, now),
-    ]);
-    let throttled = false;
-    if (pair >= maxFailures) {
-      await this.rates.block(K.mfaPairBlock(src, u), now + windowMs, 'mfa');
-      await this.rates.reset(K.mfaPairFails(src, u));
-      throttled = true;
-    }
-    if (user >= maxFailures * MFA_USER_FACTOR) {
-      await this.rates.block(K.mfaUserBlock(u), now + windowMs, 'mfa');
-      await this.rates.reset(K.mfaUserFails(u));
-      throttled = true;
-    }
-    return { throttled };
-  }
 
-  async recordMfaSuccess(ctx: { ip: string; user: string }): Promise<void> {
-    const src = this.keyFor(ctx.ip);
-    const u = userKeyFor(ctx.user);
-    await Promise.all([this.rates.reset(K.mfaPairFails(src, u)), this.rates.reset(K.mfaUserFails(u))]);
-  }
 
   /**
    * Lift every block on a user (both buckets, the ceiling, MFA) or on a source (password and

@@ -66,20 +66,23 @@ export async function createFileExclusive(file: string, data: string | Uint8Arra
 
 /**
  * Refuse a secret file that others may read or write (as ssh does for private keys). The group
- * may read it (0640, never write) when root or this process's user owns it: that is how
- * Kubernetes mounts a Secret volume with `fsGroup`, and how a root-owned key is shared with a
- * service group. A group-readable file owned by anyone else is refused (its owner could widen it).
+ * may read it (0640, never write) when root or this process's user owns it AND the group is one
+ * this process belongs to: that is how Kubernetes mounts a Secret volume with `fsGroup`, and how
+ * a root-owned key is shared with a service group. Group-readable by any other group (`users`,
+ * say: every local account) or owned by anyone else is refused.
  * Skipped on Windows, where POSIX modes mean nothing.
  */
 export async function assertPrivateFile(file: string): Promise<void> {
   if (process.platform === 'win32') return;
   const st = await stat(file);
   const me = typeof process.getuid === 'function' ? process.getuid() : -1;
-  const trustedOwner = st.uid === 0 || st.uid === me;
+  const groups = typeof process.getgroups === 'function' ? process.getgroups() : [];
+  const ownGroup = (typeof process.getgid === 'function' && st.gid === process.getgid()) || groups.includes(st.gid);
+  const trustedOwner = (st.uid === 0 || st.uid === me) && ownGroup;
   const allowed = trustedOwner ? 0o040 : 0;
   if ((st.mode & 0o077 & ~allowed) !== 0) {
     const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-    const fix = trustedOwner ? `chmod 600 ${file} (or 640)` : `chmod 600 ${file}, or give it to this user or root`;
+    const fix = trustedOwner ? `chmod 600 ${file} (or 640)` : `chmod 600 ${file}, or give it to this user or root and a group of this process`;
     throw new PortcullisError('PC_CONFIG_INVALID', `${file} is accessible by group or others (mode ${mode}, owner uid ${st.uid}); run: ${fix}`);
   }
 }

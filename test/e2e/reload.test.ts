@@ -233,4 +233,31 @@ describe('sessions across a reload', () => {
       await gw.close();
     }
   });
+
+  it('a store outage during the reload delays a revocation, never loses it (and the reload says it applied)', async () => {
+    const users = [{ name: 'dora', password: 'a long passphrase for dora' }];
+    const gw = await startTestGateway(config(), { watch: false, users });
+    try {
+      const cookie = sessionCookieName(false);
+      const s = await gw.gw.rt.sessions.create({ user: 'dora', amr: ['pwd'], pending: 'none', ip: OUTSIDER });
+      const store = gw.gw.rt.stores.sessions;
+      const real = store.deleteByUser.bind(store);
+      let outage = true;
+      store.deleteByUser = async (u: string) => {
+        if (outage) throw new Error('the store is unreachable');
+        return real(u);
+      };
+      await editUsersFile(gw.usersFile, (doc) => setDisabled(doc, 'dora', true));
+      assert.deepEqual(await gw.gw.reload(), { ok: true }, 'the new users file is in force');
+      assert.equal((await store.list('dora')).length, 1, 'not revoked yet: the store refused');
+      outage = false;
+      await waitForAudit(gw, (e) => e.event === 'session_revoked' && e.user === 'dora' && e.reason === 'user disabled');
+      assert.equal((await store.list('dora')).length, 0, 'revoked once the store answered');
+      assert.equal(await statusFrom(gw, OUTSIDER, '/private/x', [`Cookie: ${cookie}=${s.id}`]), 401);
+      // a second reload (nothing changed since) does not forget it either: nothing left to do
+      assert.deepEqual(await gw.gw.reload(), { ok: true });
+    } finally {
+      await gw.close();
+    }
+  });
 });

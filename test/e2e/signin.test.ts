@@ -31,7 +31,7 @@ import { ManualClock } from '../../src/clock.js';
 import { generateCode } from '../../src/auth/totp.js';
 import type { AuditEvent } from '../../src/audit/events.js';
 import { hashSessionId } from '../../src/session/sessions.js';
-import { startUpstream, type EchoBody, type Upstream } from '../helpers/upstream.js';
+import { echoOf, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway, type TestUser } from '../helpers/gateway.js';
 import { PortalClient, decodeEntities, hiddenField, parseSetCookie, type PortalResponse } from '../helpers/portal.js';
 
@@ -126,13 +126,6 @@ function codeFor(secret: string, at = clock.now()): string {
 
 function client(from: string = OFFICE, host = 'mail.test', headers: string[] = []): PortalClient {
   return new PortalClient(gw.port, host, { localAddress: from, headers });
-}
-
-function echoOf(r: PortalResponse): EchoBody {
-  assert.equal(r.status, 200, `expected the app's answer, got ${r.status}: ${r.body.slice(0, 300)}`);
-  const body = JSON.parse(r.body) as EchoBody;
-  assert.equal(body.app, 'upstream');
-  return body;
 }
 
 async function auditEvents(): Promise<AuditEvent[]> {

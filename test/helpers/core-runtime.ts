@@ -14,6 +14,7 @@ import { createMemoryStores } from '../../src/store/memory.js';
 import { FileStateStore } from '../../src/store/file-state.js';
 import type { AuditEvent } from '../../src/audit/events.js';
 import type { CompiledApp, CompiledConfig } from '../../src/config/types.js';
+import type { Stores } from '../../src/store/ports.js';
 import { tmpDir, type TmpDir } from './tmp.js';
 import { usersYaml, type TestUser } from './gateway.js';
 
@@ -32,9 +33,12 @@ export interface CoreRuntime {
   close(): Promise<void>;
 }
 
-/** `config`: YAML without users_file, data_dir, audit and admin. */
-export async function startCoreRuntime(config: string, opts: { users: TestUser[] }): Promise<CoreRuntime> {
-  const dir = await tmpDir('pc-core');
+/**
+ * `config`: YAML without users_file, data_dir, audit and admin. `wrapStores` may replace store
+ * operations (to simulate an outage).
+ */
+export async function startCoreRuntime(config: string, opts: { users: TestUser[]; wrapStores?: (s: Stores) => Stores; tmpPrefix?: string }): Promise<CoreRuntime> {
+  const dir = await tmpDir(opts.tmpPrefix ?? 'pc-core');
   const usersFile = join(dir.dir, 'users.yaml');
   await writeFile(usersFile, await usersYaml(opts.users), { mode: 0o600 });
   const file = join(dir.dir, 'portcullis.yaml');
@@ -51,7 +55,8 @@ export async function startCoreRuntime(config: string, opts: { users: TestUser[]
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.issues));
   const clock = new ManualClock();
   const state = await FileStateStore.open(join(dir.dir, 'data'));
-  const stores = createMemoryStores({ clock, state });
+  const mem = createMemoryStores({ clock, state });
+  const stores = opts.wrapStores ? opts.wrapStores(mem) : mem;
   const rt = await createRuntime(loaded.config, { clock, random: cryptoRandom, logger: silentLogger(), argon2: TEST_PARAMS, stores });
   const events: AuditEvent[] = [];
   rt.audit.on((e) => events.push(e));

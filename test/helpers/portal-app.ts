@@ -3,21 +3,15 @@
  * itself: no sockets, a ManualClock, memory stores, and a client address chosen per request.
  * `InjectClient` keeps cookies like a browser and speaks the portal's forms.
  */
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { ManualClock, cryptoRandom } from '../../src/clock.js';
-import { loadConfigText } from '../../src/config/index.js';
-import { createRuntime, type RuntimeImpl } from '../../src/bootstrap.js';
-import { silentLogger } from '../../src/audit/logger.js';
-import { TEST_PARAMS } from '../../src/auth/password.js';
-import { createMemoryStores } from '../../src/store/memory.js';
-import { FileStateStore } from '../../src/store/file-state.js';
 import type { AuditEvent } from '../../src/audit/events.js';
 import { buildApp } from '../../src/http/app.js';
+import type { ManualClock } from '../../src/clock.js';
+import type { RuntimeImpl } from '../../src/bootstrap.js';
+import type { TmpDir } from './tmp.js';
+import type { TestUser } from './gateway.js';
+import { startCoreRuntime } from './core-runtime.js';
 import type { Stores } from '../../src/store/ports.js';
-import { tmpDir, type TmpDir } from './tmp.js';
-import { usersYaml, type TestUser } from './gateway.js';
 import { formBody, hiddenField } from './portal.js';
 
 export interface PortalApp {
@@ -36,42 +30,19 @@ export interface PortalApp {
  * operations (to simulate an outage).
  */
 export async function startPortalApp(config: string, opts: { users: TestUser[]; wrapStores?: (s: Stores) => Stores }): Promise<PortalApp> {
-  const dir = await tmpDir('pc-portal');
-  const usersFile = join(dir.dir, 'users.yaml');
-  await writeFile(usersFile, await usersYaml(opts.users), { mode: 0o600 });
-  const file = join(dir.dir, 'portcullis.yaml');
-  const text = [
-    'listen: "127.0.0.1:0"',
-    `admin: { listen: "127.0.0.1:0", token_file: ${JSON.stringify(join(dir.dir, 'data', 'admin.token'))} }`,
-    `data_dir: ${JSON.stringify(join(dir.dir, 'data'))}`,
-    `users_file: ${JSON.stringify(usersFile)}`,
-    'audit: { file: null }',
-    config,
-  ].join('\n');
-  await writeFile(file, text);
-  const loaded = loadConfigText(text, file);
-  if (!loaded.ok) throw new Error(JSON.stringify(loaded.issues));
-  const clock = new ManualClock();
-  const state = await FileStateStore.open(join(dir.dir, 'data'));
-  const mem = createMemoryStores({ clock, state });
-  const stores = opts.wrapStores ? opts.wrapStores(mem) : mem;
-  const rt = await createRuntime(loaded.config, { clock, random: cryptoRandom, logger: silentLogger(), argon2: TEST_PARAMS, stores });
-  const events: AuditEvent[] = [];
-  rt.audit.on((e) => events.push(e));
-  const app = await buildApp(rt);
+  const core = await startCoreRuntime(config, { ...opts, tmpPrefix: 'pc-portal' });
+  const app = await buildApp(core.rt);
   return {
-    rt,
+    rt: core.rt,
     app,
-    clock,
-    dir,
-    usersFile,
-    events,
+    clock: core.clock,
+    dir: core.dir,
+    usersFile: core.usersFile,
+    events: core.events,
     client: (host, ip) => new InjectClient(app, host, ip),
     async close() {
       await app.close();
-      await rt.audit.close();
-      await rt.stores.close();
-      await dir.cleanup();
+      await core.close();
     },
   };
 }

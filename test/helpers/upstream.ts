@@ -19,6 +19,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { strict as assert } from 'node:assert';
 import { WebSocketServer } from 'ws';
 
 export interface RecordedRequest {
@@ -229,4 +230,12 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
       await closed;
     },
   };
+}
+
+/** The echo upstream's answer in a response that must be the app's (200, from this upstream). */
+export function echoOf(r: { status: number; body: string }): EchoBody {
+  assert.equal(r.status, 200, `expected the app's answer, got ${r.status}: ${r.body.slice(0, 300)}`);
+  const body = JSON.parse(r.body) as EchoBody;
+  assert.equal(body.app, 'upstream');
+  return body;
 }

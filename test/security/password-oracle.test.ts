@@ -20,6 +20,7 @@ import assert from 'node:assert/strict';
 import { attachNotifier, type Notifier } from '../../src/audit/notify.js';
 import { startPortalApp, type InjectResponse, type PortalApp } from '../helpers/portal-app.js';
 import { hiddenField } from '../helpers/portal.js';
+import { editUsersFile, setDisabled } from '../../src/auth/users.js';
 
 const OFFICE = '192.0.2.10';
 const VPN = '198.51.100.20';
@@ -160,6 +161,18 @@ describe('where the password can lead somewhere, it does', () => {
     const r = await c.login('frank', PW.frank, '/');
     assert.equal(r.status, 303);
     assert.equal(r.location, '/.portcullis/enrol');
+  });
+
+  it('a right password refused while the account was disabled is checked again once it is enabled', async () => {
+    const c = pa.client('mail.test', OFFICE);
+    assert.equal((await c.login('erin', PW.erin, '/')).status, 401, 'disabled: refused like a wrong password');
+    assert.equal((await c.login('erin', PW.erin, '/')).status, 401, 'and the repeat is answered without a hash');
+    await editUsersFile(pa.usersFile, (doc) => setDisabled(doc, 'erin', false));
+    await pa.rt.reloadUsers();
+    const r = await c.login('erin', PW.erin, '/');
+    assert.equal(r.status, 303, 'enabled again: the same password from the same address signs in at once');
+    await editUsersFile(pa.usersFile, (doc) => setDisabled(doc, 'erin', true));
+    await pa.rt.reloadUsers();
   });
 
   it('the same from the vpn is refused as a wrong password', async () => {

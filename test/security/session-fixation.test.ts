@@ -25,9 +25,9 @@ import assert from 'node:assert/strict';
 import { decodeJwt } from 'jose';
 import { ManualClock } from '../../src/clock.js';
 import { generateCode } from '../../src/auth/totp.js';
-import { startUpstream, type EchoBody, type Upstream } from '../helpers/upstream.js';
+import { echoOf, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway, type TestUser } from '../helpers/gateway.js';
-import { PortalClient, type PortalResponse } from '../helpers/portal.js';
+import { PortalClient } from '../helpers/portal.js';
 
 const OFFICE = '127.0.0.1';
 const HOME = '127.0.0.2';
@@ -99,13 +99,6 @@ function codeFor(secret: string, at = clock.now()): string {
 
 function client(from: string = OFFICE, host = 'mail.test'): PortalClient {
   return new PortalClient(gw.port, host, { localAddress: from });
-}
-
-function echoOf(r: PortalResponse): EchoBody {
-  assert.equal(r.status, 200, `expected the app's answer, got ${r.status}: ${r.body.slice(0, 300)}`);
-  const body = JSON.parse(r.body) as EchoBody;
-  assert.equal(body.app, 'upstream');
-  return body;
 }
 
 test('dave signs in with a code; a planted cookie survives neither the password nor the code', async () => {

@@ -28,8 +28,10 @@ function setup(cfg: AttackConfig | null, shared?: { clock: ManualClock; rates: M
   audit.on((e) => events.push(e));
   let config = cfg;
   const posture = new AttackPosture({ rates, clock, config: () => config, audit });
+  // failures from distinct networks (one network counts at most PER_SOURCE_PER_MINUTE a minute)
+  let nextSource = 0;
   const fail = async (n: number) => {
-    for (let i = 0; i < n; i++) await posture.recordFailure();
+    for (let i = 0; i < n; i++) await posture.recordFailure(`198.18.${(nextSource >> 8) & 255}.${nextSource++ & 255}/src`);
   };
   const count = (event: string) => events.filter((e) => e.event === event).length;
   return { clock, rates, events, posture, fail, count, setConfig: (c: AttackConfig | null) => (config = c) };
@@ -52,6 +54,16 @@ describe('attack posture, threshold: 300 a minute, cooldown 30m', () => {
     assert.equal(st.failuresThisMinute, 301);
     assert.equal(s.count('attack_started'), 1);
     assert.match(s.events[0]!.reason ?? '', /^301 failed sign-ins in a minute, above 300/);
+  });
+
+  it('one network alone can never switch it on, however fast it fails (it counts 2 a minute)', async () => {
+    const s = setup(cfg);
+    for (let minute = 0; minute < 5; minute++) {
+      for (let i = 0; i < 1000; i++) await s.posture.recordFailure('203.0.113.0/24');
+      assert.equal((await s.posture.tick()).active, false, `minute ${minute}`);
+      s.clock.advance(MIN);
+    }
+    assert.equal(s.count('attack_started'), 0);
   });
 
   it('300 a minute spread over two minutes never starts it', async () => {

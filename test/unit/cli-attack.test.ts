@@ -71,7 +71,7 @@ test('attack status, then the posture starts on the rate, then attack off ends i
   assert.match(r.out, /threshold 3 a minute/);
   assert.match(r.out, /passwords marked sprayed: 0/);
 
-  for (let i = 0; i < 4; i++) await rt.attack.recordFailure();
+  for (let i = 0; i < 4; i++) await rt.attack.recordFailure(`192.0.2.${i}/24`);
   await rt.attack.tick();
   assert.equal(rt.attack.active, true);
 

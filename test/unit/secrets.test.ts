@@ -108,6 +108,15 @@ describe('key and token files: 0600, or 0640 owned by root or this user', () => 
     await assert.rejects(assertPrivateFile(f), refused);
   });
 
+  it('refuses 0640 when the group is not one of this process (e.g. `users`: every local account)', { skip: process.getuid?.() !== 0 }, async () => {
+    const f = join(await tmp(), 'token');
+    await writeFile(f, 'x', { mode: 0o640 });
+    await chown(f, process.getuid!(), 4243); // our own file, but a group we are not in
+    await assert.rejects(assertPrivateFile(f), refused);
+    await chown(f, process.getuid!(), process.getgid!());
+    await assertPrivateFile(f);
+  });
+
   it('PORTCULLIS_SECRET_KEY_FILE: read from a mounted (0640) file, never created; both variables is an error', async () => {
     const dir = await tmp();
     const key = Buffer.alloc(32, 9);

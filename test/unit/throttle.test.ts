@@ -263,18 +263,30 @@ describe('LoginThrottle: the 100-failure ceiling', () => {
 });
 
 describe('LoginThrottle: MFA', () => {
+  /** One wrong code, through the reservation every code goes through. */
+  const mfaFail = async (throttle: LoginThrottle, ctx: { ip: string; user: string }) => {
+    const r = await throttle.reserveMfa(ctx);
+    assert.ok(r.allowed, 'the attempt was reserved');
+    return r.ticket.failed();
+  };
+  /** One right code. */
+  const mfaOk = async (throttle: LoginThrottle, ctx: { ip: string; user: string }) => {
+    const r = await throttle.reserveMfa(ctx);
+    assert.ok(r.allowed, 'the attempt was reserved');
+    await r.ticket.succeeded();
+  };
   it('throttles wrong codes per user and source, then per user across sources', async () => {
     const { throttle, clock } = await setup();
     const a = { ip: '203.0.113.9', user: 'alice' };
-    for (let i = 1; i <= 4; i++) assert.deepEqual(await throttle.recordMfaFailure(a), { throttled: false });
-    assert.deepEqual(await throttle.recordMfaFailure(a), { throttled: true });
+    for (let i = 1; i <= 4; i++) assert.deepEqual(await mfaFail(throttle, a), { throttled: false });
+    assert.deepEqual(await mfaFail(throttle, a), { throttled: true });
     assert.deepEqual(await throttle.checkMfa(a), { allowed: false, kind: 'user', retryAfterSec: 900 });
     assert.deepEqual(await throttle.check(a), { allowed: true }, 'MFA failures do not block password attempts');
 
     const b = { ip: '198.51.100.3', user: 'alice' };
     assert.deepEqual(await throttle.checkMfa(b), { allowed: true }, 'another source still has its own allowance');
-    for (let i = 1; i <= 4; i++) await throttle.recordMfaFailure(b);
-    assert.deepEqual(await throttle.recordMfaFailure(b), { throttled: true });
+    for (let i = 1; i <= 4; i++) await mfaFail(throttle, b);
+    assert.deepEqual(await mfaFail(throttle, b), { throttled: true });
     const c = { ip: '192.0.2.10', user: 'alice' };
     assert.deepEqual(await throttle.checkMfa(c), { allowed: false, kind: 'user', retryAfterSec: 900 }, 'twice max_failures per user stops every source');
     assert.deepEqual(await throttle.checkMfa({ ip: c.ip, user: 'bob' }), { allowed: true });
@@ -286,20 +298,20 @@ describe('LoginThrottle: MFA', () => {
   it('a correct code forgets the earlier wrong ones', async () => {
     const { throttle } = await setup();
     const a = { ip: '203.0.113.9', user: 'alice' };
-    for (let i = 1; i <= 4; i++) await throttle.recordMfaFailure(a);
-    await throttle.recordMfaSuccess(a);
-    for (let i = 1; i <= 4; i++) assert.deepEqual(await throttle.recordMfaFailure(a), { throttled: false });
+    for (let i = 1; i <= 4; i++) await mfaFail(throttle, a);
+    await mfaOk(throttle, a);
+    for (let i = 1; i <= 4; i++) assert.deepEqual(await mfaFail(throttle, a), { throttled: false });
     assert.deepEqual(await throttle.checkMfa(a), { allowed: true });
   });
 
   it('unblock by user or by source lifts MFA blocks', async () => {
     const { throttle } = await setup();
     const a = { ip: '203.0.113.9', user: 'alice' };
-    for (let i = 1; i <= 5; i++) await throttle.recordMfaFailure(a);
+    for (let i = 1; i <= 5; i++) await mfaFail(throttle, a);
     assert.deepEqual((await throttle.listBlocks()).map((b) => [b.kind, b.source, b.user]), [['mfa', '203.0.113.9', 'alice']]);
     assert.equal(await throttle.unblock({ ip: '203.0.113.9' }), 1);
     assert.deepEqual(await throttle.checkMfa(a), { allowed: true });
-    for (let i = 1; i <= 5; i++) await throttle.recordMfaFailure(a);
+    for (let i = 1; i <= 5; i++) await mfaFail(throttle, a);
     // the (alice, source) block again, and the per-user one: ten wrong codes in the window
     assert.equal(await throttle.unblock({ user: 'alice' }), 2);
     assert.deepEqual(await throttle.checkMfa(a), { allowed: true });
