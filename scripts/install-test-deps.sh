@@ -6,18 +6,20 @@
 #   chromium /usr/bin/chromium   the browser (driven by playwright-core, which never downloads one)
 #   fonts-liberation             legible text in Chromium screenshots
 #   openssl  /usr/bin/openssl    throw-away TLS certificates (TLS listener, recipes, healthcheck)
+#   slapd    /usr/sbin/slapd     OpenLDAP for the directory tests (ldap-utils: slapadd, ldapsearch)
+#   redis-sentinel               /usr/bin/redis-sentinel: Sentinel failover tests (primary, replica, 3 sentinels)
 # Does nothing (quickly) when all of them are already there. Needs root, or sudo, to install.
 set -euo pipefail
 
-PACKAGES=(nginx haproxy caddy chromium fonts-liberation openssl)
-BINARIES=(/usr/sbin/nginx /usr/sbin/haproxy /usr/bin/caddy /usr/bin/chromium /usr/bin/openssl)
+PACKAGES=(nginx haproxy caddy chromium fonts-liberation openssl slapd ldap-utils redis-server redis-sentinel)
+BINARIES=(/usr/sbin/nginx /usr/sbin/haproxy /usr/bin/caddy /usr/bin/chromium /usr/bin/openssl /usr/sbin/slapd /usr/sbin/slapadd /usr/bin/ldapsearch /usr/bin/redis-server /usr/bin/redis-sentinel)
 
 missing=()
 for bin in "${BINARIES[@]}"; do
   [[ -x "$bin" ]] || missing+=("$bin")
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-test-deps: nginx, haproxy, caddy, chromium and openssl are present"
+  echo "install-test-deps: nginx, haproxy, caddy, chromium, openssl, slapd and redis-sentinel are present"
   exit 0
 fi
 echo "install-test-deps: missing ${missing[*]}; installing ${PACKAGES[*]}"
