@@ -13,6 +13,8 @@ import { resolve } from 'node:path';
 import { isScalar, type Document, type LineCounter } from 'yaml';
 import { CidrSet } from '../net/cidr.js';
 import { deepFreeze, FrozenMap } from './frozen.js';
+import { defaultBool, defaultInt, defaultText, schemaAt } from './schema.js';
+import { parseListen } from './values.js';
 import { opt, Reader } from './reader.js';
 import { compileAdmin, compileStore, compileTls, sharesPort } from './sections/listen.js';
 import { compileNetworks, compileTrustedProxies } from './sections/networks.js';
@@ -38,6 +40,8 @@ export interface CompileOptions {
   checkFiles: boolean;
   /** Where `{ env: NAME }` secrets are looked up (default: `process.env`). */
   env?: NodeJS.ProcessEnv;
+  /** For the schema test: told the keys every mapping of the document may have (path, keys). */
+  observeKeys?: (path: string, keys: readonly string[]) => void;
 }
 
 export type CompileResult = { ok: true; config: CompiledConfig } | { ok: false; issues: ConfigIssue[] };
@@ -70,10 +74,11 @@ const TOP_KEYS = [
   'apps',
 ] as const;
 
+const WORKERS = schemaAt('workers');
 
 /** Compile a parsed document. Issues come back sorted by position. */
 export function compileDocument(doc: Document.Parsed, lc: LineCounter, opts: CompileOptions): CompileResult {
-  const r = new Reader(doc, lc, opts.file);
+  const r = new Reader(doc, lc, opts.file, opts.observeKeys);
   const config = compileRoot(r, doc, opts);
   if (r.issues.length > 0 || !config) {
     const issues = [...r.issues].sort((a, b) => a.line - b.line || a.col - b.col);
@@ -94,11 +99,11 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   if (!t) return null;
   const cwd = resolve(o.cwd);
 
-  const listen = opt(t.listen, (v) => r.listen(v), { host: '127.0.0.1', port: 8080 });
-  const dataDir = opt(t.data_dir, (v) => r.filePath(v, cwd), resolve(cwd, 'data'));
+  const listen = opt(t.listen, (v) => r.listen(v), parseListen(defaultText('listen'))!);
+  const dataDir = opt(t.data_dir, (v) => r.filePath(v, cwd), resolve(cwd, defaultText('data_dir')));
   const tls = t.tls && !r.isNull(t.tls) ? compileTls(r, t.tls, cwd, o.checkFiles) : null;
   const trustedProxies = opt(t.trusted_proxies, (v) => compileTrustedProxies(r, v), CidrSet.empty);
-  const proxyProtocol = opt(t.proxy_protocol, (v) => r.bool(v), false);
+  const proxyProtocol = opt(t.proxy_protocol, (v) => r.bool(v), defaultBool('proxy_protocol'));
   if (proxyProtocol && trustedProxies.size === 0 && t.proxy_protocol) {
     r.issue(t.proxy_protocol.node, t.proxy_protocol.path, 'proxy_protocol needs trusted_proxies: a PROXY header is only believed from them');
   }
@@ -108,13 +113,13 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     r.issue(at.node, at.path, `the admin listener (${admin.listen.host}:${admin.listen.port}) and "listen" (${listen.host}:${listen.port}) cannot share a port`);
   }
   const env = o.env ?? process.env;
-  const store = opt(t.store, (v) => compileStore(r, v, cwd, env), { kind: 'memory' } as CompiledConfig['store']);
-  const workers = opt(t.workers, (v) => r.int(v, 1, 64), 1);
+  const store = opt(t.store, (v) => compileStore(r, v, cwd, env), { kind: defaultText('store') } as CompiledConfig['store']);
+  const workers = opt(t.workers, (v) => r.int(v, WORKERS.min!, WORKERS.max!), defaultInt('workers'));
   if (workers > 1 && store.kind !== 'redis' && t.workers) {
     r.issue(t.workers.node, t.workers.path, 'workers above 1 need a shared store (store: redis://...); with memory each worker would keep its own sessions and counters');
   }
   const networks = opt(t.networks, (v) => compileNetworks(r, v), new Map<string, CidrSet>());
-  const usersFile = opt(t.users_file, (v) => r.filePath(v, cwd), resolve(cwd, 'config/users.yaml'));
+  const usersFile = opt(t.users_file, (v) => r.filePath(v, cwd), resolve(cwd, defaultText('users_file')));
   const session = compileSession(r, t.session);
   const totp = compileTotp(r, t.totp, networks, t.enrol);
   const passwordPolicy = compilePasswordPolicy(r, t.password_policy);

@@ -49,6 +49,7 @@ export class Reader {
     private readonly doc: Document.Parsed,
     private readonly lc: LineCounter,
     readonly file: string,
+    private readonly observeKeys?: (path: string, keys: readonly string[]) => void,
   ) {}
 
   pos(node: ParsedNode | null | undefined): SourcePos {
@@ -91,6 +92,7 @@ export class Reader {
    * missing required keys are issues. Returns null when the node is not a mapping.
    */
   object<K extends string>(v: Val, keys: readonly K[], required: readonly K[] = []): Fields<K> | null {
+    this.observeKeys?.(v.path, keys);
     const entries = this.entries(v, 'a mapping');
     if (!entries) return null;
     const out: Record<string, Val> = {};

@@ -1,6 +1,7 @@
 /** `apps`: names, hosts, upstreams, WebSocket, Basic paths; each app's rules are in rules.ts. */
 import type { CidrSet } from '../../net/cidr.js';
 import { FrozenURL } from '../frozen.js';
+import { defaultBool } from '../schema.js';
 import { normaliseHost } from '../values.js';
 import { checkUrl, opt, type Reader, type Val } from '../reader.js';
 import { MAX_NAME_LENGTH } from './networks.js';
@@ -76,10 +77,10 @@ export function compileApp(
 
   // on an issue the placeholder is never used: a config with issues is not built
   const upstream = (a.upstream && compileUpstream(r, a.upstream)) || { kind: 'builtin' as const, name: 'whoami' as const };
-  const websocket = opt(a.websocket, (x) => r.bool(x), false);
+  const websocket = opt(a.websocket, (x) => r.bool(x), defaultBool('apps[].websocket'));
   // IIS-hosted apps (Outlook on the web, ECP, RD Web) treat /ECP and /ecp alike: their rules must too,
   // or a deny on /ecp/** is dodged by changing the letter case
-  const ci = opt(a.case_insensitive_paths, (x) => r.bool(x), false);
+  const ci = opt(a.case_insensitive_paths, (x) => r.bool(x), defaultBool('apps[].case_insensitive_paths'));
 
   const rules: CompiledRule[] = [];
   if (a.rules) {

@@ -1,6 +1,8 @@
 /** `listen`, `tls`, `admin`, `store`: where the gateway listens and keeps its state. */
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { defaultText } from '../schema.js';
+import { parseListen } from '../values.js';
 import { checkUrl, opt, readSecret, secretShown, type Reader, type Val } from '../reader.js';
 import type { CompiledConfig, ListenAddress } from '../types.js';
 
@@ -39,7 +41,7 @@ export function unreadableFile(p: string): string | null {
 
 
 export function compileAdmin(r: Reader, v: Val | undefined, cwd: string, dataDir: string): { admin: CompiledConfig['admin']; listenAt?: Val } {
-  const dflt = { listen: { host: '127.0.0.1', port: 9090 }, tokenFile: join(dataDir, 'admin.token') };
+  const dflt = { listen: parseListen(defaultText('admin.listen'))!, tokenFile: join(dataDir, 'admin.token') };
   const a = v ? r.object(v, ['listen', 'token_file']) : null;
   if (!a) return { admin: dflt };
   const listen = opt(a.listen, (x) => r.listen(x), dflt.listen);

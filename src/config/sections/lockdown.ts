@@ -3,6 +3,10 @@ import { CidrSet } from '../../net/cidr.js';
 import { compileNetworkRefs } from './networks.js';
 import { opt, type Reader, type Val } from '../reader.js';
 import type { AttackConfig, CompiledConfig } from '../types.js';
+import { defaultMs, schemaAt } from '../schema.js';
+
+const THRESHOLD = schemaAt('attack.threshold');
+const FACTOR = schemaAt('attack.factor');
 
 export function compileLockdown(r: Reader, v: Val | undefined, networks: ReadonlyMap<string, CidrSet>): CompiledConfig['lockdown'] {
   const d = { networks: CidrSet.empty, networkNames: [] as string[] };
@@ -22,9 +26,9 @@ export function compileAttack(r: Reader, v: Val): AttackConfig | null {
     r.issue(at.node, at.path, a.threshold === undefined ? 'give "threshold" (failed sign-ins per minute) or "factor" (times the baseline of the last day)' : 'give "threshold" or "factor", not both');
     return null;
   }
-  const threshold = a.threshold ? r.int(a.threshold, 1, 1_000_000) : undefined;
-  const factor = a.factor ? r.int(a.factor, 2, 1000) : undefined;
-  const cooldownMs = opt(a.cooldown, (x) => r.duration(x), 30 * 60_000);
+  const threshold = a.threshold ? r.int(a.threshold, THRESHOLD.min!, THRESHOLD.max!) : undefined;
+  const factor = a.factor ? r.int(a.factor, FACTOR.min!, FACTOR.max!) : undefined;
+  const cooldownMs = opt(a.cooldown, (x) => r.duration(x), defaultMs('attack.cooldown'));
   if (threshold === undefined && factor === undefined) return null;
   return { threshold: threshold ?? null, factor: factor ?? null, cooldownMs };
 }

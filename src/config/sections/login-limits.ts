@@ -2,20 +2,27 @@
 import { availableParallelism } from 'node:os';
 import { opt, type Fields, type Reader, type Val } from '../reader.js';
 import { IPV6_PREFIX_MIN } from '../types.js';
+import { defaultInt, defaultMs, schemaAt } from '../schema.js';
 import type { LoginLimits } from '../types.js';
 
 /** Counts the stores track exactly (distinct members are capped at 1000 per key in memory). */
 export const MAX_COUNT = 1000;
 
 export function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
-  const m = 60_000;
+  const ms = (k: string) => defaultMs(`login_limits.${k}`);
+  const n = (k: string) => defaultInt(`login_limits.${k}`);
   const d: LoginLimits = {
-    perIp: { maxFailures: 20, windowMs: 15 * m, blockMs: 15 * m },
-    perUser: { maxFailures: 5, windowMs: 15 * m, lockoutMs: 15 * m, ceiling: { maxFailures: 100, windowMs: 24 * 60 * m } },
-    spray: { distinctUsers: 10, windowMs: 10 * m, blockMs: 60 * m },
-    samePassword: { accounts: 20, windowMs: 60 * m, blockMs: 24 * 60 * m },
-    mfa: { maxFailures: 5, windowMs: 15 * m },
-    ipv6Prefix: 64,
+    perIp: { maxFailures: n('per_ip.max_failures'), windowMs: ms('per_ip.window'), blockMs: ms('per_ip.block') },
+    perUser: {
+      maxFailures: n('per_user.max_failures'),
+      windowMs: ms('per_user.window'),
+      lockoutMs: ms('per_user.lockout'),
+      ceiling: { maxFailures: n('per_user.ceiling.max_failures'), windowMs: ms('per_user.ceiling.window') },
+    },
+    spray: { distinctUsers: n('spray.distinct_users'), windowMs: ms('spray.window'), blockMs: ms('spray.block') },
+    samePassword: { accounts: n('same_password.accounts'), windowMs: ms('same_password.window'), blockMs: ms('same_password.block') },
+    mfa: { maxFailures: n('mfa.max_failures'), windowMs: ms('mfa.window') },
+    ipv6Prefix: n('ipv6_prefix'),
     // One hashing thread per slot, at the lowest priority (src/auth/hash-pool.ts): they only get
     // CPU time the event loop leaves, so more threads than cores add memory (64 MiB each in
     // flight), not speed, and on a 2-core machine 1, 2 and 4 threads measured the same under a
@@ -53,12 +60,12 @@ export function compileLoginLimits(r: Reader, v: Val | undefined): LoginLimits {
     },
     samePassword: {
       // one account is a user retyping an old password, never a spray
-      accounts: opt(same.accounts, (y) => r.int(y, 2, MAX_COUNT), d.samePassword.accounts),
+      accounts: opt(same.accounts, (y) => r.int(y, schemaAt('login_limits.same_password.accounts').min!, MAX_COUNT), d.samePassword.accounts),
       windowMs: dur(same.window, d.samePassword.windowMs),
       blockMs: dur(same.block, d.samePassword.blockMs),
     },
     mfa: { maxFailures: count(mfa.max_failures, d.mfa.maxFailures), windowMs: dur(mfa.window, d.mfa.windowMs) },
     ipv6Prefix: opt(l.ipv6_prefix, (x) => r.int(x, IPV6_PREFIX_MIN, 128), d.ipv6Prefix),
-    maxConcurrentHashes: opt(l.hash_concurrency, (x) => r.int(x, 1, 64), d.maxConcurrentHashes),
+    maxConcurrentHashes: opt(l.hash_concurrency, (x) => r.int(x, schemaAt('login_limits.hash_concurrency').min!, schemaAt('login_limits.hash_concurrency').max!), d.maxConcurrentHashes),
   };
 }

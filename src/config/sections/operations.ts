@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { formatDuration } from '../duration.js';
 import { opt, type Reader, type Val } from '../reader.js';
 import type { CompiledConfig } from '../types.js';
+import { defaultMs } from '../schema.js';
 
 export function compileAudit(r: Reader, v: Val | undefined, cwd: string, dataDir: string): CompiledConfig['audit'] {
   const d = { file: join(dataDir, 'audit.jsonl') };
@@ -15,7 +16,7 @@ export function compileAudit(r: Reader, v: Val | undefined, cwd: string, dataDir
 
 /** `shutdown: { drain: 10s, grace: 30s }`; 0s is allowed for either (no drain, no grace). */
 export function compileShutdown(r: Reader, v: Val | undefined): CompiledConfig['shutdown'] {
-  const d = { drainMs: 10_000, graceMs: 30_000 };
+  const d = { drainMs: defaultMs('shutdown.drain'), graceMs: defaultMs('shutdown.grace') };
   if (!v) return d;
   const o = r.object(v, ['drain', 'grace']);
   if (!o) return d;
@@ -29,7 +30,7 @@ export function compileShutdown(r: Reader, v: Val | undefined): CompiledConfig['
 }
 
 export function compileUpstreamTimeouts(r: Reader, v: Val | undefined): CompiledConfig['upstreamTimeouts'] {
-  const d = { connectMs: 5_000, headersMs: 60_000, idleMs: 5 * 60_000 };
+  const d = { connectMs: defaultMs('upstream_timeouts.connect'), headersMs: defaultMs('upstream_timeouts.headers'), idleMs: defaultMs('upstream_timeouts.idle') };
   if (!v) return d;
   const u = r.object(v, ['connect', 'headers', 'idle']);
   if (!u) return d;

@@ -2,9 +2,15 @@
 import { isScalar } from 'yaml';
 import { opt, type Reader, type Val } from '../reader.js';
 import type { PasswordPolicy } from '../types.js';
+import { defaultInt, defaultText, enumOf } from '../schema.js';
 
 export function compilePasswordPolicy(r: Reader, v: Val | undefined): PasswordPolicy {
-  const d: PasswordPolicy = { minLength: 8, blocklist: 'common', minStrength: 3, onWeak: 'deny' };
+  const d: PasswordPolicy = {
+    minLength: defaultInt('password_policy.min_length'),
+    blocklist: defaultText('password_policy.blocklist') as PasswordPolicy['blocklist'],
+    minStrength: defaultInt('password_policy.min_strength') as PasswordPolicy['minStrength'],
+    onWeak: defaultText('password_policy.on_weak') as PasswordPolicy['onWeak'],
+  };
   if (!v) return d;
   const p = r.object(v, ['min_length', 'blocklist', 'min_strength', 'on_weak']);
   if (!p) return d;
@@ -20,8 +26,8 @@ export function compilePasswordPolicy(r: Reader, v: Val | undefined): PasswordPo
   );
   return {
     minLength,
-    blocklist: opt(p.blocklist, (x) => r.oneOf(x, ['common', 'none'] as const), d.blocklist),
-    minStrength: opt(p.min_strength, (x) => r.oneOf(x, [0, 1, 2, 3, 4] as const), d.minStrength),
-    onWeak: opt(p.on_weak, (x) => r.oneOf(x, ['deny', 'change', 'flag'] as const), d.onWeak),
+    blocklist: opt(p.blocklist, (x) => r.oneOf(x, enumOf<PasswordPolicy['blocklist']>('password_policy.blocklist')), d.blocklist),
+    minStrength: opt(p.min_strength, (x) => r.oneOf(x, enumOf<PasswordPolicy['minStrength']>('password_policy.min_strength')), d.minStrength),
+    onWeak: opt(p.on_weak, (x) => r.oneOf(x, enumOf<PasswordPolicy['onWeak']>('password_policy.on_weak')), d.onWeak),
   };
 }

@@ -1,12 +1,13 @@
 /** `apps[].rules`: conditions (paths, methods, networks, groups) and the policy. */
 import type { CidrSet } from '../../net/cidr.js';
 import { FrozenSet } from '../frozen.js';
+import { enumOf } from '../schema.js';
 import { compilePathPattern } from '../paths.js';
 import { compileNetworkRefs } from './networks.js';
 import type { Reader, Val } from '../reader.js';
 import type { CompiledRule, PathMatcher, PolicyName } from '../types.js';
 
-export const POLICIES: readonly PolicyName[] = ['deny', 'bypass', 'password', 'mfa'];
+export const POLICIES = enumOf<PolicyName>('apps[].rules[].policy');
 /** RFC 9110 token characters. */
 export const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 export const REFUSED_METHODS: Record<string, string> = {

@@ -5,9 +5,10 @@ import { normaliseHost } from '../values.js';
 import { opt, type Reader, type Val } from '../reader.js';
 import { hostUnderDomain } from '../types.js';
 import type { CompiledConfig } from '../types.js';
+import { defaultMs } from '../schema.js';
 
 export function compileSession(r: Reader, v: Val | undefined): CompiledConfig['session'] {
-  const d = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000, graceMs: 0, domain: null, portal: null };
+  const d = { idleTimeoutMs: defaultMs('session.idle_timeout'), absoluteTimeoutMs: defaultMs('session.absolute_timeout'), graceMs: defaultMs('session.grace'), domain: null, portal: null };
   if (!v) return d;
   const s = r.object(v, ['idle_timeout', 'absolute_timeout', 'grace', 'domain', 'portal']);
   if (!s) return d;

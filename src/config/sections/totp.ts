@@ -3,17 +3,30 @@ import { CidrSet } from '../../net/cidr.js';
 import { compileNetworkRefs } from './networks.js';
 import { opt, type Reader, type Val } from '../reader.js';
 import type { TotpConfig } from '../types.js';
+import { defaultBool, defaultInt, defaultText, enumOf, schemaAt } from '../schema.js';
+
+const P = schemaAt('totp.period');
+const SKEW = schemaAt('totp.skew');
 
 /**
  * `totp:`; where a first factor may be enrolled is `totp.enrol` or, shared with passkeys, the
  * top-level `enrol:` (one of the two).
  */
 export function compileTotp(r: Reader, v: Val | undefined, networks: ReadonlyMap<string, CidrSet>, topEnrol?: Val): TotpConfig {
-  const d: TotpConfig = { issuer: 'portcullis', period: 30, digits: 6, algorithm: 'SHA1', skew: 1, enrolNetworks: CidrSet.empty, enrolPrompt: false, always: false };
+  const d: TotpConfig = {
+    issuer: defaultText('totp.issuer'),
+    period: defaultInt('totp.period'),
+    digits: defaultInt('totp.digits') as TotpConfig['digits'],
+    algorithm: defaultText('totp.algorithm') as TotpConfig['algorithm'],
+    skew: defaultInt('totp.skew'),
+    enrolNetworks: CidrSet.empty,
+    enrolPrompt: defaultBool('totp.enrol.prompt'),
+    always: defaultBool('totp.always'),
+  };
   const enrolOf = (ev: Val, where: string): { set: CidrSet; prompt: boolean } => {
     const e = r.object(ev, ['networks', 'prompt']);
     const set = e?.networks ? (compileNetworkRefs(r, e.networks, networks, where, null)?.set ?? CidrSet.empty) : CidrSet.empty;
-    return { set, prompt: e?.prompt ? (r.bool(e.prompt) ?? false) : false };
+    return { set, prompt: e?.prompt ? (r.bool(e.prompt) ?? d.enrolPrompt) : d.enrolPrompt };
   };
   if (!v) {
     if (!topEnrol) return d;
@@ -35,16 +48,16 @@ export function compileTotp(r: Reader, v: Val | undefined, networks: ReadonlyMap
     d.issuer,
   );
   const enrolVal = t.enrol ?? topEnrol;
-  const enrol = enrolVal ? enrolOf(enrolVal, t.enrol ? 'totp.enrol' : 'enrol') : { set: d.enrolNetworks, prompt: false };
+  const enrol = enrolVal ? enrolOf(enrolVal, t.enrol ? 'totp.enrol' : 'enrol') : { set: d.enrolNetworks, prompt: d.enrolPrompt };
   const enrolNetworks = enrol.set;
   return {
     issuer,
-    period: opt(t.period, (x) => r.int(x, 15, 120), d.period),
-    digits: opt(t.digits, (x) => r.oneOf(x, [6, 8] as const), d.digits),
-    algorithm: opt(t.algorithm, (x) => r.oneOf(x, ['SHA1', 'SHA256', 'SHA512'] as const), d.algorithm),
-    skew: opt(t.skew, (x) => r.int(x, 0, 2), d.skew),
+    period: opt(t.period, (x) => r.int(x, P.min!, P.max!), d.period),
+    digits: opt(t.digits, (x) => r.oneOf(x, enumOf<TotpConfig['digits']>('totp.digits')), d.digits),
+    algorithm: opt(t.algorithm, (x) => r.oneOf(x, enumOf<TotpConfig['algorithm']>('totp.algorithm')), d.algorithm),
+    skew: opt(t.skew, (x) => r.int(x, SKEW.min!, SKEW.max!), d.skew),
     enrolNetworks,
     enrolPrompt: enrol.prompt,
-    always: opt(t.always, (x) => r.bool(x), false),
+    always: opt(t.always, (x) => r.bool(x), d.always),
   };
 }
