@@ -183,6 +183,13 @@ Works on the file alone.`,
 with a PROXY header when \`proxy_protocol\` expects one from this host; 0.0.0.0 and :: are probed
 on loopback). Exits 0 on a 200 within the timeout (default 3s), 1 otherwise.`,
   },
+  schema: {
+    summary: "print the configuration's JSON Schema (for editors)",
+    usage: 'portcullis schema',
+    text: `Print the JSON Schema of the configuration file on stdout, generated from the same schema
+as docs/configuration.md. Editors with the YAML language server complete and validate the file
+with it. Reads no file; \`portcullis check-config\` remains the full check.`,
+  },
 };
 
 export function commandList(): string {

@@ -8,56 +8,9 @@
  * When the YAML itself is malformed, only the syntax errors are reported: checking the keys of a
  * mis-parsed tree would add confusing noise.
  *
- * Keys (snake_case) and defaults. Relative paths resolve against the working directory.
- *
- *   listen: "127.0.0.1:8080"           IP literal and port ([::1]:8080 for IPv6)
- *   tls: { cert: FILE, key: FILE }     optional; both must be readable files
- *   trusted_proxies: []                strict CIDRs; a range covering every address is refused
- *   proxy_protocol: false              needs trusted_proxies
- *   admin: { listen: "127.0.0.1:9090", token_file: DATA_DIR/admin.token }
- *   data_dir: "./data"
- *   store: memory                      or redis://[user:pass@]host[:port][/db] (rediss:// for TLS)
- *                                      (a secret: see below)
- *   networks: {}                       NAME: [CIDR, ...]; NAME matches ^[a-z0-9][a-z0-9_-]*$
- *   users_file: "./config/users.yaml"
- *   session: { idle_timeout: 30m, absolute_timeout: 12h }
- *   totp: { issuer: portcullis, period: 30, digits: 6, algorithm: SHA1, skew: 1,
- *           enrol: { networks: [] } }          period 15..120, digits 6|8, SHA1|SHA256|SHA512, skew 0..2
- *   password_policy: { min_length: 8, blocklist: common, min_strength: 3, on_weak: deny }
- *   login_limits:
- *     per_ip:   { max_failures: 20, window: 15m, block: 15m }
- *     per_user: { max_failures: 5,  window: 15m, lockout: 15m, ceiling: { max_failures: 100, window: 24h } }
- *     spray:    { distinct_users: 10, window: 10m, block: 1h }
- *     same_password: { accounts: 20, window: 1h, block: 24h }   accounts 2..1000
- *     mfa:      { max_failures: 5, window: 15m }
- *     ipv6_prefix: 64                              32..128
- *   lockdown: { networks: [] }                     who may still reach apps during lockdown
- *   attack: { threshold: 300, cooldown: 30m }      optional (absent: no attack posture); or
- *           { factor: 10, cooldown: 30m }          threshold 1..1000000 failures/min, factor 2..1000
- *   notify: { webhook: null, events: [new_network_login, locked_out, weak_password, password_refused_correct] }
- *   audit: { file: DATA_DIR/audit.jsonl }          null disables the audit file
- *   apps: (required, at least one)
- *     - name, hosts, upstream, rules (required); websocket: false; case_insensitive_paths: false
- *       (IIS apps: rules and basic_auth paths match in any letter case); basic_auth: { paths: [...] }
- *       rules: [{ paths, methods, networks, groups, policy }]   policy required: deny|bypass|password|mfa
- *
- * Keys this implementation adds to the SPEC's list:
- *   workers: 1                          worker processes; above 1 only with a redis store
- *   session.grace: 0s                   how long a session verified by this instance may continue
- *                                       while Redis is unreachable (at most idle_timeout)
- *   login_limits.hash_concurrency: min(4, max(2, CPUs))
- *                                       password hashes verified at once (1..64), each on a
- *                                       lowest-priority thread of its own; past it, a fast 503
- *   upstream_timeouts: { connect: 5s, headers: 60s, idle: 5m }
- *   notify.smtp: { url: "smtp://host:587", from: ADDRESS, to: [ADDRESS, ...] }   (smtps:// for TLS)
- *
- * Secrets: `store`, `notify.webhook` and `notify.smtp.url` may be written as text, as
- * `{ file: PATH }` (the file's content, trailing line breaks removed) or as `{ env: NAME }`;
- * resolved at load (and again at every reload), never echoed in messages.
- *
- *   shutdown: { drain: 10s, grace: 30s }  SIGTERM: /readyz answers 503 at once and the listener
- *                                       serves on for `drain`; then it stops accepting, and
- *                                       requests in flight get up to `grace` to finish
+ * Every key, its type, default and an example: src/config/schema.ts, written once; the section
+ * compilers take their defaults from it and docs/configuration.md is generated from it (the hand
+ * copy that used to stand here had drifted: it listed four notify events of the eight).
  *
  * Path patterns (rule `paths`, `basic_auth.paths`) are described in paths.ts.
  */
