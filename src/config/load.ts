@@ -10,7 +10,7 @@
  *
  * Every key, its type, default and an example: src/config/schema.ts, written once; the section
  * compilers take their defaults from it and docs/configuration.md is generated from it (the hand
- * copy that used to stand here had drifted: it listed four notify events of the eight).
+ * copy that used to stand here had drifted: it listed four notify events of the nine).
  *
  * Path patterns (rule `paths`, `basic_auth.paths`) are described in paths.ts.
  */
