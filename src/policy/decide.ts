@@ -30,32 +30,78 @@ export interface Decision {
   networkDenied: boolean;
 }
 
-type Miss = 'paths' | 'methods' | 'networks' | 'groups';
-
 /**
- * Which condition of `rule` fails for `input`, or null if it matches (groups unknown count as a
- * match here). The order is the one `explain` describes (the first failing condition as written:
- * methods, paths, networks, groups); `decide` uses {@link matches}, which agrees on the verdict.
+ * One rule condition: whether the rule has it, whether it holds for a request, and why not (for
+ * `portcullis explain`). A new condition is one entry of {@link CONDITIONS} (plus its key in the
+ * config schema and compiler, and its field on `CompiledRule`).
  */
-function firstMiss(rule: CompiledRule, input: DecisionInput): Miss | null {
-  if (rule.methods && !rule.methods.has(input.method)) return 'methods';
-  if (rule.paths && !pathMatches(rule, input)) return 'paths';
-  if (rule.networks && !rule.networks.contains(input.ip)) return 'networks';
-  if (rule.groups && input.subject && !rule.groups.some((g) => input.subject!.groups.includes(g))) return 'groups';
+interface Condition {
+  readonly name: 'methods' | 'paths' | 'networks' | 'groups';
+  /** Whether the rule has this condition at all (absent conditions match everything). */
+  readonly present: (rule: CompiledRule) => boolean;
+  /** Whether it holds; only called when present. Groups unknown (no subject) count as holding. */
+  readonly holds: (rule: CompiledRule, input: DecisionInput) => boolean;
+  /** Why it does not hold, for explain. */
+  readonly describe: (rule: CompiledRule, input: DecisionInput) => string;
+  /**
+   * Checked last by `decide`: the path is the client's own text and the dearest test, so only a
+   * request that passes everything else pays for it. Method, network and groups are a set lookup
+   * or a few integer compares and are not the client's to shape.
+   */
+  readonly dear?: true;
+}
+
+/** The rule conditions, in the order explain describes them (as written: methods, paths, networks, groups). */
+const CONDITIONS: readonly Condition[] = [
+  {
+    name: 'methods',
+    present: (r) => r.methods !== null,
+    holds: (r, i) => r.methods!.has(i.method),
+    describe: (r, i) => `method ${i.method} not in [${[...r.methods!].join(', ')}]`,
+  },
+  {
+    name: 'paths',
+    present: (r) => r.paths !== null,
+    holds: (r, i) => pathMatches(r, i),
+    describe: (r, i) => `path ${i.path} matches none of [${r.paths!.map((p) => p.source).join(', ')}]`,
+    dear: true,
+  },
+  {
+    name: 'networks',
+    present: (r) => r.networks !== null,
+    holds: (r, i) => r.networks!.contains(i.ip),
+    describe: (r, i) => `${i.ip} is not in [${r.networkNames!.join(', ')}]`,
+  },
+  {
+    name: 'groups',
+    present: (r) => r.groups !== null,
+    holds: (r, i) => !i.subject || r.groups!.some((g) => i.subject!.groups.includes(g)),
+    describe: (r, i) => `user ${i.subject?.name} is in none of [${r.groups!.join(', ')}]`,
+  },
+];
+
+/** The order `decide` checks them in: the cheap conditions first (same verdict as explain's order). */
+const CHECK_ORDER: readonly Condition[] = [...CONDITIONS.filter((c) => !c.dear), ...CONDITIONS.filter((c) => c.dear)];
+/** Every condition but the network, for "would another network have been let in?". */
+const BUT_NETWORK: readonly Condition[] = CHECK_ORDER.filter((c) => c.name !== 'networks');
+
+/** Which condition of `rule` fails for `input` (explain's order), or null if it matches. */
+function firstMiss(rule: CompiledRule, input: DecisionInput): Condition | null {
+  for (const c of CONDITIONS) if (c.present(rule) && !c.holds(rule, input)) return c;
   return null;
 }
 
-/**
- * Whether `rule` matches `input` (groups unknown count as a match): `firstMiss(...) === null`, with
- * the cheap conditions first. Method, network and groups are a set lookup or a few integer
- * compares and are not the client's to shape; the path is the client's own text and the dearest
- * test, so it comes last and only a request that passes everything else pays for it.
- */
+/** Whether every one of `conds` that `rule` has holds for `input`. */
+function allHold(conds: readonly Condition[], rule: CompiledRule, input: DecisionInput): boolean {
+  for (let i = 0; i < conds.length; i++) {
+    const c = conds[i]!;
+    if (c.present(rule) && !c.holds(rule, input)) return false;
+  }
+  return true;
+}
+
 function matches(rule: CompiledRule, input: DecisionInput): boolean {
-  if (rule.methods && !rule.methods.has(input.method)) return false;
-  if (rule.networks && !rule.networks.contains(input.ip)) return false;
-  if (rule.groups && input.subject && !rule.groups.some((g) => input.subject!.groups.includes(g))) return false;
-  return !rule.paths || pathMatches(rule, input);
+  return allHold(CHECK_ORDER, rule, input);
 }
 
 function pathMatches(rule: CompiledRule, input: DecisionInput): boolean {
@@ -104,16 +150,11 @@ function wouldMatchElsewhere(rules: readonly CompiledRule[], upTo: number, input
   for (let i = 0; i < upTo; i++) {
     const r = rules[i]!;
     if (r.policy === 'deny' || !r.networks) continue;
-    if (!r.networks.contains(input.ip) && otherConditionsMatch(r, input)) return true;
+    if (!r.networks.contains(input.ip) && allHold(BUT_NETWORK, r, input)) return true;
   }
   return false;
 }
 
-function otherConditionsMatch(rule: CompiledRule, input: DecisionInput): boolean {
-  if (rule.methods && !rule.methods.has(input.method)) return false;
-  if (rule.groups && input.subject && !rule.groups.some((g) => input.subject!.groups.includes(g))) return false;
-  return !rule.paths || pathMatches(rule, input);
-}
 
 /** Explanation of every rule in order, for `portcullis explain`. */
 export function explain(app: CompiledApp, input: DecisionInput): { decision: Decision; trace: string[] } {
@@ -123,7 +164,7 @@ export function explain(app: CompiledApp, input: DecisionInput): { decision: Dec
     const miss = firstMiss(rule, input);
     const where = `${rule.pos.file}:${rule.pos.line}`;
     if (miss) {
-      trace.push(`  ${rule.label} (${where}): skipped, ${describeMiss(miss, rule, input)}`);
+      trace.push(`  ${rule.label} (${where}): skipped, ${miss.describe(rule, input)}`);
       continue;
     }
     trace.push(`  ${rule.label} (${where}): MATCH`);
@@ -131,17 +172,4 @@ export function explain(app: CompiledApp, input: DecisionInput): { decision: Dec
   }
   if (!decision.rule) trace.push('  (end of rules): default deny');
   return { decision, trace };
-}
-
-function describeMiss(miss: Miss, rule: CompiledRule, input: DecisionInput): string {
-  switch (miss) {
-    case 'methods':
-      return `method ${input.method} not in [${[...rule.methods!].join(', ')}]`;
-    case 'paths':
-      return `path ${input.path} matches none of [${rule.paths!.map((p) => p.source).join(', ')}]`;
-    case 'networks':
-      return `${input.ip} is not in [${rule.networkNames!.join(', ')}]`;
-    case 'groups':
-      return `user ${input.subject?.name} is in none of [${rule.groups!.join(', ')}]`;
-  }
 }
