@@ -8,13 +8,9 @@ export const ERRORS = {
   PC_PATH_UNSAFE: { status: 400, message: 'the request path cannot be normalised safely' },
   PC_HOST_UNKNOWN: { status: 421, message: 'no application is served on this host' },
   PC_METHOD_REFUSED: { status: 405, message: 'this method is not allowed' },
-  PC_AUTH_REQUIRED: { status: 401, message: 'sign-in required' },
-  PC_LOGIN_FAILED: { status: 401, message: 'incorrect username or password' },
-  PC_MFA_FAILED: { status: 401, message: 'incorrect code' },
   PC_NETWORK_DENIED: { status: 403, message: 'access from this network is not allowed' },
   PC_ACCESS_DENIED: { status: 403, message: 'access denied' },
   PC_SESSION_GONE: { status: 401, message: 'your session has ended; sign in again' },
-  PC_CSRF: { status: 403, message: 'the form has expired; reload the page and try again' },
   PC_LOCKDOWN: { status: 403, message: 'remote access is temporarily disabled' },
   PC_ENROL_DENIED: { status: 403, message: 'a new authenticator cannot be enrolled from this network' },
   PC_THROTTLED: { status: 429, message: 'too many attempts; try again later' },
@@ -27,7 +23,6 @@ export const ERRORS = {
   PC_USER_EXISTS: { status: 409, message: 'user already exists' },
   PC_USER_UNKNOWN: { status: 404, message: 'no such user' },
   PC_INTERNAL: { status: 500, message: 'internal error' },
-  PC_WEAK_PASSWORD: { status: 400, message: 'the password does not meet the password policy' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -10,6 +10,7 @@ import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import type { UpstreamPools } from './upstreams.js';
 import { clientResponseHeaders } from './headers.js';
 import { errorPage, PAGE_HEADERS } from '../http/html.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
 
 export interface ForwardContext {
   cfg: CompiledConfig;
@@ -19,6 +20,8 @@ export interface ForwardContext {
   sessionCookie: string;
   /** Observed upstream latency (seconds) per app, for metrics. */
   observe?: (app: string, status: number, seconds: number) => void;
+  /** Told when the app could not be reached or timed out (the client gets the code's 502/504 page). */
+  onUpstreamError?: (code: ErrorCode, err: unknown) => void;
 }
 
 export function sendPage(res: ServerResponse, status: number, extra?: Record<string, string>, message?: string): void {
@@ -84,7 +87,9 @@ export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: st
           return;
         }
         const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError;
-        sendPage(res, timeout ? 504 : 502);
+        const code = timeout ? 'PC_UPSTREAM_TIMEOUT' : 'PC_UPSTREAM_UNREACHABLE';
+        ctx.onUpstreamError?.(code, err);
+        sendPage(res, ERRORS[code].status);
       },
     );
 }

@@ -10,7 +10,7 @@ import { clientInfo, gateRequestOf } from '../http/request-context.js';
 import { gate, hostOnly, loginLocation, type GateResult } from '../access/gate.js';
 import type { CompiledConfig } from '../config/types.js';
 
-import { forward, sendPage } from './forward.js';
+import { forward, sendPage, type ForwardContext } from './forward.js';
 import { identityHeaders } from '../access/identity.js';
 import { appRequestHeaders, type IdentityHeaders } from './headers.js';
 import type { UpstreamPools } from './upstreams.js';
@@ -62,7 +62,14 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     gate(rt, cfg, gateRequestOf(req, info))
       .then((r) => {
         if (r.kind !== 'proxy') return render(req, res, r, cfg, info.proto);
-        const ctx = { cfg, app: r.app, pools: deps.pools, sessionCookie: info.cookieName, observe: deps.observe };
+        const ctx: ForwardContext = {
+          cfg,
+          app: r.app,
+          pools: deps.pools,
+          sessionCookie: info.cookieName,
+          observe: deps.observe,
+          onUpstreamError: (code, err) => rt.logger.warn({ code, app: r.app.name, err: err instanceof Error ? err.message : String(err) }, 'upstream request failed'),
+        };
         const viaAppPassword = !!r.identity && !r.identity.session;
         const go = (identity: IdentityHeaders | null) =>
           forward(req, res, r.rawTarget, appRequestHeaders(req, info, identity, { viaAppPassword }), ctx);
