@@ -57,7 +57,8 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
-import { IPV6_PREFIX_MIN, type LoginLimits } from '../config/types.js';
+import type { LoginLimits } from '../config/types.js';
+import { schemaAt } from '../config/schema.js';
 import { PortcullisError } from '../errors.js';
 import { networkKey, sourceKey } from '../net/ip.js';
 import type { RateStore, StateStore } from '../store/ports.js';
@@ -711,8 +712,9 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 }
 
 /**
- * The same ranges config/compile.ts enforces (a second line of defence for code that builds
- * limits by hand, such as tests and the bench): a limit that would disable the throttle throws.
+ * The ranges the config schema gives (src/config/schema.ts, which the compiler enforces), checked
+ * again for code that builds limits by hand (tests, the bench): a limit that would disable the
+ * throttle throws. The bounds are read from the schema, never written here.
  */
 function validateLimits(l: LoginLimits): void {
   const checks: Array<[string, number]> = [
@@ -730,12 +732,14 @@ function validateLimits(l: LoginLimits): void {
     ['same_password.block', l.samePassword.blockMs],
     ['mfa.max_failures', l.mfa.maxFailures],
     ['mfa.window', l.mfa.windowMs],
+    ['ipv6_prefix', l.ipv6Prefix],
   ];
   for (const [name, v] of checks) {
-    if (!Number.isSafeInteger(v) || v < 1) throw new PortcullisError('PC_CONFIG_INVALID', `login_limits.${name} must be a positive integer`);
-  }
-  if (l.samePassword.accounts < 2) throw new PortcullisError('PC_CONFIG_INVALID', 'login_limits.same_password.accounts must be at least 2');
-  if (!Number.isInteger(l.ipv6Prefix) || l.ipv6Prefix < IPV6_PREFIX_MIN || l.ipv6Prefix > 128) {
-    throw new PortcullisError('PC_CONFIG_INVALID', `login_limits.ipv6_prefix must be between ${IPV6_PREFIX_MIN} and 128`);
+    const s = schemaAt(`login_limits.${name}`);
+    const min = s.type === 'integer' ? s.min! : 1;
+    const max = s.type === 'integer' ? s.max! : Number.MAX_SAFE_INTEGER;
+    if (!Number.isSafeInteger(v) || v < min || v > max) {
+      throw new PortcullisError('PC_CONFIG_INVALID', `login_limits.${name} must be ${s.type === 'integer' ? `a whole number from ${min} to ${max}` : 'a positive integer'}`);
+    }
   }
 }
