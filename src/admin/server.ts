@@ -30,7 +30,7 @@ import type { ReloadOutcome } from '../runtime.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERRORS, isPortcullisError } from '../errors.js';
-import { CidrSet } from '../net/cidr.js';
+import { CidrSet, LOOPBACK } from '../net/cidr.js';
 import { validHost } from '../net/client-ip.js';
 import { parseIp } from '../net/ip.js';
 import { checkingIntervalMs, connectionLimits, createListener, guardHttpServer, type ConnectionLimits } from '../net/listener.js';
@@ -58,7 +58,6 @@ export interface AdminAppDeps {
   serverFactory?: (handler: (req: IncomingMessage, res: ServerResponse) => void) => Server;
 }
 
-const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
 const NOBODY = CidrSet.parse([]);
 
 export function isLoopback(host: string): boolean {

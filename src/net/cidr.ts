@@ -204,3 +204,6 @@ function dottedQuad(s: string): number {
   if (dots !== 3 || digits === 0) return -1;
   return value * 256 + part;
 }
+
+/** The loopback networks (127.0.0.0/8 and ::1). */
+export const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);

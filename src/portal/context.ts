@@ -20,10 +20,12 @@ import { sameSecret } from '../util/constant-time.js';
 import { formExpiredPage } from './pages.js';
 import { appOfRd, domainCsp, portalHostApp, toPortal } from './portal-host.js';
 import { safeRedirect } from './redirect.js';
+import { formOf, type Form } from '../util/form.js';
 
 export const GENERIC_CODE_ERROR = 'That code is not valid. Try the next one your app shows.';
 
-export type Form = Record<string, string | undefined>;
+export type { Form };
+export { formOf };
 
 export interface Ctx {
   cfg: CompiledConfig;
@@ -35,21 +37,6 @@ export interface Ctx {
   app: CompiledApp;
   /** On the portal host, whether the request named its own `rd` (else the session's decides). */
   portalRd: 'given' | 'none' | null;
-}
-
-/**
- * The posted form, every field a single string; null when a field is repeated (`a=1&a=2` parses
- * to an array) or is not a string, which no form of ours produces: a 400, never a 500 further on.
- */
-export function formOf(body: unknown): Form | null {
-  if (body === undefined || body === null) return {};
-  if (typeof body !== 'object' || Array.isArray(body)) return null;
-  const out: Form = {};
-  for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
-    if (typeof v !== 'string') return null;
-    out[k] = v;
-  }
-  return out;
 }
 
 export interface CookieOpts {

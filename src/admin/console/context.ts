@@ -11,6 +11,7 @@ import type { AdminAuth } from '../auth.js';
 import type { AdminToken } from '../token.js';
 import { consoleCookieName, ConsoleSessions, type ConsoleSession, type Flash } from './console-sessions.js';
 import { CONSOLE_HEADERS, messagePage } from './pages.js';
+import { formOf as formOfBounded, type Form } from '../../util/form.js';
 
 export interface ConsoleDeps {
   token: AdminToken;
@@ -24,7 +25,7 @@ export interface ConsoleDeps {
 
 const MAX_FIELD = 1024;
 
-export type Form = Record<string, string | undefined>;
+export type { Form } from '../../util/form.js';
 
 export interface ReqInfo {
   ip: string;
@@ -51,14 +52,7 @@ export function refuse(status: number, title: string, lines: string[] = []): Ref
 
 /** The posted form with every field a single bounded string; null for repeated or oversized fields. */
 export function formOf(body: unknown): Form | null {
-  if (body === undefined || body === null) return {};
-  if (typeof body !== 'object' || Array.isArray(body)) return null;
-  const out: Form = {};
-  for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
-    if (typeof v !== 'string' || v.length > MAX_FIELD) return null;
-    out[k] = v;
-  }
-  return out;
+  return formOfBounded(body, MAX_FIELD);
 }
 
 /** Exactly one of `keys` is a non-empty field of `f`. */

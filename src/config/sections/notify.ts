@@ -1,5 +1,5 @@
 /** `notify`: webhook, SMTP and the events sent. */
-import { CidrSet } from '../../net/cidr.js';
+import { LOOPBACK } from '../../net/cidr.js';
 import { NOTIFY_EVENTS } from '../../audit/events.js';
 import { FrozenSet } from '../frozen.js';
 import { checkUrl, readSecret, secretShown, type Reader, type Val } from '../reader.js';
@@ -44,8 +44,6 @@ export function compileNotify(r: Reader, v: Val | undefined, cwd: string, env: N
   }
   return { webhook, smtp, events };
 }
-
-export const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
 
 export function isLoopbackHost(hostname: string): boolean {
   return hostname === 'localhost' || LOOPBACK.contains(hostname.replace(/^\[(.*)\]$/, '$1'));
