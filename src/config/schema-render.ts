@@ -3,6 +3,7 @@
  * prints (docs/portcullis.schema.json, for editors that complete and validate the YAML), and the
  * key reference docs/configuration.md (`npm run docs:config`; a test fails when either is stale).
  */
+import { stringify } from 'yaml';
 import { CONFIG_SCHEMA, type KeySchema, type YamlValue } from './schema.js';
 
 export type JsonSchema = { [key: string]: unknown };
@@ -106,7 +107,8 @@ function yamlInline(v: YamlValue): string {
   if (typeof v === 'string') return /^[A-Za-z0-9_./-]+$/.test(v) && !/^(true|false|null|[0-9.]+)$/.test(v) ? v : JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return `[${v.map(yamlInline).join(', ')}]`;
-  return `{ ${Object.entries(v as Record<string, YamlValue>).map(([k, x]) => `${k}: ${yamlInline(x)}`).join(', ')} }`;
+  const entries = Object.entries(v as Record<string, YamlValue>);
+  return entries.length === 0 ? '{}' : `{ ${entries.map(([k, x]) => `${k}: ${yamlInline(x)}`).join(', ')} }`;
 }
 
 function typeText(k: KeySchema): string {
@@ -174,12 +176,40 @@ export function configReference(): string {
     '',
   ];
   for (const [name, k] of Object.entries(CONFIG_SCHEMA)) {
-    out.push(`## \`${name}\``, '', k.description.replace(/^./, (c) => c.toUpperCase()) + '.', '');
-    out.push('| key | type | default | example | what |', '|---|---|---|---|---|');
-    // a section's own row would repeat the paragraph above: list its keys
-    if (k.type === 'object') rows(`${name}.`, k.keys ?? {}, out);
-    else rows('', { [name]: k }, out);
+    out.push(`## \`${name}\``, '');
+    if (k.type === 'object') {
+      // the section's own description, then its keys (its own row would repeat the paragraph)
+      out.push(k.description.replace(/^./, (c) => c.toUpperCase()) + '.', '');
+      out.push('| key | type | default | example | what |', '|---|---|---|---|---|');
+      rows(`${name}.`, k.keys ?? {}, out);
+    } else {
+      out.push('| key | type | default | example | what |', '|---|---|---|---|---|');
+      rows('', { [name]: k }, out);
+    }
     out.push('');
   }
+  out.push(
+    '## Every key at once',
+    '',
+    'Each key with its example value (not a working configuration: some keys exclude others, such as',
+    '`enrol` and `totp.enrol`, or `attack.threshold` and `attack.factor`).',
+    '',
+    '```yaml',
+    stringify(everyExample(CONFIG_SCHEMA), { lineWidth: 0 }).trimEnd(),
+    '```',
+    '',
+  );
   return out.join('\n');
+}
+
+/** A value holding every key's example (objects expanded key by key, lists of objects with one item). */
+function everyExample(keys: Readonly<Record<string, KeySchema>>): Record<string, unknown> {
+  const one = (k: KeySchema): unknown => {
+    if (k.type === 'object') return everyExample(k.keys ?? {});
+    if (k.type === 'list' && k.items?.type === 'object') return [one(k.items)];
+    return k.example;
+  };
+  const out: Record<string, unknown> = {};
+  for (const [name, k] of Object.entries(keys)) if (!k.alternative) out[name] = one(k);
+  return out;
 }
