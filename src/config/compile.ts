@@ -49,6 +49,15 @@ export type CompileResult = { ok: true; config: CompiledConfig } | { ok: false; 
 // ---------------------------------------------------------------------------------------------
 // Sections
 
+/**
+ * The top-level keys. A new section: its keys in schema.ts, its compiler in sections/<name>.ts,
+ * one entry here and one line in compileRoot. A block written for the old single-file compile.ts
+ * moves into sections/<name>.ts as it is, with imports for what it uses: Reader, Val, Fields, opt,
+ * readSecret, secretShown, checkUrl from ../reader.js; FrozenMap/FrozenSet/FrozenURL from
+ * ../frozen.js; compileNetworkRefs, NETWORK_NAME from ./networks.js; didYouMean, normaliseHost,
+ * unsafeUrlText, parseListen from ../values.js; its defaults from ../schema.js (defaultMs, defaultInt,
+ * defaultBool, defaultText, enumOf, schemaAt) rather than literals.
+ */
 const TOP_KEYS = [
   'listen',
   'tls',
