@@ -1,4 +1,4 @@
-import type { CompiledApp, CompiledRule, PolicyName } from '../config/types.js';
+import type { CompiledApp, CompiledRule, PathMatcher, PolicyName } from '../config/types.js';
 
 /** Who is asking, as far as the gateway knows. `null` before sign-in. */
 export interface Subject {
@@ -37,9 +37,10 @@ export interface Decision {
  */
 interface Condition {
   readonly name: 'methods' | 'paths' | 'networks' | 'groups';
-  /** Whether the rule has this condition at all (absent conditions match everything). */
-  readonly present: (rule: CompiledRule) => boolean;
-  /** Whether it holds; only called when present. Groups unknown (no subject) count as holding. */
+  /**
+   * Whether it holds for the request; a rule without this condition holds (absent conditions
+   * match everything). Groups unknown (no subject yet) count as holding.
+   */
   readonly holds: (rule: CompiledRule, input: DecisionInput) => boolean;
   /** Why it does not hold, for explain. */
   readonly describe: (rule: CompiledRule, input: DecisionInput) => string;
@@ -55,27 +56,23 @@ interface Condition {
 const CONDITIONS: readonly Condition[] = [
   {
     name: 'methods',
-    present: (r) => r.methods !== null,
-    holds: (r, i) => r.methods!.has(i.method),
+    holds: (r, i) => r.methods === null || r.methods.has(i.method),
     describe: (r, i) => `method ${i.method} not in [${[...r.methods!].join(', ')}]`,
   },
   {
     name: 'paths',
-    present: (r) => r.paths !== null,
-    holds: (r, i) => pathMatches(r, i),
+    holds: (r, i) => r.paths === null || pathMatches(r.paths, i.path),
     describe: (r, i) => `path ${i.path} matches none of [${r.paths!.map((p) => p.source).join(', ')}]`,
     dear: true,
   },
   {
     name: 'networks',
-    present: (r) => r.networks !== null,
-    holds: (r, i) => r.networks!.contains(i.ip),
+    holds: (r, i) => r.networks === null || r.networks.contains(i.ip),
     describe: (r, i) => `${i.ip} is not in [${r.networkNames!.join(', ')}]`,
   },
   {
     name: 'groups',
-    present: (r) => r.groups !== null,
-    holds: (r, i) => !i.subject || r.groups!.some((g) => i.subject!.groups.includes(g)),
+    holds: (r, i) => r.groups === null || !i.subject || r.groups.some((g) => i.subject!.groups.includes(g)),
     describe: (r, i) => `user ${i.subject?.name} is in none of [${r.groups!.join(', ')}]`,
   },
 ];
@@ -87,15 +84,14 @@ const BUT_NETWORK: readonly Condition[] = CHECK_ORDER.filter((c) => c.name !== '
 
 /** Which condition of `rule` fails for `input` (explain's order), or null if it matches. */
 function firstMiss(rule: CompiledRule, input: DecisionInput): Condition | null {
-  for (const c of CONDITIONS) if (c.present(rule) && !c.holds(rule, input)) return c;
+  for (const c of CONDITIONS) if (!c.holds(rule, input)) return c;
   return null;
 }
 
-/** Whether every one of `conds` that `rule` has holds for `input`. */
+/** Whether every one of `conds` holds for `input`. */
 function allHold(conds: readonly Condition[], rule: CompiledRule, input: DecisionInput): boolean {
   for (let i = 0; i < conds.length; i++) {
-    const c = conds[i]!;
-    if (c.present(rule) && !c.holds(rule, input)) return false;
+    if (!conds[i]!.holds(rule, input)) return false;
   }
   return true;
 }
@@ -104,9 +100,8 @@ function matches(rule: CompiledRule, input: DecisionInput): boolean {
   return allHold(CHECK_ORDER, rule, input);
 }
 
-function pathMatches(rule: CompiledRule, input: DecisionInput): boolean {
-  const paths = rule.paths!;
-  for (let i = 0; i < paths.length; i++) if (paths[i]!.test(input.path)) return true;
+function pathMatches(paths: readonly PathMatcher[], path: string): boolean {
+  for (let i = 0; i < paths.length; i++) if (paths[i]!.test(path)) return true;
   return false;
 }
 
