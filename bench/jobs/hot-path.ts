@@ -15,7 +15,7 @@ import { clientInfo, readSessionCookie } from '../../src/http/request-context.js
 import { gate } from '../../src/access/gate.js';
 import { identityHeaders } from '../../src/access/identity.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/headers.js';
-import { normalizeRequestTarget } from '../../src/net/path.js';
+import { normaliseRequestTarget } from '../../src/net/path.js';
 import { decide } from '../../src/policy/decide.js';
 import { hashSessionId } from '../../src/session/sessions.js';
 import { runAsJob } from '../lib/ipc.js';
@@ -98,7 +98,7 @@ runAsJob<HotPathInput, HotPathResult>(async (input) => {
     await add('  session lookup', 'src/session/sessions.ts SessionManager.lookup()', () => rt.sessions.lookup(s.id));
     await add('    SHA-256 of the session id', 'src/session/sessions.ts hashSessionId()', () => hashSessionId(s.id));
     await add('    memory store get (hands out the frozen stored record)', 'src/store/memory.ts MemorySessionStore.get()', () => rt.stores.sessions.get(s.idHash));
-    await add('  path normalisation', 'src/net/path.ts normalizeRequestTarget()', () => normalizeRequestTarget('/inbox'));
+    await add('  path normalisation', 'src/net/path.ts normaliseRequestTarget()', () => normaliseRequestTarget('/inbox'));
     await add('  policy decision', 'src/policy/decide.ts decide()', () => decide(app, { method: 'GET', path: '/inbox', ip: '127.0.0.1', subject: null }));
     await add('identity headers (cached assertion)', 'src/proxy/identity.ts identityHeaders()', () => identityHeaders(rt, app, identity, '127.0.0.1'));
     await add('request headers for the app', 'src/proxy/headers.ts upstreamRequestHeaders()', () => upstreamRequestHeaders(inbound, fwdOpts));

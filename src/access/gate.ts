@@ -5,7 +5,7 @@
  */
 import { hostUnderDomain, type CompiledApp, type CompiledConfig } from '../config/types.js';
 import type { AuditEventName } from '../audit/events.js';
-import { normalizeRequestTarget } from '../net/path.js';
+import { normaliseRequestTarget } from '../net/path.js';
 import { decide, type Decision, type Subject } from '../policy/decide.js';
 import { lockdownRefuses } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
@@ -58,7 +58,7 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
   if (REFUSED_METHODS.has(req.method)) return { kind: 'error', code: 'PC_METHOD_REFUSED', app: null, reason: `method ${req.method}` };
   const app = appForHost(cfg, req.host);
   if (!app) return { kind: 'error', code: 'PC_HOST_UNKNOWN', app: null, reason: 'unknown host' };
-  const p = normalizeRequestTarget(req.target, { windows: app.caseInsensitivePaths });
+  const p = normaliseRequestTarget(req.target, { windows: app.caseInsensitivePaths });
   if (!p.ok) return { kind: 'error', code: 'PC_PATH_UNSAFE', app, reason: p.reason };
   if (p.path.startsWith('/.portcullis/') || p.path === '/.portcullis') {
     return { kind: 'error', code: 'PC_NOT_FOUND', app, reason: 'reserved path' };

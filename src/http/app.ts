@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import { isPortcullisError } from '../errors.js';
-import { normalizeRequestTarget } from '../net/path.js';
+import { normaliseRequestTarget } from '../net/path.js';
 import type { Runtime } from '../runtime.js';
 import { errorPage, PAGE_HEADERS } from './html.js';
 import { portalRoutes } from '../portal/routes.js';
@@ -55,7 +55,7 @@ export async function buildApp(rt: Runtime, opts: { serverFactory?: Parameters<t
     // (Only here: the forward-auth, JWKS and health routes are fixed paths that judge nothing by
     // their own URL, and a callback hook on every forward-auth request would only cost time.)
     portal.addHook('onRequest', (req, reply, done) => {
-      if (!normalizeRequestTarget(req.raw.url ?? '/').ok) {
+      if (!normaliseRequestTarget(req.raw.url ?? '/').ok) {
         reply.code(400).headers(PAGE_HEADERS).send(errorPage(400));
         return;
       }

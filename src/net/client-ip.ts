@@ -9,7 +9,7 @@
  * that untrusted party (or whoever it claims to have talked to) and is worthless.
  */
 import type { CidrSet } from './cidr.js';
-import { normalizeIp, parseIp } from './ip.js';
+import { normaliseIp, parseIp } from './ip.js';
 
 export interface ForwardedInfo {
   /** The client address, canonical (IPv4-mapped IPv6 shown as IPv4). */
@@ -34,7 +34,7 @@ export const MAX_FORWARDED_HOPS = 32;
 const MAX_HEADER_LENGTH = 8192;
 
 export function resolveClient(peer: string, headers: Headers, trusted: CidrSet, ownProto: 'http' | 'https'): ForwardedInfo {
-  const peerIp = normalizeIp(peer) ?? peer;
+  const peerIp = normaliseIp(peer) ?? peer;
   if (!trusted.contains(peerIp)) return { ip: peerIp, proto: ownProto, host: null, viaTrustedProxy: false };
 
   let ip = peerIp;
@@ -142,7 +142,7 @@ function parseNode(s: string): string | null {
     const p = parseIp(s.slice(0, colon));
     return p && p.family === 4 && !s.slice(0, colon).includes(':') ? p.address : null;
   }
-  return normalizeIp(s);
+  return normaliseIp(s);
 }
 
 /** `:` followed by a decimal port 0..65535 running to the end of `s`. */

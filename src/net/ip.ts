@@ -20,7 +20,7 @@ export function parseIp(input: string): ParsedIp | null {
 }
 
 /** Canonical address text, or null when the input is not an IP address. */
-export function normalizeIp(input: string): string | null {
+export function normaliseIp(input: string): string | null {
   return parseIp(input)?.address ?? null;
 }
 

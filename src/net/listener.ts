@@ -26,7 +26,7 @@ import * as tls from 'node:tls';
 import type * as http from 'node:http';
 import type * as https from 'node:https';
 import type { CidrSet } from './cidr.js';
-import { normalizeIp, sourceKey } from './ip.js';
+import { normaliseIp, sourceKey } from './ip.js';
 import { detectProxyHeader, parseProxyHeader, V1_MAX_LENGTH, V2_MAX_PAYLOAD } from './proxy-protocol.js';
 
 export interface ListenerOptions {
@@ -222,7 +222,7 @@ export function createListener(opts: ListenerOptions): net.Server {
   const listener = net.createServer(socketOptions, (socket) => {
     let enabled: boolean;
     let trustedPeer = false;
-    const peer = normalizeIp(socket.remoteAddress ?? '') ?? '';
+    const peer = normaliseIp(socket.remoteAddress ?? '') ?? '';
     try {
       enabled = proxyProtocol();
       trustedPeer = peer !== '' && trusted().contains(peer);
@@ -279,7 +279,7 @@ export function createListener(opts: ListenerOptions): net.Server {
     };
     const handOver = (rest: Buffer | null, source: string | null) => {
       cleanup();
-      if (trustedPeer && source !== null && !admit(socket, normalizeIp(source) ?? source)) return;
+      if (trustedPeer && source !== null && !admit(socket, normaliseIp(source) ?? source)) return;
       socket.pause();
       if (source !== null) (socket as Tagged)[kPeer] = source;
       if (rest !== null && rest.length > 0) socket.unshift(rest);
@@ -354,7 +354,7 @@ export function peerAddress(socket: net.Socket | tls.TLSSocket): string {
   if (addr === undefined) {
     const remote = socket.remoteAddress ?? (parent instanceof net.Socket ? parent.remoteAddress : undefined);
     if (remote === undefined) return '';
-    addr = normalizeIp(remote) ?? remote;
+    addr = normaliseIp(remote) ?? remote;
   }
   s[kPeer] = addr;
   return addr;

@@ -102,7 +102,7 @@ function rawCharReason(c: number): string {
   return 'semicolon (path parameter) in path';
 }
 
-export interface NormalizeOptions {
+export interface NormaliseOptions {
   /** The app runs on Windows (IIS): refuse the names Windows treats as another (see above). */
   windows?: boolean;
 }
@@ -112,8 +112,8 @@ export interface NormalizeOptions {
  * matching), the raw path (forwarded as is) and the query string (forwarded as is).
  * Never throws.
  */
-export function normalizeRequestTarget(target: string, opts: NormalizeOptions = {}): PathResult {
-  const r = normalizeTarget(target);
+export function normaliseRequestTarget(target: string, opts: NormaliseOptions = {}): PathResult {
+  const r = normaliseTarget(target);
   if (r.ok && opts.windows === true) {
     // Windows' best-fit mapping sees compatibility forms as ASCII (`ecp．` is `ecp.`); a path
     // without escapes is ASCII (raw non-ASCII is refused), so it has none
@@ -145,7 +145,7 @@ function windowsAlias(path: string): string | null {
   return null;
 }
 
-function normalizeTarget(target: string): PathResult {
+function normaliseTarget(target: string): PathResult {
   if (typeof target !== 'string' || target.length === 0) return refuse('empty request target');
   if (target.charCodeAt(0) !== SLASH) {
     return refuse(target === '*' ? 'asterisk-form request target' : 'request target is not an absolute path');

@@ -11,7 +11,7 @@
  * cannot write it exactly is not one to believe.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { bytesToIpv6, normalizeIp } from './ip.js';
+import { bytesToIpv6, normaliseIp } from './ip.js';
 
 export interface ProxySource {
   address: string;
@@ -107,7 +107,7 @@ function parseV1(buf: Buffer): ProxyHeaderResult {
   const sp = parsePort(sport);
   const dp = parsePort(dport);
   if (sp < 0 || dp < 0) return invalid('v1: port must be a decimal number 0..65535 without leading zeros');
-  const address = normalizeIp(src);
+  const address = normaliseIp(src);
   if (address === null) return invalid('v1: invalid source address');
   return { kind: 'ok', consumed, source: { address, port: sp }, version: 1 };
 }
@@ -161,7 +161,7 @@ function parseV2(buf: Buffer): ProxyHeaderResult {
     address = `${buf[16]}.${buf[17]}.${buf[18]}.${buf[19]}`;
     port = buf.readUInt16BE(24);
   } else {
-    address = normalizeIp(bytesToIpv6(buf.subarray(16, 32)));
+    address = normaliseIp(bytesToIpv6(buf.subarray(16, 32)));
     port = buf.readUInt16BE(48);
   }
   if (address === null) return invalid('v2: invalid source address');

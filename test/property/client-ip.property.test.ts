@@ -15,7 +15,7 @@ import fc from 'fast-check';
 import proxyaddr from 'proxy-addr';
 import { CidrSet } from '../../src/net/cidr.js';
 import { MAX_FORWARDED_HOPS, resolveClient } from '../../src/net/client-ip.js';
-import { normalizeIp } from '../../src/net/ip.js';
+import { normaliseIp } from '../../src/net/ip.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 3000);
 
@@ -57,7 +57,7 @@ function ours(peer: string, headers: Record<string, string | string[]>, ranges: 
 
 function reference(peer: string, value: string, ranges: readonly string[]): string {
   const got = proxyaddr(fakeReq(peer, { 'x-forwarded-for': value }), ranges.length > 0 ? [...ranges] : () => false);
-  return normalizeIp(got) ?? got;
+  return normaliseIp(got) ?? got;
 }
 
 describe('resolveClient (property)', () => {
@@ -98,9 +98,9 @@ describe('resolveClient (property)', () => {
         } catch (e) {
           assert.fail(`threw on ${JSON.stringify(value)}: ${String(e)}`);
         }
-        const p = normalizeIp(peer)!;
+        const p = normaliseIp(peer)!;
         if (!set.contains(p)) return assert.equal(r, p, 'an untrusted peer is the client');
-        assert.equal(normalizeIp(r), r, 'the client is a canonical address');
+        assert.equal(normaliseIp(r), r, 'the client is a canonical address');
         // walk as the documentation says: right to left over trusted hops, at most MAX_FORWARDED_HOPS
         let expected = p;
         const list = value.split(',');
@@ -122,9 +122,9 @@ function parseEntryForTest(s: string): string | null {
   let m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(s);
   if (m) {
     if (m[2] !== undefined && Number(m[2]) > 65535) return null;
-    return m[1]!.includes(':') ? normalizeIp(m[1]!) : null;
+    return m[1]!.includes(':') ? normaliseIp(m[1]!) : null;
   }
   m = /^([0-9.]+):(\d{1,5})$/.exec(s);
-  if (m) return Number(m[2]) <= 65535 && /^\d+\.\d+\.\d+\.\d+$/.test(m[1]!) ? normalizeIp(m[1]!) : null;
-  return normalizeIp(s);
+  if (m) return Number(m[2]) <= 65535 && /^\d+\.\d+\.\d+\.\d+$/.test(m[1]!) ? normaliseIp(m[1]!) : null;
+  return normaliseIp(s);
 }

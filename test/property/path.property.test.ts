@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { posix } from 'node:path';
 import fc from 'fast-check';
-import { MAX_PATH_LENGTH, normalizeRequestTarget, type PathResult } from '../../src/net/path.js';
+import { MAX_PATH_LENGTH, normaliseRequestTarget, type PathResult } from '../../src/net/path.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 4000);
 
@@ -40,7 +40,7 @@ const windows = fc.boolean();
 function check(t: string, w: boolean): PathResult {
   let r: PathResult;
   try {
-    r = normalizeRequestTarget(t, { windows: w });
+    r = normaliseRequestTarget(t, { windows: w });
   } catch (e) {
     assert.fail(`threw on ${JSON.stringify(t)}: ${String(e)}`);
   }
@@ -65,7 +65,7 @@ function readings(path: string, rawPath: string): string[] {
 
 const under = (p: string, prefix: string) => p === prefix.slice(0, -1) || p.startsWith(prefix);
 
-describe('normalizeRequestTarget (property)', () => {
+describe('normaliseRequestTarget (property)', () => {
   it('never throws, and answers in the documented shape', () => {
     fc.assert(
       fc.property(target, windows, (t, w) => {

@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { parseProxyHeader, V1_MAX_LENGTH, V2_MAX_PAYLOAD, V2_SIGNATURE, type ProxyHeaderResult } from '../../src/net/proxy-protocol.js';
-import { normalizeIp } from '../../src/net/ip.js';
+import { normaliseIp } from '../../src/net/ip.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 1500);
 
@@ -27,7 +27,7 @@ const port = fc.integer({ min: 0, max: 65535 });
 /** A v1 header line as a sender writes it, and the source it announces. */
 const v1 = fc.oneof(
   fc.tuple(fc.ipV4(), fc.ipV4(), port, port).map(([s, d, sp, dp]) => ({ bytes: Buffer.from(`PROXY TCP4 ${s} ${d} ${sp} ${dp}\r\n`), source: { address: s, port: sp } })),
-  fc.tuple(fc.ipV6(), fc.ipV6(), port, port).map(([s, d, sp, dp]) => ({ bytes: Buffer.from(`PROXY TCP6 ${s} ${d} ${sp} ${dp}\r\n`), source: { address: normalizeIp(s)!, port: sp } })),
+  fc.tuple(fc.ipV6(), fc.ipV6(), port, port).map(([s, d, sp, dp]) => ({ bytes: Buffer.from(`PROXY TCP6 ${s} ${d} ${sp} ${dp}\r\n`), source: { address: normaliseIp(s)!, port: sp } })),
   fc.string({ unit: 'grapheme-ascii', maxLength: 40 }).map((s) => ({ bytes: Buffer.from(`PROXY UNKNOWN${s ? ` ${s}` : ''}\r\n`), source: null })),
 );
 
@@ -65,7 +65,7 @@ const v2 = fc.oneof(
     a.set(s, 0);
     a.writeUInt16BE(sp, 32);
     const hex = Array.from({ length: 8 }, (_, i) => ((s[2 * i]! << 8) | s[2 * i + 1]!).toString(16)).join(':');
-    return { bytes: v2Header(1, 0x21, a, t), source: { address: normalizeIp(hex)!, port: sp } };
+    return { bytes: v2Header(1, 0x21, a, t), source: { address: normaliseIp(hex)!, port: sp } };
   }),
   fc.tuple(fc.uint8Array({ maxLength: 40 }), fc.constantFrom(0x00, 0x11, 0x21, 0x31, 0x12)).map(([a, ft]) => ({ bytes: v2Header(0, ft, Buffer.from(a), Buffer.alloc(0)), source: null })),
   fc.tuple(fc.uint8Array({ minLength: 216, maxLength: 216 }), tlvs).map(([a, t]) => ({ bytes: v2Header(1, 0x31, Buffer.from(a), t), source: null })),
@@ -123,7 +123,7 @@ function wellFormed(r: ProxyHeaderResult, buf: Buffer): void {
   assert.ok(Number.isInteger(r.consumed) && r.consumed > 0 && r.consumed <= buf.length, `consumed ${r.consumed} of ${buf.length}`);
   assert.ok(r.version === 1 ? r.consumed <= V1_MAX_LENGTH : r.consumed <= 16 + V2_MAX_PAYLOAD);
   if (r.source) {
-    assert.ok(isIP(r.source.address) !== 0 && normalizeIp(r.source.address) === r.source.address, `source ${r.source.address}`);
+    assert.ok(isIP(r.source.address) !== 0 && normaliseIp(r.source.address) === r.source.address, `source ${r.source.address}`);
     assert.ok(Number.isInteger(r.source.port) && r.source.port >= 0 && r.source.port <= 65535);
   }
 }

@@ -52,7 +52,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { gate, type GateResult } from '../../src/access/gate.js';
 import { generateCode } from '../../src/auth/totp.js';
-import { normalizeRequestTarget } from '../../src/net/path.js';
+import { normaliseRequestTarget } from '../../src/net/path.js';
 import { upstreamRequestHeaders } from '../../src/proxy/headers.js';
 import { startPortalApp, InjectClient, type PortalApp } from '../helpers/portal-app.js';
 import { decodeEntities, hiddenField, PortalClient } from '../helpers/portal.js';
@@ -285,7 +285,7 @@ const HOST_APPS: ReadonlyArray<[string, string | null]> = [
 function mayProxy(app: string | null, method: string, target: string, ip: string, who: Who, lockdown: boolean): boolean {
   if (app === null) return false;
   if (lockdown && !inOffice(ip)) return false;
-  const p = normalizeRequestTarget(target);
+  const p = normaliseRequestTarget(target);
   if (!p.ok) return false;
   if (under(p.path, '/.portcullis')) return false;
   if (app === 'open') return true;
@@ -345,7 +345,7 @@ describe('the gate: no client-settable input widens what the rules grant', () =>
       assert.equal(r.app.name, app, `${what}: routed to another app`);
       if (r.identity) assert.equal(r.identity.user.name, who.owner, `${what}: the identity is the credential's owner`);
       proxied++;
-      if (app === 'mail' && !under((normalizeRequestTarget(target) as { path: string }).path, '/public')) proxiedProtected++;
+      if (app === 'mail' && !under((normaliseRequestTarget(target) as { path: string }).path, '/public')) proxiedProtected++;
     }
     if (r.kind === 'step') assertStaysHome(r.location, what);
     if (r.kind === 'signin') assertStaysHome(r.rd, what);

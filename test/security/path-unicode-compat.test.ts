@@ -22,7 +22,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { normalizeRequestTarget } from '../../src/net/path.js';
+import { normaliseRequestTarget } from '../../src/net/path.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawHttp, get } from '../helpers/raw-http.js';
@@ -87,8 +87,8 @@ test('an IIS app: a fullwidth trailing dot or colon is the ASCII one to Windows'
 });
 
 test('the reasons name what was found', () => {
-  const r = normalizeRequestTarget('/public/%ef%bc%8e%ef%bc%8e/admin');
+  const r = normaliseRequestTarget('/public/%ef%bc%8e%ef%bc%8e/admin');
   assert.deepEqual(r, { ok: false, reason: 'dot segment in path after Unicode normalisation' });
-  const s = normalizeRequestTarget('/public/a%ef%bc%8fb');
+  const s = normaliseRequestTarget('/public/a%ef%bc%8fb');
   assert.deepEqual(s, { ok: false, reason: 'character in path that Unicode normalisation turns into a separator' });
 });

@@ -24,7 +24,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { normalizeRequestTarget } from '../../src/net/path.js';
+import { normaliseRequestTarget } from '../../src/net/path.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawHttp, get } from '../helpers/raw-http.js';
@@ -103,19 +103,19 @@ test('an app not on Windows is unchanged: those are other names, judged by the r
   assert.equal((await rawHttp(gw.port, get('/ecp/x', 'unix.test'))).status, 403);
 });
 
-test('normalizeRequestTarget: the windows option, and nothing else changes without it', () => {
+test('normaliseRequestTarget: the windows option, and nothing else changes without it', () => {
   for (const p of ALIASES) {
-    const w = normalizeRequestTarget(p, { windows: true });
+    const w = normaliseRequestTarget(p, { windows: true });
     assert.equal(w.ok, false, p);
     if (!w.ok) assert.match(w.reason, /dot or a space|NTFS stream|short \(8\.3\)|dot segment/, p);
   }
   for (const p of ORDINARY) {
-    const w = normalizeRequestTarget(p, { windows: true });
-    assert.deepEqual(w, normalizeRequestTarget(p), p);
+    const w = normaliseRequestTarget(p, { windows: true });
+    assert.deepEqual(w, normaliseRequestTarget(p), p);
     assert.equal(w.ok, true, p);
   }
   for (const p of ALIASES) {
-    assert.equal(normalizeRequestTarget(p).ok, true, `${p} is accepted for other apps`);
+    assert.equal(normaliseRequestTarget(p).ok, true, `${p} is accepted for other apps`);
   }
 });
 

@@ -6,29 +6,29 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { CidrSet, coversEveryone, parseCidr } from '../../src/net/cidr.js';
-import { bytesToIpv6, ipv6ToBytes, maskBytes, normalizeIp, parseIp, sourceKey } from '../../src/net/ip.js';
+import { bytesToIpv6, ipv6ToBytes, maskBytes, normaliseIp, parseIp, sourceKey } from '../../src/net/ip.js';
 
-describe('parseIp / normalizeIp', () => {
+describe('parseIp / normaliseIp', () => {
   it('gives every address one canonical spelling (RFC 5952)', () => {
     assert.deepEqual(parseIp('192.0.2.1'), { family: 4, address: '192.0.2.1' });
     assert.deepEqual(parseIp('2001:DB8:0:0:0:0:0:1'), { family: 6, address: '2001:db8::1' });
-    assert.equal(normalizeIp('2001:0db8::0001'), '2001:db8::1');
-    assert.equal(normalizeIp('0:0:0:0:0:0:0:1'), '::1');
-    assert.equal(normalizeIp('0:0:0:0:0:0:0:0'), '::');
-    assert.equal(normalizeIp('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1'); // first of equal runs
-    assert.equal(normalizeIp('2001:db8:0:1:1:1:1:1'), '2001:db8:0:1:1:1:1:1'); // a single 0 is not compressed
-    assert.equal(normalizeIp('1:0:0:2:0:0:0:3'), '1:0:0:2::3'); // the longest run
-    assert.equal(normalizeIp('1:2:3:4:5:6:7::'), '1:2:3:4:5:6:7:0');
+    assert.equal(normaliseIp('2001:0db8::0001'), '2001:db8::1');
+    assert.equal(normaliseIp('0:0:0:0:0:0:0:1'), '::1');
+    assert.equal(normaliseIp('0:0:0:0:0:0:0:0'), '::');
+    assert.equal(normaliseIp('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1'); // first of equal runs
+    assert.equal(normaliseIp('2001:db8:0:1:1:1:1:1'), '2001:db8:0:1:1:1:1:1'); // a single 0 is not compressed
+    assert.equal(normaliseIp('1:0:0:2:0:0:0:3'), '1:0:0:2::3'); // the longest run
+    assert.equal(normaliseIp('1:2:3:4:5:6:7::'), '1:2:3:4:5:6:7:0');
   });
 
   it('turns IPv4-mapped IPv6 into IPv4, whatever the spelling', () => {
     assert.deepEqual(parseIp('::ffff:192.0.2.1'), { family: 4, address: '192.0.2.1' });
-    assert.equal(normalizeIp('::FFFF:192.0.2.1'), '192.0.2.1');
-    assert.equal(normalizeIp('::ffff:c000:201'), '192.0.2.1');
-    assert.equal(normalizeIp('0:0:0:0:0:ffff:192.0.2.1'), '192.0.2.1');
+    assert.equal(normaliseIp('::FFFF:192.0.2.1'), '192.0.2.1');
+    assert.equal(normaliseIp('::ffff:c000:201'), '192.0.2.1');
+    assert.equal(normaliseIp('0:0:0:0:0:ffff:192.0.2.1'), '192.0.2.1');
     // IPv4-compatible and other embeddings are not mapped addresses
-    assert.equal(normalizeIp('::192.0.2.1'), '::c000:201');
-    assert.equal(normalizeIp('64:ff9b::192.0.2.1'), '64:ff9b::c000:201');
+    assert.equal(normaliseIp('::192.0.2.1'), '::c000:201');
+    assert.equal(normaliseIp('64:ff9b::192.0.2.1'), '64:ff9b::c000:201');
   });
 
   it('refuses anything that is not exactly an address', () => {

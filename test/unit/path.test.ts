@@ -5,30 +5,30 @@
  */
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { MAX_PATH_LENGTH, normalizeRequestTarget } from '../../src/net/path.js';
+import { MAX_PATH_LENGTH, normaliseRequestTarget } from '../../src/net/path.js';
 
 function accepted(target: string) {
-  const r = normalizeRequestTarget(target);
+  const r = normaliseRequestTarget(target);
   assert.ok(r.ok, `${JSON.stringify(target)} should be accepted, got ${r.ok ? '' : r.reason}`);
   return r;
 }
 
 function refused(target: string): string {
-  const r = normalizeRequestTarget(target);
+  const r = normaliseRequestTarget(target);
   assert.equal(r.ok, false, `${JSON.stringify(target)} should be refused`);
   return r.ok ? '' : r.reason;
 }
 
-describe('normalizeRequestTarget: clean targets pass unchanged', () => {
+describe('normaliseRequestTarget: clean targets pass unchanged', () => {
   it('keeps path, raw path and query exactly as sent', () => {
-    assert.deepEqual(normalizeRequestTarget('/'), { ok: true, path: '/', rawPath: '/', query: '' });
-    assert.deepEqual(normalizeRequestTarget('/owa/auth/logon.aspx?replaceCurrent=1&url=https%3a%2f%2fmail%2fowa'), {
+    assert.deepEqual(normaliseRequestTarget('/'), { ok: true, path: '/', rawPath: '/', query: '' });
+    assert.deepEqual(normaliseRequestTarget('/owa/auth/logon.aspx?replaceCurrent=1&url=https%3a%2f%2fmail%2fowa'), {
       ok: true,
       path: '/owa/auth/logon.aspx',
       rawPath: '/owa/auth/logon.aspx',
       query: '?replaceCurrent=1&url=https%3a%2f%2fmail%2fowa',
     });
-    assert.deepEqual(normalizeRequestTarget('/a/b/?'), { ok: true, path: '/a/b/', rawPath: '/a/b/', query: '?' });
+    assert.deepEqual(normaliseRequestTarget('/a/b/?'), { ok: true, path: '/a/b/', rawPath: '/a/b/', query: '?' });
   });
 
   it('preserves case and accepts a single trailing slash', () => {
@@ -65,7 +65,7 @@ describe('normalizeRequestTarget: clean targets pass unchanged', () => {
   });
 });
 
-describe('normalizeRequestTarget: traversal is refused in every spelling', () => {
+describe('normaliseRequestTarget: traversal is refused in every spelling', () => {
   it('refuses dot segments, raw or encoded', () => {
     for (const t of [
       '/public/../app',
@@ -157,7 +157,7 @@ describe('normalizeRequestTarget: traversal is refused in every spelling', () =>
   });
 });
 
-describe('normalizeRequestTarget: bounds', () => {
+describe('normaliseRequestTarget: bounds', () => {
   it(`accepts paths up to ${MAX_PATH_LENGTH} bytes and refuses longer ones`, () => {
     const max = '/' + 'a'.repeat(MAX_PATH_LENGTH - 1);
     assert.equal(accepted(max).path, max);
@@ -170,7 +170,7 @@ describe('normalizeRequestTarget: bounds', () => {
   it('is fast on the common clean path', () => {
     const t = '/owa/service.svc?action=GetFolder&EP=1&ID=-39&AC=1';
     const start = process.hrtime.bigint();
-    for (let i = 0; i < 200_000; i++) normalizeRequestTarget(t);
+    for (let i = 0; i < 200_000; i++) normaliseRequestTarget(t);
     const perCallNs = Number(process.hrtime.bigint() - start) / 200_000;
     // generous bound (machines vary); the scan is typically well under a microsecond
     assert.ok(perCallNs < 5_000, `took ${perCallNs.toFixed(0)} ns per call`);

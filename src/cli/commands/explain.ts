@@ -3,8 +3,8 @@
  * a request and why, rule by rule, without running the gateway (Authelia's check-policy).
  */
 import { loadConfigFile, formatIssues } from '../../config/index.js';
-import { normalizeIp } from '../../net/ip.js';
-import { normalizeRequestTarget } from '../../net/path.js';
+import { normaliseIp } from '../../net/ip.js';
+import { normaliseRequestTarget } from '../../net/path.js';
 import { explain } from '../../policy/decide.js';
 import { appForHost } from '../../access/gate.js';
 import { loadUsersFile } from '../../auth/users.js';
@@ -13,7 +13,7 @@ import { allowFlags, requireFlag, UsageError, type Command } from '../args.js';
 export const run: Command = async (args, io) => {
   allowFlags(args, ['url', 'ip', 'user', 'method']);
   const rawUrl = requireFlag(args, 'url');
-  const ip = normalizeIp(requireFlag(args, 'ip'));
+  const ip = normaliseIp(requireFlag(args, 'ip'));
   if (!ip) throw new UsageError(`--ip ${args.flags.get('ip')} is not an IP address`);
   const method = args.flags.get('method') ?? 'GET';
   const loaded = await loadConfigFile(args.config, { checkFiles: false });
@@ -30,7 +30,7 @@ export const run: Command = async (args, io) => {
     io.stdout.write(`${rawUrl}: no app serves host ${host}: 421, never reaches an app\n`);
     return 0;
   }
-  const p = normalizeRequestTarget(m[3] ?? '/', { windows: app.caseInsensitivePaths });
+  const p = normaliseRequestTarget(m[3] ?? '/', { windows: app.caseInsensitivePaths });
   if (!p.ok) {
     io.stdout.write(`${rawUrl}: refused with 400 before any rule: ${p.reason}\n`);
     return 0;
