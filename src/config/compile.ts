@@ -16,6 +16,7 @@ import { formatDuration, parseDuration } from './duration.js';
 import { compilePathPattern } from './paths.js';
 import { NOTIFY_EVENTS } from '../audit/events.js';
 import { hostUnderDomain, IPV6_PREFIX_MIN } from './types.js';
+import { isSentinelUrl, parseSentinelUrl } from '../store/redis-url.js';
 import type {
   AttackConfig,
   CompiledApp,
@@ -729,10 +730,20 @@ function compileStore(r: Reader, v: Val, cwd: string, env: NodeJS.ProcessEnv): C
   const s = sec.value;
   if (s === 'memory') return { kind: 'memory' };
   const shown = secretShown(sec, 'Redis URL');
+  if (isSentinelUrl(s)) {
+    const unsafe = unsafeUrlText(s);
+    if (unsafe) return r.issue(v.node, v.path, `the URL ${unsafe}`);
+    try {
+      parseSentinelUrl(s);
+    } catch (e) {
+      return r.issue(v.node, v.path, `${shown}: ${(e as Error).message}`);
+    }
+    return { kind: 'redis', url: s };
+  }
   if (!/^rediss?:\/\//i.test(s)) {
     // a typo such as "memroy" is worth showing; anything that may carry a password is not
     const found = sec.inline && /^[A-Za-z0-9+.-]*(:\/\/[^@]*)?$/.test(s) ? `, found "${s}"` : sec.inline ? '' : ` (${sec.source})`;
-    return r.issue(v.node, v.path, `expected "memory" or a redis:// or rediss:// URL${found}`);
+    return r.issue(v.node, v.path, `expected "memory" or a redis://, rediss:// or redis-sentinel:// URL${found}`);
   }
   const u = checkUrl(r, v, s, ['redis:', 'rediss:'], shown);
   if (!u) return undefined;
