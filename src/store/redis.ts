@@ -317,6 +317,8 @@ class Backend {
   /** Replicas in sync with the primary, as last seen (INFO replication / WAIT). */
   private replicasInSync = 0;
   private unconfirmedReported = false;
+  /** After a WAIT timed out: -1 until the next INFO, then the primary's offset a replica must reach. */
+  private syncedFrom: number | null = null;
 
   constructor(
     private readonly opts: RedisStoreOptions,
@@ -363,7 +365,8 @@ class Backend {
         sentinelCommandTimeout: connectTimeout,
         // All Sentinels unreachable: ask them again soon, for ever.
         sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
-        sentinelReconnectStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
+        // (the failover detector's connections: give up on a Sentinel after ~20 s; rebuilt on the next reconnect)
+        sentinelReconnectStrategy: (attempt: number) => (attempt > 20 ? null : Math.min(attempt * 100, 1000)),
         // Drop the connection when a Sentinel announces +switch-master (the old primary may still answer).
         failoverDetector: true,
         // A demoted primary answers writes with READONLY: reconnect (through the Sentinels); the command fails.
@@ -466,6 +469,7 @@ class Backend {
     const acked = Number(await cmd.wait(1, this.replicaWaitMs));
     if (acked >= 1) return;
     this.replicasInSync = 0;
+    this.syncedFrom = -1;
     this.reportUnconfirmed();
   }
 
@@ -480,15 +484,34 @@ class Backend {
     if (!this.confirmWrites || this.closed || this.cmd.status !== 'ready') return;
     try {
       const info = await this.cmd.info('replication');
+      const role = /^role:(\w+)/m.exec(info)?.[1];
+      if (role !== undefined && role !== 'master') {
+        // demoted (the Sentinels chose another primary): ask them again
+        this.reportConnectionError(new Error('redis store: the server is no longer the primary; reconnecting through the Sentinels'));
+        if (!this.closed) {
+          this.cmd.disconnect(true);
+          this.sub.disconnect(true);
+        }
+        return;
+      }
+      const masterOffset = Number(/^master_repl_offset:([0-9]+)/m.exec(info)?.[1] ?? 0);
+      if (this.syncedFrom === -1) {
+        // a WAIT timed out: a replica counts again only once it has acknowledged what was written until now
+        this.syncedFrom = masterOffset;
+        this.replicasInSync = 0;
+        return;
+      }
       let n = 0;
       for (const line of info.split(/\r?\n/)) {
         const m = /^slave[0-9]+:(.*)$/.exec(line);
         if (!m) continue;
         const f = new Map(m[1]!.split(',').map((kv) => kv.split('=') as [string, string]));
-        if (f.get('state') === 'online' && Number(f.get('lag') ?? 99) <= 2) n++;
+        const acked = Number(f.get('offset') ?? -1);
+        if (f.get('state') === 'online' && Number(f.get('lag') ?? 99) <= 2 && (this.syncedFrom === null || acked >= this.syncedFrom)) n++;
       }
       const before = this.replicasInSync;
       this.replicasInSync = n;
+      if (n > 0) this.syncedFrom = null;
       if (n > 0 && before < 1 && this.unconfirmedReported) {
         this.unconfirmedReported = false;
         this.report(new Error(`redis store: ${n} replica(s) in sync again; writes that matter are confirmed by a replica`));
@@ -650,11 +673,11 @@ async function quit(client: Redis): Promise<void> {
   if (client.status === 'ready') {
     try {
       await client.quit();
-      return;
     } catch {
       // fall through to a hard disconnect
     }
   }
+  // also stops the Sentinel failover detector's own connections, which QUIT leaves running
   client.disconnect(false);
 }
 

@@ -8,15 +8,17 @@
  * and Carol's sessions alive on the new primary, Mallory still locked out, and a new sign-in
  * working. The measured switch is printed as a diagnostic (README "Several instances / Redis").
  */
-import { test } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startUpstream } from '../helpers/upstream.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
 import { rawHttp } from '../helpers/raw-http.js';
-import { startSentinelSet, sentinelSkip } from '../helpers/redis-sentinel.js';
+import { startSentinelSet, sentinelSkip, type SentinelSet } from '../helpers/redis-sentinel.js';
 import { hashSessionId } from '../../src/session/sessions.js';
+import { createRedisStores } from '../../src/store/redis.js';
+import { systemClock } from '../../src/clock.js';
 
 const PW = 'quartz harbour lantern meadow 4471';
 const COOKIE = 'portcullis_dev_session';
@@ -50,10 +52,79 @@ interface Sample {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('primary killed under signed-in load: 503 only during the switch, nothing lost, recovers by itself', { skip: sentinelSkip(), timeout: 60_000 }, async (t) => {
+const skip = sentinelSkip();
+let rs: SentinelSet;
+let setUpMs = 0;
+
+before(async () => {
+  if (skip) return;
   const t0 = Date.now();
-  const rs = await startSentinelSet();
-  t.after(() => rs.stop());
+  rs = await startSentinelSet();
+  setUpMs = Date.now() - t0;
+});
+
+after(async () => {
+  await rs?.stop();
+});
+
+/** Calls of WAIT the primary on `port` has served so far (INFO commandstats). */
+async function waitCalls(port: number): Promise<number> {
+  const c = rs.client(port);
+  await c.connect();
+  try {
+    const m = /cmdstat_wait:calls=([0-9]+)/.exec(await c.info('commandstats'));
+    return m ? Number(m[1]) : 0;
+  } finally {
+    c.disconnect();
+  }
+}
+
+test('writes that matter are confirmed by the replica (WAIT 1); with the replica frozen they go on unconfirmed, reported once', { skip, timeout: 30_000 }, async (t) => {
+  const errors: string[] = [];
+  const stores = await createRedisStores({
+    url: rs.url({ db: 15, prefix: `pc-sentinel-wait-${randomBytes(4).toString('hex')}:` }),
+    clock: systemClock,
+    box: { seal: (s) => s, open: (s) => s },
+    heartbeatMs: 200,
+    onError: (e) => errors.push(e.message),
+  });
+  t.after(() => stores.close());
+  // 'ready' counted the replica asynchronously: give it a heartbeat
+  await sleep(300);
+  const before = await waitCalls(rs.primaryPort);
+  for (let i = 0; i < 5; i++) await stores.rates.hit('user:alice', 60_000, Date.now());
+  assert.equal(await stores.rates.count('user:alice', Date.now()), 5);
+  const confirmed = (await waitCalls(rs.primaryPort)) - before;
+  assert.ok(confirmed >= 5, `each of the 5 counted failures waited for the replica (WAIT calls: ${confirmed})`);
+
+  rs.freeze(rs.replicaPort);
+  try {
+    let t1 = Date.now();
+    await stores.rates.hit('user:alice', 60_000, Date.now());
+    const slow = Date.now() - t1;
+    assert.ok(slow >= 200 && slow < 1000, `the first write waits for the replica's acknowledgement, then goes on (${slow} ms)`);
+    t1 = Date.now();
+    await stores.rates.hit('user:alice', 60_000, Date.now());
+    assert.ok(Date.now() - t1 < 150, 'later writes do not wait for a replica that is not in sync');
+    assert.equal(errors.filter((m) => /no replica is in sync/.test(m)).length, 1, `reported once: ${JSON.stringify(errors)}`);
+  } finally {
+    rs.thaw(rs.replicaPort);
+  }
+  // in sync again (heartbeat sees it online with a small lag): writes are confirmed again
+  const end = Date.now() + 5000;
+  let again = false;
+  while (!again && Date.now() < end) {
+    const b = await waitCalls(rs.primaryPort);
+    await stores.rates.hit('user:alice', 60_000, Date.now());
+    again = (await waitCalls(rs.primaryPort)) > b;
+    if (!again) await sleep(200);
+  }
+  assert.ok(again, 'writes are confirmed by the replica again once it is back in sync');
+  assert.ok(errors.some((m) => /in sync again/.test(m)), JSON.stringify(errors));
+});
+
+test('primary killed under signed-in load: 503 only during the switch, nothing lost, recovers by itself', { skip, timeout: 60_000 }, async (t) => {
+  const t0 = Date.now();
   const up = await startUpstream();
   t.after(() => up.close());
   const prefix = `pc-sentinel-${randomBytes(4).toString('hex')}:`;
@@ -64,7 +135,7 @@ test('primary killed under signed-in load: 503 only during the switch, nothing l
   t.after(() => gw.close());
   const client = (addr = '127.0.0.1') => new PortalClient(gw.port, 'mail.test', { localAddress: addr });
   const readyz = async (): Promise<number> => (await rawHttp(gw.gw.adminPort, 'GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', { timeoutMs: 5000 })).status;
-  t.diagnostic(`sentinel set up in ${Date.now() - t0} ms`);
+  t.diagnostic(`sentinel set up in ${setUpMs} ms`);
   assert.equal(await readyz(), 200, 'ready before the kill');
 
   // Alice signs in; Mallory locks herself out (3 failures, then even the right password is refused)

@@ -44,7 +44,10 @@ export interface SentinelSet {
    * the replica says it is a primary (ROLE). Rejects after `timeoutMs` (default 20 s).
    */
   waitForSwitch(timeoutMs?: number): Promise<number>;
-  /** A plain client on the node now serving as primary (for checks; the caller quits it). */
+  /** SIGSTOP (`freeze`) or SIGCONT (`thaw`) the server on `port` (primary or replica). */
+  freeze(port: number): void;
+  thaw(port: number): void;
+  /** A plain client (lazy: call connect()) on a server port, for checks; the caller disconnects it. */
   client(port: number, db?: number): Redis;
   /** Everything the programs wrote (for failure messages). */
   output(): string;
@@ -95,6 +98,7 @@ export async function startSentinelSet(opts: { name?: string; downAfterMs?: numb
   const daemons: Array<{ label: string; d: Daemon }> = [];
   const output = (): string => daemons.map(({ label, d }) => `--- ${label}\n${d.output().slice(-4000)}`).join('\n');
   const stop = async (): Promise<void> => {
+    for (const { d } of daemons) d.child.kill('SIGCONT'); // a frozen server must act on SIGTERM
     await Promise.all(daemons.map(({ d }) => d.stop(2000)));
     await dir.cleanup();
   };
@@ -158,6 +162,7 @@ export async function startSentinelSet(opts: { name?: string; downAfterMs?: numb
       20_000,
     );
     let current = primaryPort;
+    const serverAt = (p: number): Daemon => daemons.find(({ label }) => label === (p === primaryPort ? 'primary' : p === replicaPort ? 'replica' : ''))!.d;
     return {
       name,
       primaryPort,
@@ -193,6 +198,8 @@ export async function startSentinelSet(opts: { name?: string; downAfterMs?: numb
         current = target;
         return Date.now();
       },
+      freeze: (p) => serverAt(p).child.kill('SIGSTOP'),
+      thaw: (p) => serverAt(p).child.kill('SIGCONT'),
       client: (p, db = 0) => plain(p, db),
       output,
       stop,
