@@ -4,7 +4,8 @@
  * that cannot write there. With `users_file` under `data_dir` everything works (users file, state,
  * first admin password in a 0600 file, `portcullis user add`); with the default users file next
  * to the config, or a data_dir it cannot write, `serve` and `user add` stop with exit 1 and a
- * message saying what cannot be written and what to set, instead of a bare EACCES.
+ * message saying what cannot be written and what to set, instead of a bare EACCES; `allow add`,
+ * which edits the configuration itself, says to edit it where it is managed.
  *
  * As root (permissions do not stop root) the CLI runs under `setpriv --reuid=10001`; as another
  * user it runs as that user, and the directories are made read-only with chmod.
@@ -41,7 +42,7 @@ function cli(args: string[], opts: { stdin?: string; cwd: string; until?: RegExp
       reject(new Error(`timed out: ${args.join(' ')}\n${out}\n${err}`));
     }, opts.timeoutMs ?? 15_000);
     const check = () => {
-      if (opts.until && opts.until.test(out + err)) child.kill('SIGTERM');
+      if (opts.until && opts.until.test(out + err)) child.kill('SIGINT'); // SIGINT: no drain
     };
     child.stdout.on('data', (c: Buffer) => ((out += c.toString()), check()));
     child.stderr.on('data', (c: Buffer) => ((err += c.toString()), check()));
@@ -91,6 +92,9 @@ test('users_file under data_dir: the gateway starts with a read-only config dire
   const add = await cli(['user', 'add', 'bob', '--password-stdin', '--config', l.config], { cwd: l.etc, stdin: 'harbour lantern quartz 4471\n' });
   assert.equal(add.code, 0, add.err);
   assert.match(add.out, /user "bob" added/);
+  const allow = await cli(['allow', 'add', 'office', '192.0.2.0/24', '--config', l.config], { cwd: l.etc });
+  assert.equal(allow.code, 1, 'the configuration itself cannot be edited in place');
+  assert.match(allow.err, /permission denied; edit the configuration where it is managed/);
 });
 
 test('default users file next to a read-only config: serve and user add exit 1 saying what to set', { skip }, async (t) => {
