@@ -31,8 +31,8 @@
  *
  * Sentinel (`redis-sentinel://h1:26379,h2:26379/mymaster`, see redis-url.ts): the connections
  * ask the Sentinels for the current primary on every (re)connect, refuse a server that is not a
- * primary (ioredis's role check), reconnect when a Sentinel announces `+switch-master` and on a
- * READONLY reply (a demoted primary). Replication is asynchronous, so in this mode a write that
+ * primary (ioredis's role check), reconnect when a Sentinel announces `+switch-master`, on a
+ * READONLY reply and when the heartbeat finds the server demoted. Replication is asynchronous, so in this mode a write that
  * matters (sessions, failure counts and blocks, TOTP claims, credentials, lockdown) is followed by
  * `WAIT 1` on the same connection: the caller hears "done" only once a replica holds the write, so
  * a failover after that cannot lose it. A WAIT that fails (the connection dropped) fails the call
@@ -319,6 +319,8 @@ class Backend {
   private unconfirmedReported = false;
   /** After a WAIT timed out: -1 until the next INFO, then the primary's offset a replica must reach. */
   private syncedFrom: number | null = null;
+  /** Sentinel mode: subscribers to `+switch-master`, one per Sentinel. */
+  private readonly failoverWatchers: Redis[] = [];
 
   constructor(
     private readonly opts: RedisStoreOptions,
@@ -365,13 +367,14 @@ class Backend {
         sentinelCommandTimeout: connectTimeout,
         // All Sentinels unreachable: ask them again soon, for ever.
         sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
-        // (the failover detector's connections: give up on a Sentinel after ~20 s; rebuilt on the next reconnect)
-        sentinelReconnectStrategy: (attempt: number) => (attempt > 20 ? null : Math.min(attempt * 100, 1000)),
-        // Drop the connection when a Sentinel announces +switch-master (the old primary may still answer).
-        failoverDetector: true,
+        // ioredis's own failover detector is not used: its Sentinel connections have no error
+        // listener and print "[ioredis] Unhandled error event" on stderr every second while one
+        // Sentinel is down. watchFailovers() does the same job with reported, deduplicated errors.
+        failoverDetector: false,
         // A demoted primary answers writes with READONLY: reconnect (through the Sentinels); the command fails.
         reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 1 : false),
       });
+      this.watchFailovers(t, connectTimeout);
     } else {
       if (target.url.protocol === 'rediss:') options.tls = {};
       this.cmd = new Redis(target.url.href, options);
@@ -402,8 +405,52 @@ class Backend {
     this.sub.on('message', (channel: string, message: string) => this.onMessage(channel, message));
   }
 
+  /**
+   * Sentinel mode: one subscriber per Sentinel on `+switch-master`. When the master we use is
+   * switched while our connections are still up (the old primary is alive but cut off from the
+   * Sentinels, or is being demoted), drop them so that they ask the Sentinels again. A primary
+   * that died has already closed them: the reconnect finds the new one by itself.
+   */
+  private watchFailovers(t: SentinelUrl, connectTimeout: number): void {
+    const lastError = new Map<string, string>();
+    let lastSwitch = '';
+    for (const s of t.sentinels) {
+      const where = `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`;
+      const w = new Redis({
+        host: s.host,
+        port: s.port,
+        ...(t.sentinelUsername !== undefined ? { username: t.sentinelUsername } : {}),
+        ...(t.sentinelPassword !== undefined ? { password: t.sentinelPassword } : {}),
+        lazyConnect: true,
+        enableReadyCheck: false,
+        connectTimeout,
+        retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
+        connectionName: 'portcullis-failover',
+      });
+      w.on('error', (e: Error) => {
+        // one line per Sentinel and kind of failure, not one per retry
+        if (lastError.get(where) === e.message) return;
+        lastError.set(where, e.message);
+        this.report(new Error(`redis store: Sentinel ${where}: ${e.message}`));
+      });
+      w.on('ready', () => lastError.delete(where));
+      w.on('message', (channel: string, message: string) => {
+        const [name, , , newHost, newPort] = message.split(' ');
+        if (channel !== '+switch-master' || name !== t.name || this.closed) return;
+        const to = `${newHost}:${newPort}`;
+        if (to === lastSwitch) return; // every Sentinel announces the same switch
+        lastSwitch = to;
+        this.report(new Error(`redis store: the Sentinels switched ${t.name} to ${to}; reconnecting`));
+        for (const c of [this.cmd, this.sub]) if (c.status === 'ready') c.disconnect(true);
+      });
+      w.subscribe('+switch-master').catch(() => {}); // queued until connected; resubscribed after a reconnect
+      this.failoverWatchers.push(w);
+    }
+  }
+
   /** Connect both connections; resolves once healthy, rejects after `connectTimeoutMs`. */
   async start(target: Target): Promise<void> {
+    for (const w of this.failoverWatchers) w.connect().catch(() => {});
     this.cmd.connect().catch(() => {});
     this.sub.connect().catch(() => {});
     const timeoutMs = this.opts.connectTimeoutMs ?? 3000;
@@ -562,6 +609,7 @@ class Backend {
     this.closed = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    for (const w of this.failoverWatchers) w.disconnect(false);
     await Promise.all([quit(this.cmd), quit(this.sub)]);
     // a deliberate close is not an outage: no state-change report (nobody should be paged)
     this.lastHealthy = false;
@@ -677,7 +725,7 @@ async function quit(client: Redis): Promise<void> {
       // fall through to a hard disconnect
     }
   }
-  // also stops the Sentinel failover detector's own connections, which QUIT leaves running
+  // (a hard disconnect after QUIT also stops a reconnect timer)
   client.disconnect(false);
 }
 

@@ -44,6 +44,8 @@ export interface SentinelSet {
    * the replica says it is a primary (ROLE). Rejects after `timeoutMs` (default 20 s).
    */
   waitForSwitch(timeoutMs?: number): Promise<number>;
+  /** kill -9 Sentinel number `i` (0-based). */
+  killSentinel(i: number): void;
   /** SIGSTOP (`freeze`) or SIGCONT (`thaw`) the server on `port` (primary or replica). */
   freeze(port: number): void;
   thaw(port: number): void;
@@ -198,6 +200,7 @@ export async function startSentinelSet(opts: { name?: string; downAfterMs?: numb
         current = target;
         return Date.now();
       },
+      killSentinel: (i) => void daemons.find(({ label }) => label === `sentinel-${i}`)!.d.child.kill('SIGKILL'),
       freeze: (p) => serverAt(p).child.kill('SIGSTOP'),
       thaw: (p) => serverAt(p).child.kill('SIGCONT'),
       client: (p, db = 0) => plain(p, db),
