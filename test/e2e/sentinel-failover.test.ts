@@ -91,13 +91,13 @@ test('writes that matter are confirmed by the replica (WAIT 1); with the replica
   t.after(() => stores.close());
   // 'ready' counted the replica asynchronously: give it a heartbeat
   await sleep(300);
-  const before = await waitCalls(rs.primaryPort);
+  const before = await waitCalls(rs.primary());
   for (let i = 0; i < 5; i++) await stores.rates.hit('user:alice', 60_000, Date.now());
   assert.equal(await stores.rates.count('user:alice', Date.now()), 5);
-  const confirmed = (await waitCalls(rs.primaryPort)) - before;
+  const confirmed = (await waitCalls(rs.primary())) - before;
   assert.ok(confirmed >= 5, `each of the 5 counted failures waited for the replica (WAIT calls: ${confirmed})`);
 
-  rs.freeze(rs.replicaPort);
+  rs.freeze(rs.replica());
   try {
     let t1 = Date.now();
     await stores.rates.hit('user:alice', 60_000, Date.now());
@@ -108,19 +108,75 @@ test('writes that matter are confirmed by the replica (WAIT 1); with the replica
     assert.ok(Date.now() - t1 < 150, 'later writes do not wait for a replica that is not in sync');
     assert.equal(errors.filter((m) => /no replica is in sync/.test(m)).length, 1, `reported once: ${JSON.stringify(errors)}`);
   } finally {
-    rs.thaw(rs.replicaPort);
+    rs.thaw(rs.replica());
   }
   // in sync again (heartbeat sees it online with a small lag): writes are confirmed again
   const end = Date.now() + 5000;
   let again = false;
   while (!again && Date.now() < end) {
-    const b = await waitCalls(rs.primaryPort);
+    const b = await waitCalls(rs.primary());
     await stores.rates.hit('user:alice', 60_000, Date.now());
-    again = (await waitCalls(rs.primaryPort)) > b;
+    again = (await waitCalls(rs.primary())) > b;
     if (!again) await sleep(200);
   }
   assert.ok(again, 'writes are confirmed by the replica again once it is back in sync');
   assert.ok(errors.some((m) => /in sync again/.test(m)), JSON.stringify(errors));
+});
+
+test('a graceful switch (SENTINEL FAILOVER, the old primary stays up as a replica): the store leaves it at once, nothing lost', { skip, timeout: 30_000 }, async (t) => {
+  const prefix = `pc-sentinel-switch-${randomBytes(4).toString('hex')}:`;
+  const errors: string[] = [];
+  const stores = await createRedisStores({
+    url: rs.url({ db: 15, prefix }),
+    clock: systemClock,
+    box: { seal: (s) => s, open: (s) => s },
+    onError: (e) => errors.push(e.message),
+  });
+  t.after(() => stores.close());
+  const oldPrimary = rs.primary();
+  const until = Date.now() + 3_600_000;
+  await stores.rates.block('ip:198.51.100.7', until, 'brute force');
+  for (let i = 0; i < 3; i++) await stores.rates.hit('user:mallory', 600_000, Date.now());
+
+  await rs.failover();
+  const switchedAt = await rs.waitForSwitch();
+  assert.notEqual(rs.primary(), oldPrimary);
+  // our connections leave the demoted server (which still answers) instead of reading from it
+  const ours = async (): Promise<number> => {
+    const c = rs.client(oldPrimary);
+    await c.connect();
+    try {
+      return ((await c.call('CLIENT', 'LIST')) as string).split('\n').filter((l) => / name=portcullis(-sub)? /.test(l)).length;
+    } finally {
+      c.disconnect();
+    }
+  };
+  let left = false;
+  while (!left && Date.now() < switchedAt + 3000) {
+    left = (await ours()) === 0;
+    if (!left) await sleep(50);
+  }
+  assert.ok(left, 'no portcullis connection stays on the demoted primary');
+  // and the store works on the new primary, with everything written before the switch
+  let ok = false;
+  while (!ok && Date.now() < switchedAt + 5000) {
+    ok = await stores.rates.hit('user:mallory', 600_000, Date.now()).then(() => true, () => false);
+    if (!ok) await sleep(50);
+  }
+  t.diagnostic(`store writing again ${Date.now() - switchedAt} ms after the Sentinels switched`);
+  assert.ok(ok, 'writes work again after the switch');
+  assert.equal(await stores.rates.count('user:mallory', Date.now()), 4);
+  assert.equal((await stores.rates.blockedUntil('ip:198.51.100.7', Date.now()))?.until, until);
+  const direct = rs.client(rs.primary(), 15);
+  await direct.connect();
+  try {
+    assert.equal(await direct.hget(`${prefix}r:user:mallory`, 'n'), '4', 'the count is on the new primary');
+  } finally {
+    direct.disconnect();
+  }
+  assert.ok(errors.some((m) => /the Sentinels switched pcmaster to 127\.0\.0\.1:\d+; reconnecting/.test(m)), JSON.stringify(errors));
+  // the old primary is now the replica: the next test kills the new primary
+  await rs.waitForReplica();
 });
 
 test('primary killed under signed-in load: 503 only during the switch, nothing lost, recovers by itself', { skip, timeout: 60_000 }, async (t) => {
@@ -222,7 +278,7 @@ test('primary killed under signed-in load: 503 only during the switch, nothing l
   assert.equal(await readyz(), 200, 'ready again');
 
   // nothing was lost: both sessions and Mallory's lockout are on the new primary
-  const db = rs.client(rs.replicaPort, 15);
+  const db = rs.client(rs.primary(), 15);
   await db.connect();
   try {
     for (const [who, id] of [['alice', aliceId], ['carol', carolId]] as const) {

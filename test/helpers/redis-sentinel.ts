@@ -37,6 +37,14 @@ export interface SentinelSet {
   sentinelPorts: number[];
   /** `redis-sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/NAME/DB` (plus `?prefix=` if given). */
   url(opts?: { db?: number; prefix?: string }): string;
+  /** The port of the server the Sentinels currently name as primary (after `waitForSwitch`). */
+  primary(): number;
+  /** The other one. */
+  replica(): number;
+  /** `SENTINEL FAILOVER`: a graceful switch, the old primary stays up and becomes the replica. */
+  failover(): Promise<void>;
+  /** Resolves once the primary has a replica online (e.g. the old primary, after `failover()`). */
+  waitForReplica(timeoutMs?: number): Promise<void>;
   /** kill -9 the current primary; returns Date.now() at the kill. */
   killPrimary(): number;
   /**
@@ -170,6 +178,18 @@ export async function startSentinelSet(opts: { name?: string; downAfterMs?: numb
       primaryPort,
       replicaPort,
       sentinelPorts,
+      primary: () => current,
+      replica: () => (current === primaryPort ? replicaPort : primaryPort),
+      async failover() {
+        await ask(sentinelPorts[0]!, (c) => c.call('SENTINEL', 'FAILOVER', name));
+      },
+      async waitForReplica(timeoutMs = 20_000) {
+        await waitUntil(
+          'the primary has a replica online',
+          () => ask(current, async (c) => /^slave0:.*state=online/m.test(await c.info('replication'))),
+          timeoutMs,
+        );
+      },
       url: (o = {}) =>
         `redis-sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',')}/${name}/${o.db ?? 0}${o.prefix ? `?prefix=${encodeURIComponent(o.prefix)}` : ''}`,
       killPrimary() {
