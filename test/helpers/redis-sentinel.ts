@@ -43,7 +43,7 @@ export interface SentinelSet {
   replica(): number;
   /** `SENTINEL FAILOVER`: a graceful switch, the old primary stays up and becomes the replica. */
   failover(): Promise<void>;
-  /** Resolves once the primary has a replica online (e.g. the old primary, after `failover()`). */
+  /** Resolves once the primary has a replica online (the old primary, after `failover()`; it is told REPLICAOF at once). */
   waitForReplica(timeoutMs?: number): Promise<void>;
   /** kill -9 the current primary; returns Date.now() at the kill. */
   killPrimary(): number;
@@ -184,6 +184,10 @@ export async function startSentinelSet(opts: { name?: string; downAfterMs?: numb
         await ask(sentinelPorts[0]!, (c) => c.call('SENTINEL', 'FAILOVER', name));
       },
       async waitForReplica(timeoutMs = 20_000) {
+        // the Sentinels turn a demoted primary into a replica only at their next INFO round (about
+        // 10 s); tell it now what they would tell it then
+        const other = current === primaryPort ? replicaPort : primaryPort;
+        await ask(other, (c) => c.call('REPLICAOF', '127.0.0.1', String(current))).catch(() => undefined);
         await waitUntil(
           'the primary has a replica online',
           () => ask(current, async (c) => /^slave0:.*state=online/m.test(await c.info('replication'))),
