@@ -6,6 +6,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createFileExclusive } from './util/atomic-write.js';
+import { ensureWritableDir, isUnwritable, unwritableMessage, usersFileHint } from './util/writable.js';
 import type { CompiledConfig } from './config/types.js';
 import { loadConfigFile, formatIssues } from './config/index.js';
 import { createLogger } from './audit/logger.js';
@@ -77,7 +78,18 @@ export class Gateway {
     const loaded = await loadConfigFile(opts.configFile, { env });
     if (!loaded.ok) throw new Error(`configuration rejected:\n${formatIssues(loaded.issues)}`);
     const cfg = loaded.config;
-    const first = await ensureUsersFile(cfg.usersFile, new PasswordHasher(opts.argon2 ?? paramsFromEnv(env)), opts.random ?? cryptoRandom);
+    // before anything is created: a data_dir that cannot be written stops the start with a clear message
+    await ensureWritableDir(
+      cfg.dataDir,
+      'data_dir',
+      'It holds the secret key, the state and the first admin password: make it writable by this user (the container image runs as 10001:10001 with data_dir /var/lib/portcullis on a volume), or set data_dir to a writable directory.',
+    );
+    const first = await ensureUsersFile(cfg.usersFile, new PasswordHasher(opts.argon2 ?? paramsFromEnv(env)), opts.random ?? cryptoRandom).catch(
+      (e: unknown) => {
+        if (!isUnwritable(e)) throw e;
+        throw new Error(unwritableMessage(e, 'the users file', cfg.usersFile, usersFileHint(cfg)), { cause: e });
+      },
+    );
     if (first.created && first.adminPassword) {
       const say = opts.announce ?? ((l: string) => process.stderr.write(`${l}\n`));
       // a container's log may be gone (or shared) by the time someone looks: keep it in a file too

@@ -28,6 +28,17 @@
  * store call rejects at once (or after the command timeout) with PC_STORE_UNAVAILABLE, the
  * connections keep reconnecting with a bounded back-off, and `healthy()` / `onStateChange`
  * report the state. Standalone (or replicated) Redis only; Redis Cluster is not supported.
+ *
+ * Sentinel (`redis-sentinel://h1:26379,h2:26379/mymaster`, see redis-url.ts): the connections
+ * ask the Sentinels for the current primary on every (re)connect, refuse a server that is not a
+ * primary (ioredis's role check), reconnect when a Sentinel announces `+switch-master`, on a
+ * READONLY reply and when the heartbeat finds the server demoted. Replication is asynchronous, so in this mode a write that
+ * matters (sessions, failure counts and blocks, TOTP claims, credentials, lockdown) is followed by
+ * `WAIT 1` on the same connection: the caller hears "done" only once a replica holds the write, so
+ * a failover after that cannot lose it. A WAIT that fails (the connection dropped) fails the call
+ * with PC_STORE_UNAVAILABLE. While no replica is in sync (WAIT timed out, or none is connected,
+ * e.g. right after a failover that left no replica) writes go on unconfirmed and this is reported
+ * once through `onError`; a failover in that state can lose the writes since then.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -47,6 +58,7 @@ import type {
   TotpRecord,
 } from './ports.js';
 import { SCRIPTS, type ScriptName } from './redis-scripts.js';
+import { describeSentinelUrl, isSentinelUrl, parseSentinelUrl, type SentinelUrl } from './redis-url.js';
 
 /** The SecretBox operations this store needs (AES-256-GCM in src/auth/secret-box.ts). */
 export interface Sealer {
@@ -57,7 +69,7 @@ export interface Sealer {
 
 
 export interface RedisStoreOptions {
-  /** `redis://[user:pass@]host:port/db` or `rediss://...` (TLS). */
+  /** `redis://[user:pass@]host:port/db`, `rediss://...` (TLS) or `redis-sentinel://...` (redis-url.ts). */
   url: string;
   /** Prefix of every key and channel (default `portcullis:`); instances that share state share it. */
   prefix?: string;
@@ -77,7 +89,17 @@ export interface RedisStoreOptions {
   heartbeatMs?: number;
   /** Known networks kept per user, most recently seen first to stay (default 50). */
   maxKnownNetworks?: number;
+  /** Sentinel mode: how long a write waits for a replica's acknowledgement (default 250 ms). */
+  replicaWaitMs?: number;
 }
+
+/** Where the store connects: one server, or the primary the Sentinels name. */
+type Target = { kind: 'server'; url: URL } | { kind: 'sentinel'; sentinel: SentinelUrl };
+
+function describeTarget(t: Target): string {
+  return t.kind === 'server' ? describeUrl(t.url) : describeSentinelUrl(t.sentinel);
+}
+
 
 /** The store ports, with the lockdown broadcast (Stores.onLockdown) always present. */
 export interface RedisStores extends Stores {
@@ -289,9 +311,20 @@ class Backend {
   private heartbeat: NodeJS.Timeout | null = null;
   private readonly readyWaiters = new Set<() => void>();
 
+  /** Sentinel mode: writes that matter are confirmed with WAIT (see the file comment). */
+  private readonly confirmWrites: boolean;
+  private readonly replicaWaitMs: number;
+  /** Replicas in sync with the primary, as last seen (INFO replication / WAIT). */
+  private replicasInSync = 0;
+  private unconfirmedReported = false;
+  /** After a WAIT timed out: -1 until the next INFO, then the primary's offset a replica must reach. */
+  private syncedFrom: number | null = null;
+  /** Sentinel mode: subscribers to `+switch-master`, one per Sentinel. */
+  private readonly failoverWatchers: Redis[] = [];
+
   constructor(
     private readonly opts: RedisStoreOptions,
-    url: URL,
+    target: Target,
     prefix: string,
   ) {
     this.keys = new Keys(prefix);
@@ -315,8 +348,37 @@ class Backend {
       keepAlive: 10_000,
       connectionName: 'portcullis',
     };
-    if (url.protocol === 'rediss:') options.tls = {};
-    this.cmd = new Redis(url.href, options);
+    this.confirmWrites = target.kind === 'sentinel';
+    this.replicaWaitMs = Math.max(1, Math.min(opts.replicaWaitMs ?? 250, Math.floor(commandTimeout / 2)));
+    if (target.kind === 'sentinel') {
+      const t = target.sentinel;
+      // during a switch the Sentinels still name the dead primary for a moment: retry briskly
+      options.retryStrategy = (attempt: number) => Math.min(attempt * 100, 500);
+      this.cmd = new Redis({
+        ...options,
+        sentinels: t.sentinels.map((x) => ({ host: x.host, port: x.port })),
+        name: t.name,
+        role: 'master',
+        db: t.db,
+        ...(t.username !== undefined ? { username: t.username } : {}),
+        ...(t.password !== undefined ? { password: t.password } : {}),
+        ...(t.sentinelUsername !== undefined ? { sentinelUsername: t.sentinelUsername } : {}),
+        ...(t.sentinelPassword !== undefined ? { sentinelPassword: t.sentinelPassword } : {}),
+        sentinelCommandTimeout: connectTimeout,
+        // All Sentinels unreachable: ask them again soon, for ever.
+        sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
+        // ioredis's own failover detector is not used: its Sentinel connections have no error
+        // listener and print "[ioredis] Unhandled error event" on stderr every second while one
+        // Sentinel is down. watchFailovers() does the same job with reported, deduplicated errors.
+        failoverDetector: false,
+        // A demoted primary answers writes with READONLY: reconnect (through the Sentinels); the command fails.
+        reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 1 : false),
+      });
+      this.watchFailovers(t, connectTimeout);
+    } else {
+      if (target.url.protocol === 'rediss:') options.tls = {};
+      this.cmd = new Redis(target.url.href, options);
+    }
     this.sub = this.cmd.duplicate({ connectionName: 'portcullis-sub' });
     for (const [name, def] of Object.entries(SCRIPTS)) {
       this.cmd.defineCommand(name, def.numberOfKeys === null ? { lua: def.lua } : { lua: def.lua, numberOfKeys: def.numberOfKeys });
@@ -325,6 +387,7 @@ class Backend {
     this.cmd.on('error', (e: Error) => this.reportConnectionError(e));
     this.sub.on('error', (e: Error) => this.reportConnectionError(e));
     this.cmd.on('ready', () => {
+      if (this.confirmWrites) void this.refreshReplicas();
       this.update();
       if (this.lockdownRefreshPending && this.started) void this.refreshLockdown();
     });
@@ -342,8 +405,52 @@ class Backend {
     this.sub.on('message', (channel: string, message: string) => this.onMessage(channel, message));
   }
 
+  /**
+   * Sentinel mode: one subscriber per Sentinel on `+switch-master`. When the master we use is
+   * switched while our connections are still up (the old primary is alive but cut off from the
+   * Sentinels, or is being demoted), drop them so that they ask the Sentinels again. A primary
+   * that died has already closed them: the reconnect finds the new one by itself.
+   */
+  private watchFailovers(t: SentinelUrl, connectTimeout: number): void {
+    const lastError = new Map<string, string>();
+    let lastSwitch = '';
+    for (const s of t.sentinels) {
+      const where = `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`;
+      const w = new Redis({
+        host: s.host,
+        port: s.port,
+        ...(t.sentinelUsername !== undefined ? { username: t.sentinelUsername } : {}),
+        ...(t.sentinelPassword !== undefined ? { password: t.sentinelPassword } : {}),
+        lazyConnect: true,
+        enableReadyCheck: false,
+        connectTimeout,
+        retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
+        connectionName: 'portcullis-failover',
+      });
+      w.on('error', (e: Error) => {
+        // one line per Sentinel and kind of failure, not one per retry
+        if (lastError.get(where) === e.message) return;
+        lastError.set(where, e.message);
+        this.report(new Error(`redis store: Sentinel ${where}: ${e.message}`));
+      });
+      w.on('ready', () => lastError.delete(where));
+      w.on('message', (channel: string, message: string) => {
+        const [name, , , newHost, newPort] = message.split(' ');
+        if (channel !== '+switch-master' || name !== t.name || this.closed) return;
+        const to = `${newHost}:${newPort}`;
+        if (to === lastSwitch) return; // every Sentinel announces the same switch
+        lastSwitch = to;
+        this.report(new Error(`redis store: the Sentinels switched ${t.name} to ${to}; reconnecting`));
+        for (const c of [this.cmd, this.sub]) if (c.status === 'ready') c.disconnect(true);
+      });
+      w.subscribe('+switch-master').catch(() => {}); // queued until connected; resubscribed after a reconnect
+      this.failoverWatchers.push(w);
+    }
+  }
+
   /** Connect both connections; resolves once healthy, rejects after `connectTimeoutMs`. */
-  async start(url: URL): Promise<void> {
+  async start(target: Target): Promise<void> {
+    for (const w of this.failoverWatchers) w.connect().catch(() => {});
     this.cmd.connect().catch(() => {});
     this.sub.connect().catch(() => {});
     const timeoutMs = this.opts.connectTimeoutMs ?? 3000;
@@ -360,11 +467,11 @@ class Backend {
     });
     if (!ok && this.opts.startUnavailable) {
       // serve anyway: every store call fails closed (503) until Redis answers, then it heals
-      this.opts.onError?.(new Error(`cannot reach Redis at ${describeUrl(url)} yet; retrying in the background`));
+      this.opts.onError?.(new Error(`cannot reach Redis at ${describeTarget(target)} yet; retrying in the background`));
     } else if (!ok) {
       const cause = this.lastError;
       await this.close();
-      throw unavailable(cause ?? undefined, `cannot reach Redis at ${describeUrl(url)}`);
+      throw unavailable(cause ?? undefined, `cannot reach Redis at ${describeTarget(target)}`);
     }
     this.started = true;
     this.lastHealthy = this.isHealthy();
@@ -376,14 +483,88 @@ class Backend {
     return !this.closed && this.cmd.status === 'ready' && this.subscribed;
   }
 
-  async run<T>(op: (cmd: Redis) => Promise<T>): Promise<T> {
+  /**
+   * Run `op` on the command connection. `durable`: a write that must survive a failover; in
+   * Sentinel mode it is confirmed by a replica (WAIT) before this resolves.
+   */
+  async run<T>(op: (cmd: Redis) => Promise<T>, durable = false): Promise<T> {
     if (this.closed) throw unavailable(undefined, 'the Redis store is closed');
     if (this.cmd.status !== 'ready') throw unavailable(this.lastError ?? undefined);
     try {
-      return await op(this.cmd);
+      const out = await op(this.cmd);
+      if (durable) await this.confirm(this.cmd);
+      return out;
     } catch (e) {
       if (e instanceof PortcullisError) throw e;
       throw unavailable(e);
+    }
+  }
+
+  /** `run` for a write that must survive a failover (see `run`). */
+  write<T>(op: (cmd: Redis) => Promise<T>): Promise<T> {
+    return this.run(op, true);
+  }
+
+  /**
+   * Wait until a replica has every write sent so far on `cmd` (WAIT counts this connection's
+   * writes; one connection carries them all). Skipped, and reported once, while no replica is in
+   * sync: waiting for one that is not there would only slow every write down.
+   */
+  private async confirm(cmd: Redis): Promise<void> {
+    if (!this.confirmWrites) return;
+    if (this.replicasInSync < 1) return this.reportUnconfirmed();
+    const acked = Number(await cmd.wait(1, this.replicaWaitMs));
+    if (acked >= 1) return;
+    this.replicasInSync = 0;
+    this.syncedFrom = -1;
+    this.reportUnconfirmed();
+  }
+
+  private reportUnconfirmed(): void {
+    if (this.unconfirmedReported) return;
+    this.unconfirmedReported = true;
+    this.report(new Error('redis store: no replica is in sync with the primary; writes go on unconfirmed and a failover now could lose them'));
+  }
+
+  /** Sentinel mode: count the replicas in sync (online, acknowledged within 2 s) from INFO replication. */
+  private async refreshReplicas(): Promise<void> {
+    if (!this.confirmWrites || this.closed || this.cmd.status !== 'ready') return;
+    try {
+      const info = await this.cmd.info('replication');
+      const role = /^role:(\w+)/m.exec(info)?.[1];
+      if (role !== undefined && role !== 'master') {
+        // demoted (the Sentinels chose another primary): ask them again
+        this.reportConnectionError(new Error('redis store: the server is no longer the primary; reconnecting through the Sentinels'));
+        if (!this.closed) {
+          this.cmd.disconnect(true);
+          this.sub.disconnect(true);
+        }
+        return;
+      }
+      const masterOffset = Number(/^master_repl_offset:([0-9]+)/m.exec(info)?.[1] ?? 0);
+      if (this.syncedFrom === -1) {
+        // a WAIT timed out: a replica counts again only once it has acknowledged what was written until now
+        this.syncedFrom = masterOffset;
+        this.replicasInSync = 0;
+        return;
+      }
+      let n = 0;
+      for (const line of info.split(/\r?\n/)) {
+        const m = /^slave[0-9]+:(.*)$/.exec(line);
+        if (!m) continue;
+        const f = new Map(m[1]!.split(',').map((kv) => kv.split('=') as [string, string]));
+        const acked = Number(f.get('offset') ?? -1);
+        if (f.get('state') === 'online' && Number(f.get('lag') ?? 99) <= 2 && (this.syncedFrom === null || acked >= this.syncedFrom)) n++;
+      }
+      const before = this.replicasInSync;
+      this.replicasInSync = n;
+      if (n > 0) this.syncedFrom = null;
+      if (n > 0 && before < 1 && this.unconfirmedReported) {
+        this.unconfirmedReported = false;
+        this.report(new Error(`redis store: ${n} replica(s) in sync again; writes that matter are confirmed by a replica`));
+      }
+    } catch (e) {
+      this.reportConnectionError(asError(e));
     }
   }
 
@@ -428,6 +609,7 @@ class Backend {
     this.closed = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    for (const w of this.failoverWatchers) w.disconnect(false);
     await Promise.all([quit(this.cmd), quit(this.sub)]);
     // a deliberate close is not an outage: no state-change report (nobody should be paged)
     this.lastHealthy = false;
@@ -493,6 +675,7 @@ class Backend {
   }
 
   private beat(): void {
+    void this.refreshReplicas();
     for (const client of [this.cmd, this.sub]) {
       if (this.closed || client.status !== 'ready') continue;
       client.ping().catch((e: unknown) => {
@@ -538,11 +721,11 @@ async function quit(client: Redis): Promise<void> {
   if (client.status === 'ready') {
     try {
       await client.quit();
-      return;
     } catch {
       // fall through to a hard disconnect
     }
   }
+  // (a hard disconnect after QUIT also stops a reconnect timer)
   client.disconnect(false);
 }
 
@@ -583,11 +766,11 @@ class RedisSessionStore implements SessionStore {
     const k = this.b.keys;
     if (ttlMs <= 0) {
       // Already past its lifetime: drop it (an expiry, not a revocation: no broadcast).
-      await this.b.run((cmd) => this.b.script(cmd, 'pcSessionDelete', [k.session(idHash)], [idHash, k.userIndexPrefix, '', this.b.origin]));
+      await this.b.write((cmd) => this.b.script(cmd, 'pcSessionDelete', [k.session(idHash)], [idHash, k.userIndexPrefix, '', this.b.origin]));
       return;
     }
     const sealed = this.box.seal(JSON.stringify(rec), this.aad(idHash));
-    await this.b.run((cmd) =>
+    await this.b.write((cmd) =>
       this.b.script(
         cmd,
         'pcSessionSet',
@@ -603,14 +786,14 @@ class RedisSessionStore implements SessionStore {
     if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs)) throw new TypeError('ttlMs must be a finite number');
     const sealed = this.box.seal(JSON.stringify(rec), this.aad(idHash));
     const k = this.b.keys;
-    const n = await this.b.run((cmd) => this.b.script(cmd, 'pcSessionReplace', [k.session(idHash)], [rec.user, sealed, Math.max(1, Math.ceil(ttlMs))]));
+    const n = await this.b.write((cmd) => this.b.script(cmd, 'pcSessionReplace', [k.session(idHash)], [rec.user, sealed, Math.max(1, Math.ceil(ttlMs))]));
     return Number(n) === 1;
   }
 
   async delete(idHash: string): Promise<boolean> {
     if (!validIdHash(idHash)) return false;
     const k = this.b.keys;
-    const user = await this.b.run((cmd) =>
+    const user = await this.b.write((cmd) =>
       this.b.script(cmd, 'pcSessionDelete', [k.session(idHash)], [idHash, k.userIndexPrefix, k.revokedChannel, this.b.origin]),
     );
     if (typeof user !== 'string') return false;
@@ -654,7 +837,7 @@ class RedisSessionStore implements SessionStore {
   async deleteByUser(user: string): Promise<number> {
     nonEmpty(user, 'user');
     const k = this.b.keys;
-    const ids = await this.b.run((cmd) =>
+    const ids = await this.b.write((cmd) =>
       this.b.script(cmd, 'pcSessionDeleteByUser', [k.userIndex(user)], [k.sessionPrefix, user, k.revokedChannel, this.b.origin]),
     );
     const deleted = Array.isArray(ids) ? ids.filter((x): x is string => typeof x === 'string') : [];
@@ -666,7 +849,7 @@ class RedisSessionStore implements SessionStore {
     const k = this.b.keys;
     let total = 0;
     try {
-      await this.b.run((cmd) =>
+      await this.b.write((cmd) =>
         scan(cmd, `${globEscape(k.sessionPrefix)}*`, async (keys) => {
           const n = await this.b.script(cmd, 'pcSessionDeleteMany', keys, [k.userIndexPrefix, k.sessionPrefix]);
           total += Number(n);
@@ -708,7 +891,7 @@ class RedisRateStore implements RateStore {
     const win = positiveMs(windowMs, 'windowMs');
     const t = epochMs(now, 'now');
     const digest = member === undefined ? '' : memberDigest(member);
-    const n = await this.b.run((cmd) => this.b.script(cmd, 'pcRateHit', [this.b.keys.rate(key)], [t, win, digest, MEMBER_CAP]));
+    const n = await this.b.write((cmd) => this.b.script(cmd, 'pcRateHit', [this.b.keys.rate(key)], [t, win, digest, MEMBER_CAP]));
     return Number(n);
   }
 
@@ -731,7 +914,7 @@ class RedisRateStore implements RateStore {
     const u = epochMs(until, 'until');
     const now = epochMs(this.clock.now(), 'now');
     const k = this.b.keys;
-    await this.b.run((cmd) => this.b.script(cmd, 'pcBlock', [k.block(key), k.blockIndex], [key, u, now, String(reason)]));
+    await this.b.write((cmd) => this.b.script(cmd, 'pcBlock', [k.block(key), k.blockIndex], [key, u, now, String(reason)]));
   }
 
   async blockedUntil(key: string, now: number): Promise<{ until: number; reason: string } | null> {
@@ -747,7 +930,7 @@ class RedisRateStore implements RateStore {
   async unblock(key: string): Promise<boolean> {
     nonEmpty(key, 'block key');
     const k = this.b.keys;
-    const n = await this.b.run((cmd) => this.b.script(cmd, 'pcUnblock', [k.block(key), k.blockIndex], [key]));
+    const n = await this.b.write((cmd) => this.b.script(cmd, 'pcUnblock', [k.block(key), k.blockIndex], [key]));
     return Number(n) > 0;
   }
 
@@ -784,7 +967,7 @@ class RedisRateStore implements RateStore {
       nonEmpty(req.seen.key, 'rate key');
       keys.push(k.rate(req.seen.key));
     }
-    const r = (await this.b.run((cmd) => this.b.script(cmd, 'pcRateReserve', keys, args))) as unknown[];
+    const r = (await this.b.write((cmd) => this.b.script(cmd, 'pcRateReserve', keys, args))) as unknown[];
     if (Number(r[0]) === 1) {
       const counts: number[] = [];
       const added: boolean[] = [];
@@ -825,7 +1008,7 @@ class RedisRateStore implements RateStore {
     if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs)) throw new TypeError('ttlMs must be a finite number');
     const ttl = Math.max(1, Math.ceil(ttlMs));
     const t = epochMs(now, 'now');
-    const r = await this.b.run((cmd) => cmd.set(this.b.keys.claim(key), String(t), 'PX', ttl, 'NX'));
+    const r = await this.b.write((cmd) => cmd.set(this.b.keys.claim(key), String(t), 'PX', ttl, 'NX'));
     return r === 'OK';
   }
 }
@@ -847,23 +1030,23 @@ class RedisStateStore implements StateStore {
     nonEmpty(user, 'user');
     const key = this.b.keys.totp(user);
     if (rec === null) {
-      await this.b.run((cmd) => cmd.del(key));
+      await this.b.write((cmd) => cmd.del(key));
       return;
     }
     const json = JSON.stringify({ secret: rec.secret, enrolledAt: rec.enrolledAt, source: rec.source });
-    await this.b.run((cmd) => cmd.set(key, json));
+    await this.b.write((cmd) => cmd.set(key, json));
   }
 
   async setRecoveryCodes(user: string, hashes: string[]): Promise<void> {
     nonEmpty(user, 'user');
     for (const h of hashes) nonEmpty(h, 'recovery code hash');
-    await this.b.run((cmd) => this.b.script(cmd, 'pcSetRecoveryCodes', [this.b.keys.recovery(user)], hashes));
+    await this.b.write((cmd) => this.b.script(cmd, 'pcSetRecoveryCodes', [this.b.keys.recovery(user)], hashes));
   }
 
   async consumeRecoveryCode(user: string, hash: string): Promise<boolean> {
     nonEmpty(user, 'user');
     if (typeof hash !== 'string' || hash.length === 0) return false;
-    const n = await this.b.run((cmd) => cmd.srem(this.b.keys.recovery(user), hash));
+    const n = await this.b.write((cmd) => cmd.srem(this.b.keys.recovery(user), hash));
     return n === 1;
   }
 
@@ -883,12 +1066,12 @@ class RedisStateStore implements StateStore {
     nonEmpty(user, 'user');
     nonEmpty(rec.label, 'app password label');
     const json = JSON.stringify({ label: rec.label, hash: rec.hash, createdAt: rec.createdAt, lastUsedAt: rec.lastUsedAt });
-    await this.b.run((cmd) => cmd.hset(this.b.keys.appPasswords(user), rec.label, json));
+    await this.b.write((cmd) => cmd.hset(this.b.keys.appPasswords(user), rec.label, json));
   }
 
   async revokeAppPassword(user: string, label: string): Promise<boolean> {
     nonEmpty(user, 'user');
-    const n = await this.b.run((cmd) => cmd.hdel(this.b.keys.appPasswords(user), label));
+    const n = await this.b.write((cmd) => cmd.hdel(this.b.keys.appPasswords(user), label));
     return n === 1;
   }
 
@@ -917,7 +1100,7 @@ class RedisStateStore implements StateStore {
     if (!isLockdownState(state)) throw new TypeError('invalid lockdown state');
     const s: LockdownState = { on: state.on, since: state.since, by: state.by };
     const k = this.b.keys;
-    await this.b.run((cmd) =>
+    await this.b.write((cmd) =>
       this.b.script(cmd, 'pcSetLockdown', [k.lockdown], [JSON.stringify(s), k.lockdownChannel, JSON.stringify({ o: this.b.origin, s })]),
     );
     this.b.emitLockdown(s);
@@ -926,7 +1109,7 @@ class RedisStateStore implements StateStore {
   async forgetUser(user: string): Promise<void> {
     nonEmpty(user, 'user');
     const k = this.b.keys;
-    await this.b.run((cmd) => cmd.del(k.totp(user), k.recovery(user), k.appPasswords(user), k.knownNetworks(user)));
+    await this.b.write((cmd) => cmd.del(k.totp(user), k.recovery(user), k.appPasswords(user), k.knownNetworks(user)));
   }
 }
 
@@ -938,22 +1121,32 @@ class RedisStateStore implements StateStore {
  * PC_STORE_UNAVAILABLE and the store reconnects by itself.
  */
 export async function createRedisStores(opts: RedisStoreOptions): Promise<RedisStores> {
-  let url: URL;
-  try {
-    url = new URL(opts.url);
-  } catch {
-    throw new PortcullisError('PC_CONFIG_INVALID', 'store: not a valid redis:// or rediss:// URL');
+  let target: Target;
+  if (isSentinelUrl(opts.url)) {
+    try {
+      target = { kind: 'sentinel', sentinel: parseSentinelUrl(opts.url) };
+    } catch (e) {
+      throw new PortcullisError('PC_CONFIG_INVALID', `store: ${asError(e).message}`);
+    }
+  } else {
+    let url: URL;
+    try {
+      url = new URL(opts.url);
+    } catch {
+      throw new PortcullisError('PC_CONFIG_INVALID', 'store: not a valid redis://, rediss:// or redis-sentinel:// URL');
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+      throw new PortcullisError('PC_CONFIG_INVALID', 'store: the URL must start with redis://, rediss:// or redis-sentinel://');
+    }
+    target = { kind: 'server', url };
   }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new PortcullisError('PC_CONFIG_INVALID', 'store: the URL must start with redis:// or rediss://');
-  }
-  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  const prefix = opts.prefix ?? (target.kind === 'sentinel' ? target.sentinel.prefix : undefined) ?? DEFAULT_PREFIX;
   if (typeof prefix !== 'string' || prefix.length === 0) throw new PortcullisError('PC_CONFIG_INVALID', 'store: the key prefix must not be empty');
   const maxKnownNetworks = opts.maxKnownNetworks ?? 50;
   if (!Number.isInteger(maxKnownNetworks) || maxKnownNetworks < 1) throw new TypeError('maxKnownNetworks must be a positive integer');
 
-  const backend = new Backend(opts, url, prefix);
-  await backend.start(url);
+  const backend = new Backend(opts, target, prefix);
+  await backend.start(target);
   return {
     sessions: new RedisSessionStore(backend, opts.box),
     rates: new RedisRateStore(backend, opts.clock),

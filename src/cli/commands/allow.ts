@@ -134,7 +134,12 @@ function safe(s: string): string {
 function fail(io: CliIO, e: unknown, file: string): number {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') io.stderr.write(`portcullis allow: cannot read ${file}: no such file\n`);
-  else if (code === 'EACCES' || code === 'EPERM') io.stderr.write(`portcullis allow: ${file}: permission denied\n`);
+  else if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    // a read-only configuration directory (a `:ro` mount, a ConfigMap) cannot be edited from here
+    io.stderr.write(
+      `portcullis allow: ${file}: ${code === 'EROFS' ? 'read-only file system' : 'permission denied'}; edit the configuration where it is managed (the host directory or ConfigMap it is mounted from), then reload\n`,
+    );
+  }
   else if (isPortcullisError(e)) io.stderr.write(`portcullis allow: ${e.message}\n`);
   else throw e;
   return 1;

@@ -17,6 +17,7 @@ import type { CompiledConfig } from '../../config/types.js';
 import { PasswordGuidance } from '../../auth/guidance.js';
 import { allowFlags, readPasswordStdin, UsageError, type CliIO, type Command, type ParsedArgs } from '../args.js';
 import { formatIssues, loadConfigFile } from '../../config/index.js';
+import { isUnwritable, unwritableMessage, usersFileHint } from '../../util/writable.js';
 import { paramsFromEnv, PasswordHasher } from '../../auth/password.js';
 import {
   addUser,
@@ -64,11 +65,10 @@ async function add(args: ParsedArgs, rest: string[], io: CliIO): Promise<number>
   const groups = parseGroups(args.flags.get('groups'));
   const cfg = await configOf(args, io);
   if (cfg === null) return 1;
-  const usersFile = cfg.usersFile;
   const password = await readPasswordStdin(io.stdin);
   if (!checkPolicy(cfg, password, { user: name, email }, args.flags.get('force') === 'true', io)) return 1;
   const hash = await hasherFor(io).hash(password);
-  await editUsersFile(usersFile, (doc) => addUser(doc, { name, passwordHash: hash, email, displayName, groups }), { create: true });
+  await edit(cfg, (doc) => addUser(doc, { name, passwordHash: hash, email, displayName, groups }), { create: true });
   io.stdout.write(`user "${name}" added\n`);
   return 0;
 }
@@ -79,11 +79,10 @@ async function passwd(args: ParsedArgs, rest: string[], io: CliIO): Promise<numb
   requirePasswordStdin(args);
   const cfg = await configOf(args, io);
   if (cfg === null) return 1;
-  const usersFile = cfg.usersFile;
   const password = await readPasswordStdin(io.stdin);
   if (!checkPolicy(cfg, password, { user: name }, args.flags.get('force') === 'true', io)) return 1;
   const hash = await hasherFor(io).hash(password);
-  await editUsersFile(usersFile, (doc) => setPassword(doc, name, hash));
+  await edit(cfg, (doc) => setPassword(doc, name, hash));
   io.stdout.write(`password of "${name}" changed\n`);
   return 0;
 }
@@ -91,9 +90,9 @@ async function passwd(args: ParsedArgs, rest: string[], io: CliIO): Promise<numb
 async function toggle(args: ParsedArgs, rest: string[], io: CliIO, disabled: boolean): Promise<number> {
   allowFlags(args, []);
   const name = oneName(rest);
-  const usersFile = await usersFileOf(args, io);
-  if (usersFile === null) return 1;
-  await editUsersFile(usersFile, (doc) => setDisabled(doc, name, disabled));
+  const cfg = await configOf(args, io);
+  if (cfg === null) return 1;
+  await edit(cfg, (doc) => setDisabled(doc, name, disabled));
   io.stdout.write(`user "${name}" ${disabled ? 'disabled' : 'enabled'}\n`);
   return 0;
 }
@@ -101,9 +100,9 @@ async function toggle(args: ParsedArgs, rest: string[], io: CliIO, disabled: boo
 async function remove(args: ParsedArgs, rest: string[], io: CliIO): Promise<number> {
   allowFlags(args, []);
   const name = oneName(rest);
-  const usersFile = await usersFileOf(args, io);
-  if (usersFile === null) return 1;
-  await editUsersFile(usersFile, (doc) => removeUser(doc, name));
+  const cfg = await configOf(args, io);
+  if (cfg === null) return 1;
+  await edit(cfg, (doc) => removeUser(doc, name));
   io.stdout.write(`user "${name}" removed\n`);
   return 0;
 }
@@ -163,6 +162,17 @@ function check(err: string | null, what: string): void {
 function hasherFor(io: CliIO): PasswordHasher {
   return new PasswordHasher(paramsFromEnv(io.env));
 }
+
+/** `editUsersFile` on the config's users file; "cannot write there" says why and what to do. */
+async function edit(cfg: CompiledConfig, ...rest: EditArgs): Promise<void> {
+  try {
+    await editUsersFile(cfg.usersFile, ...rest);
+  } catch (e) {
+    if (isUnwritable(e)) throw new Error(unwritableMessage(e, 'the users file', cfg.usersFile, usersFileHint(cfg)), { cause: e });
+    throw e;
+  }
+}
+type EditArgs = Parameters<typeof editUsersFile> extends [string, ...infer R] ? R : never;
 
 /** The users file named by the config, or null after printing the config's issues. */
 async function usersFileOf(args: ParsedArgs, io: CliIO): Promise<string | null> {

@@ -2,7 +2,8 @@
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultText } from '../schema.js';
-import { parseListen } from '../values.js';
+import { parseListen, unsafeUrlText } from '../values.js';
+import { isSentinelUrl, parseSentinelUrl } from '../../store/redis-url.js';
 import { checkUrl, opt, readSecret, secretShown, type Reader, type Val } from '../reader.js';
 import type { CompiledConfig, ListenAddress } from '../types.js';
 
@@ -55,10 +56,20 @@ export function compileStore(r: Reader, v: Val, cwd: string, env: NodeJS.Process
   const s = sec.value;
   if (s === 'memory') return { kind: 'memory' };
   const shown = secretShown(sec, 'Redis URL');
+  if (isSentinelUrl(s)) {
+    const unsafe = unsafeUrlText(s);
+    if (unsafe) return r.issue(v.node, v.path, `the URL ${unsafe}`);
+    try {
+      parseSentinelUrl(s);
+    } catch (e) {
+      return r.issue(v.node, v.path, `${shown}: ${(e as Error).message}`);
+    }
+    return { kind: 'redis', url: s };
+  }
   if (!/^rediss?:\/\//i.test(s)) {
     // a typo such as "memroy" is worth showing; anything that may carry a password is not
     const found = sec.inline && /^[A-Za-z0-9+.-]*(:\/\/[^@]*)?$/.test(s) ? `, found "${s}"` : sec.inline ? '' : ` (${sec.source})`;
-    return r.issue(v.node, v.path, `expected "memory" or a redis:// or rediss:// URL${found}`);
+    return r.issue(v.node, v.path, `expected "memory" or a redis://, rediss:// or redis-sentinel:// URL${found}`);
   }
   const u = checkUrl(r, v, s, ['redis:', 'rediss:'], shown);
   if (!u) return undefined;
