@@ -21,6 +21,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<{ run: Command }>>>
   attack: () => import('./commands/attack.js'),
   report: () => import('./commands/report.js'),
   healthcheck: () => import('./commands/healthcheck.js'),
+  passkey: () => import('./commands/passkey.js'),
 };
 
 /**
