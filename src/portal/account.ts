@@ -37,6 +37,8 @@ export function accountRoutes(portal: PortalContext) {
           recoveryLeft: left,
           canEnrol: c.cfg.totp.enrolNetworks.contains(c.info.ip),
           message: done === 'removed' ? 'Your authenticator was removed.' : null,
+          // a first second factor only from the enrol networks; with one, from anywhere (after proving it)
+          passkeyAdd: totp !== null || (keys?.length ?? 0) > 0 || c.cfg.totp.enrolNetworks.contains(c.info.ip),
           passkeys: keys ? keys.map((k) => ({ name: k.name, created: day(k.createdAt), lastUsed: k.lastUsedAt ? day(k.lastUsedAt) : null })) : null,
         }),
       );

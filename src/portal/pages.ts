@@ -100,6 +100,8 @@ export function accountPage(o: {
   message?: string | null;
   /** null: passkeys are not configured (no `webauthn:`). */
   passkeys?: ReadonlyArray<{ name: string; created: string; lastUsed: string | null }> | null;
+  /** Whether this session could register a passkey from here (after proving its factors). */
+  passkeyAdd?: boolean;
 }): string {
   const totp = o.totp
     ? html`<p id="totp-state">Authenticator app: set up on ${o.totp.enrolledAt}${o.totp.source === 'provisioned' ? ' (by an administrator)' : ''}. Recovery codes left: <span id="recovery-left">${String(o.recoveryLeft)}</span>.</p>`
@@ -116,7 +118,7 @@ ${o.groups.length ? html`<p class="note">Groups: ${o.groups.join(', ')}</p>` : r
 ${totp}
 ${enrol}
 ${o.passkeys ? html`<h2>Passkeys</h2>${o.passkeys.length ? html`<ul id="passkey-list">${o.passkeys.map((k) => html`<li>${k.name} <span class="note">(added ${k.created}, ${k.lastUsed ? `last used ${k.lastUsed}` : 'never used'})</span></li>`)}</ul>` : html`<p id="passkey-list">No passkeys.</p>`}
-<p><a href="/.portcullis/passkey?manage=1" id="passkeys-link">${o.passkeys.length ? 'Add, rename or remove passkeys' : 'Add a passkey'}</a></p>` : raw('')}
+${o.passkeyAdd ? html`<p><a href="/.portcullis/passkey?manage=1" id="passkeys-link">${o.passkeys.length ? 'Add, rename or remove passkeys' : 'Add a passkey'}</a></p>` : html`<p class="note" id="passkeys-elsewhere">A first passkey can be added only from your organisation's network.</p>`}` : raw('')}
 <h2>Password</h2>
 <p><a href="/.portcullis/password" id="password-link">Change your password</a></p>
 <h2>Sessions</h2>
