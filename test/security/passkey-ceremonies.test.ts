@@ -218,6 +218,28 @@ describe('passkeys', () => {
     assert.ok(eventsOf(from, 'passkey_failed', 'alice').length >= 3);
   });
 
+  test('a replayed assertion of a key that keeps no counter is refused: a challenge answers once', async () => {
+    // many passkeys (synced ones) sign with counter 0 forever: only the challenge stops a replay
+    const bobKey = new SoftAuthenticator(ORIGIN, false);
+    const office = await signedInAtOffice('bob');
+    assert.equal((await register(office, bobKey, 'Synced passkey')).status, 200);
+    const { c, csrf } = await remoteToPasskeyPage('bob');
+    const o = await op(c, csrf, { op: 'authenticate-options' });
+    const answer = JSON.stringify(bobKey.assert(o.json.options as RequestOptions));
+    assert.equal((await op(c, csrf, { op: 'authenticate', response: answer })).status, 200);
+    // the same answer again, in the session it opened (its token read from the store)
+    const s = await p.rt.sessions.lookup(c.cookie(SESSION_COOKIE));
+    const from = p.events.length;
+    const again = await op(c, s!.rec.csrf, { op: 'authenticate', response: answer });
+    assert.equal(again.status, 401);
+    assert.match(eventsOf(from, 'passkey_failed', 'bob')[0]?.reason ?? '', /no live challenge/);
+    // and in a new sign-in that asked for options of its own
+    const other = await remoteToPasskeyPage('bob');
+    await op(other.c, other.csrf, { op: 'authenticate-options' });
+    assert.equal((await op(other.c, other.csrf, { op: 'authenticate', response: answer })).status, 401);
+    assert.equal((await gateFor(other.c, '/inbox/')).kind, 'step');
+  });
+
   test('an assertion answering a challenge issued to another session is refused', async () => {
     const victim = await remoteToPasskeyPage('alice');
     const attacker = await remoteToPasskeyPage('alice');
