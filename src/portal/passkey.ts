@@ -128,6 +128,8 @@ export function passkeyRoutes(portal: PortalContext) {
             setSession(reply, c, n);
             return json(reply, 200, { next: afterStep(n) });
           }
+          // the new key was just proved present: managing keys goes on without asking for it again
+          await rt.sessions.update(s, { factorAt: rt.clock.now() });
           return json(reply, 200, { next: `${MANAGE}&done=added` });
         }
         case 'authenticate-options': {
