@@ -1456,5 +1456,9 @@ function compileWebauthn(r: Reader, v: Val | undefined, session: CompiledConfig[
     if (!origins.includes(u.origin)) origins.push(u.origin);
   }
   const passwordless = opt(w.passwordless, (x) => r.bool(x), false);
+  if (passwordless && w.passwordless) {
+    // fail closed rather than accept a setting that would do nothing
+    r.issue(w.passwordless.node, w.passwordless.path, 'passwordless sign-in (a passkey alone) is not available in this version; passkeys work after the password. Leave it false or out');
+  }
   return { rpId, rpName, origins, passwordless };
 }
