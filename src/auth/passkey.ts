@@ -39,6 +39,8 @@ const NAME_MAX = 64;
 /** ES256, EdDSA, RS256: what authenticators in use today sign with. */
 const ALGORITHMS = [-7, -8, -257];
 
+const TRANSPORTS: ReadonlySet<string> = new Set(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']);
+
 export type CeremonyKind = 'register' | 'authenticate';
 
 /** A passkey as the account page, the admin API and the CLI show it (no key material). */
@@ -200,7 +202,8 @@ export async function finishRegistration(
     id,
     publicKey: rt.box.seal(Buffer.from(info.credential.publicKey).toString('base64url'), `passkey:${user}:${id}`),
     counter: info.credential.counter,
-    transports: (info.credential.transports ?? []).filter((t) => typeof t === 'string').slice(0, 8),
+    // the client names the transports: only the known names are kept
+    transports: [...new Set((info.credential.transports ?? []).filter((t) => TRANSPORTS.has(t)))],
     name: cleanName(a.name, `Passkey ${existing.length + 1}`),
     createdAt: now,
   };

@@ -11,6 +11,7 @@
  * - An assertion replayed (its challenge used once already, or replaced by a newer one) is refused.
  * - An assertion answering a challenge issued to another session is refused.
  * - A cloned authenticator (the signature counter going backwards) is refused and audited.
+ * - Removing a passkey needs a fresh password and factor; the last factor goes only from the office.
  * - A stolen password from outside the enrol networks registers no passkey by any path: the
  *   sign-in itself, the account page, the manage page, its re-authentication form, the enrolment
  *   and code pages, and the JSON endpoint called directly (options and a forged answer).
@@ -322,7 +323,7 @@ describe('passkeys', () => {
     assert.deepEqual(await p.rt.stores.state.listPasskeys('carol'), []);
   });
 
-  test('removing a passkey needs the password again and the passkey itself; audited', async () => {
+  test('removing a passkey needs the password again and the passkey itself, and the last factor the office; audited', async () => {
     const { c, csrf } = await remoteToPasskeyPage('alice');
     const o = await op(c, csrf, { op: 'authenticate-options' });
     assert.equal((await op(c, csrf, { op: 'authenticate', response: JSON.stringify(alice.assert(o.json.options as RequestOptions)) })).status, 200);
@@ -346,6 +347,13 @@ describe('passkeys', () => {
     const manage = await c.get('/.portcullis/passkey?manage=1');
     assert.match(manage.body, /Alice laptop/);
     const from = p.events.length;
+    // her only second factor: not removed from outside the enrol networks (nothing could replace it there)
+    const remote = await c.post('/.portcullis/passkey', { csrf: hiddenField(manage.body, 'csrf')!, action: 'remove', id });
+    assert.equal(remote.status, 403);
+    assert.match(remote.body, /only second factor/);
+    assert.equal((await p.rt.stores.state.listPasskeys('alice')).length, 1);
+    assert.equal(eventsOf(from, 'network_denied', 'alice').length, 1);
+    c.ip = OFFICE;
     const rm = await c.post('/.portcullis/passkey', { csrf: hiddenField(manage.body, 'csrf')!, action: 'remove', id });
     assert.equal(rm.location, '/.portcullis/passkey?manage=1&done=removed');
     assert.deepEqual(await p.rt.stores.state.listPasskeys('alice'), []);
