@@ -4,7 +4,7 @@
  * slow for registering 9,000 users' office networks in a simulation; the throttle reads only
  * `knownNetworks` from it. Bounded like the real store (50 networks per user, most recent last).
  */
-import type { AppPasswordRecord, StateStore, TotpRecord } from '../../src/store/ports.js';
+import type { AppPasswordRecord, PasskeyRecord, StateStore, TotpRecord } from '../../src/store/ports.js';
 
 const MAX_KNOWN_NETWORKS = 50;
 
@@ -46,6 +46,22 @@ export class SimStateStore implements StateStore {
     const next = list.filter((r) => r.label !== label);
     this.appPasswords.set(user, next);
     return next.length !== list.length;
+  }
+  // passkeys: not simulated (the simulations sign in with passwords and codes)
+  async listPasskeys(_user: string): Promise<PasskeyRecord[]> {
+    return [];
+  }
+  async addPasskey(_user: string, _rec: PasskeyRecord, _max: number): Promise<boolean> {
+    return false;
+  }
+  async usePasskey(_user: string, _id: string, _counter: number, _now: number): Promise<'ok' | 'cloned' | 'gone'> {
+    return 'gone';
+  }
+  async renamePasskey(_user: string, _id: string, _name: string): Promise<boolean> {
+    return false;
+  }
+  async removePasskey(_user: string, _id: string): Promise<boolean> {
+    return false;
   }
   async knownNetworks(user: string): Promise<string[]> {
     return this.networks.get(user) ?? [];

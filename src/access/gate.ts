@@ -7,7 +7,7 @@ import { hostUnderDomain, type CompiledApp, type CompiledConfig } from '../confi
 import type { AuditEventName } from '../audit/events.js';
 import { normaliseRequestTarget } from '../net/path.js';
 import { decide, type Decision, type Subject } from '../policy/decide.js';
-import { lockdownRefuses } from '../policy/admission.js';
+import { factorsMeet, lockdownRefuses } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from '../auth/users.js';
 import { checkBasicAuth } from './basic-auth.js';
@@ -96,15 +96,17 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
     ? decide(app, { method: req.method, path: p.path, ip: req.ip, subject: subjectOf(identity.user) })
     : anon;
   if (d.policy === 'deny') return denied(rt, req, app, d, identity.user.name);
-  if (d.policy === 'mfa' && !identity.amr.includes('otp')) {
+  if ((d.policy === 'mfa' || d.policy === 'passkey') && !factorsMeet(d.policy, identity.amr)) {
     if (!identity.session) {
-      // app passwords are a single factor; an mfa rule cannot be met over Basic
-      audit(rt, 'access_denied', req, app, `${d.reason}; app passwords cannot satisfy mfa`, identity.user.name);
-      return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: 'mfa required' };
+      // app passwords are a single factor; an mfa or passkey rule cannot be met over Basic
+      audit(rt, 'access_denied', req, app, `${d.reason}; app passwords cannot satisfy ${d.policy}`, identity.user.name);
+      return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: `${d.policy} required` };
     }
     const portal = portalFor(cfg, req.host, req.proto);
     const here = portal ? `${req.proto}://${req.host}${req.target}` : req.target;
-    return { kind: 'step', app, location: `${portal ?? ''}/.portcullis/mfa?rd=${encodeURIComponent(here)}` };
+    // a `passkey` rule: a TOTP session is stepped up to the passkey, not asked for another code
+    const page = d.policy === 'passkey' ? '/.portcullis/passkey' : '/.portcullis/mfa';
+    return { kind: 'step', app, location: `${portal ?? ''}${page}?rd=${encodeURIComponent(here)}` };
   }
   return { kind: 'proxy', app, rawTarget: req.target, identity, decision: d };
 }

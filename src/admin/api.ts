@@ -12,6 +12,7 @@
  *   POST   /api/totp/set          {user, secret}     POST /api/totp/reset {user}
  *   POST   /api/app-passwords     {user, label}      -> {user, label, password} (shown once)
  *   GET    /api/app-passwords?user=U                 DELETE /api/app-passwords {user, label}
+ *   GET    /api/passkeys?user=U                      DELETE /api/passkeys {user, id}
  */
 import type { ReloadOutcome } from '../runtime.js';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -23,7 +24,9 @@ import {
   addAppPassword,
   listAppPasswords,
   listBlocks,
+  listPasskeysOf,
   listSessions,
+  removePasskeyOf,
   resetTotp,
   revokeAppPassword,
   revokeSessions,
@@ -201,6 +204,17 @@ export function adminApi(rt: Runtime, deps: ApiDeps): FastifyPluginAsync {
     app.delete('/api/app-passwords', async (req) => {
       const b = body(req, ['user', 'label']);
       return { revoked: true, ...(await revokeAppPassword(rt, b.user, b.label, actor(req))) };
+    });
+
+    app.get('/api/passkeys', async (req) => {
+      const q = query(req, ['user']);
+      if (q.user === undefined) throw bad('"user" is required');
+      return { passkeys: await listPasskeysOf(rt, q.user) };
+    });
+
+    app.delete('/api/passkeys', async (req) => {
+      const b = body(req, ['user', 'id']);
+      return { removed: true, ...(await removePasskeyOf(rt, b.user, b.id, actor(req))) };
     });
 
     // unknown API paths answer 404 only to a caller holding the token

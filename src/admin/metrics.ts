@@ -193,7 +193,14 @@ export class GatewayMetrics {
         break;
       }
       case 'mfa_succeeded':
-        this.logins.inc({ factor: reason === 'recovery code' ? 'recovery_code' : 'otp', outcome: 'success' });
+        this.logins.inc({ factor: reason === 'recovery code' ? 'recovery_code' : reason === 'passkey' ? 'passkey' : 'otp', outcome: 'success' });
+        break;
+      case 'passkey_failed':
+        // registration refusals are not sign-in attempts
+        if (reason === 'throttled') {
+          this.logins.inc({ factor: 'passkey', outcome: 'throttled' });
+          this.throttled.inc({ kind: 'mfa' });
+        } else if (!reason.startsWith('registration')) this.logins.inc({ factor: 'passkey', outcome: 'failure' });
         break;
       case 'mfa_failed':
         if (reason === 'throttled') {

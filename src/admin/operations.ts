@@ -260,3 +260,34 @@ export async function revokeAppPassword(rt: Runtime, user: unknown, label: unkno
   rt.logger.info({ user: name, label: l, admin: actor.ip }, 'admin revoked an app password');
   return { connectionsClosed };
 }
+
+// ---- passkeys (issue 13) ----
+
+export interface PasskeyAdminView {
+  id: string;
+  name: string;
+  created: string;
+  lastUsed: string | null;
+  transports: string[];
+}
+
+export async function listPasskeysOf(rt: Runtime, user: unknown): Promise<PasskeyAdminView[]> {
+  const name = checkUser(user);
+  return (await rt.stores.state.listPasskeys(name)).map((p) => ({
+    id: p.id,
+    name: p.name,
+    created: iso(p.createdAt),
+    lastUsed: p.lastUsedAt ? iso(p.lastUsedAt) : null,
+    transports: [...p.transports],
+  }));
+}
+
+/** Remove one of a user's passkeys (a lost or stolen key): their sessions end, as after `totp reset`. */
+export async function removePasskeyOf(rt: Runtime, user: unknown, id: unknown, actor: Actor): Promise<{ sessionsRevoked: number }> {
+  const name = checkUser(user);
+  if (typeof id !== 'string' || id.length === 0 || id.length > 1024) throw bad('"id" must be a credential id (see `portcullis passkey list NAME`)');
+  if (!(await rt.stores.state.removePasskey(name, id))) throw new PortcullisError('PC_NOT_FOUND', `"${name}" has no passkey with id ${id.slice(0, 64)}`);
+  rt.audit.record({ event: 'passkey_removed', ip: actor.ip, user: name, outcome: 'success', reason: 'by admin' });
+  const r = await revokeSessions(rt, { user: name }, actor);
+  return { sessionsRevoked: r.revoked };
+}

@@ -68,7 +68,9 @@ export async function firstFactor(
 ): Promise<FirstFactor> {
   const c = await checkCredential(rt, cfg, { app: a.app, ip: a.ip, username: a.username, secret: a.password, via: 'form' });
   if (c.kind !== 'ok') return c;
-  const { user, hasTotp } = c;
+  const { user } = c;
+  // a second factor: an authenticator app, or a passkey (where passkeys are configured)
+  const hasTotp = c.hasTotp || (cfg.webauthn !== null && (await rt.stores.state.listPasskeys(user.name)).length > 0);
   const base = { ip: a.ip, app: a.app.name, user: user.name };
 
   const who = { ip: a.ip, groups: user.groups };
@@ -114,7 +116,7 @@ export async function firstFactor(
   // after; any later request that meets an `mfa` rule steps up (the gate sends it to the mfa page).
   const change = (weak && cfg.passwordPolicy.onWeak === 'change') || c.sprayed;
   const d = decide(a.app, { method: 'GET', path: targetPath(a.rd), ip: a.ip, subject: { name: user.name, groups: user.groups } });
-  const targetNeedsMfa = d.policy === 'mfa';
+  const targetNeedsMfa = d.policy === 'mfa' || d.policy === 'passkey';
   const ok = (next: NextStep): FirstFactor => ({
     kind: 'ok',
     user,

@@ -190,6 +190,19 @@ on loopback). Exits 0 on a 200 within the timeout (default 3s), 1 otherwise.`,
 as docs/configuration.md. Editors with the YAML language server complete and validate the file
 with it. Reads no file; \`portcullis check-config\` remains the full check.`,
   },
+  passkey: {
+    summary: "list or remove a user's passkeys",
+    usage: `portcullis passkey list NAME [--json]
+portcullis passkey remove NAME ID`,
+    text: `Users register passkeys themselves from their account page (see docs/passkeys.md).
+${ADMIN_NOTE}`,
+    subs: {
+      list: { usage: 'portcullis passkey list NAME [--json]', text: `The user's passkeys: id, name, when added and last used.
+${ADMIN_NOTE}` },
+      remove: { usage: 'portcullis passkey remove NAME ID', text: `Remove one passkey (lost or stolen); the user's sessions end.
+${ADMIN_NOTE}` },
+    },
+  },
 };
 
 export function commandList(): string {

@@ -22,6 +22,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<{ run: Command }>>>
   report: () => import('./commands/report.js'),
   healthcheck: () => import('./commands/healthcheck.js'),
   schema: () => import('./commands/schema.js'),
+  passkey: () => import('./commands/passkey.js'),
 };
 
 /**

@@ -26,6 +26,7 @@ import { compileAttack, compileLockdown } from './sections/lockdown.js';
 import { compileNotify } from './sections/notify.js';
 import { compileAudit, compileShutdown, compileUpstreamTimeouts } from './sections/operations.js';
 import { compileApps } from './sections/apps.js';
+import { compileWebauthn } from './sections/webauthn.js';
 import type { CompiledApp, CompiledConfig, ConfigIssue } from './types.js';
 
 // The small pure helpers live in values.ts; they stay importable from here (the CLI and tests use them).
@@ -72,6 +73,7 @@ const TOP_KEYS = [
   'session',
   'totp',
   'enrol',
+  'webauthn',
   'password_policy',
   'login_limits',
   'lockdown',
@@ -140,6 +142,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   const upstreamTimeouts = compileUpstreamTimeouts(r, t.upstream_timeouts);
   const shutdown = compileShutdown(r, t.shutdown);
   const apps = t.apps ? compileApps(r, t.apps, networks) : [];
+  const webauthn = compileWebauthn(r, t.webauthn, session, apps);
 
   const appsByHost = new Map<string, CompiledApp>();
   for (const app of apps) for (const h of app.hosts) appsByHost.set(h, app);
@@ -160,6 +163,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     usersFile,
     session,
     totp,
+    webauthn,
     passwordPolicy,
     loginLimits,
     lockdown,

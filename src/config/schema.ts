@@ -58,7 +58,7 @@ export interface KeySchema {
  * passkeys, enrolment shared with passkeys, the access log). The schema test tolerates the compiler
  * not knowing them YET; the integrator empties this list once they are merged.
  */
-export const PENDING_SECTIONS: readonly string[] = ['ldap', 'webauthn', 'enrol', 'access_log'];
+export const PENDING_SECTIONS: readonly string[] = ['ldap', 'access_log'];
 
 const dur = (description: string, dflt: string | undefined, extra: Partial<KeySchema> = {}): KeySchema => ({
   type: 'duration',
@@ -156,10 +156,10 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
   webauthn: obj(
     'passkeys (WebAuthn) as a second factor, or alone where passwordless',
     {
-      rp_id: { type: 'string', description: 'the relying party id: a domain every app host is under', required: true, example: 'example.org' },
+      rp_id: { type: 'string', description: 'the relying party id: a domain every app host is under (required unless session.domain is set; with it, it is that domain)', example: 'example.org' },
       rp_name: { type: 'string', description: 'the name shown by the authenticator', default: 'portcullis', example: 'Example Mail' },
       origins: { type: 'list', description: 'https origins the ceremonies may come from', items: { type: 'url', description: 'an https origin', example: 'https://mail.example.org' }, example: ['https://mail.example.org'] },
-      passwordless: { type: 'boolean', description: 'a passkey alone signs in where a `passkey` rule applies', default: false, example: false },
+      passwordless: { type: 'boolean', description: 'a passkey alone signs in where a `passkey` rule applies (not available in this version: true is refused at load)', default: false, example: false },
     },
     { optionalSection: true },
   ),
@@ -300,7 +300,7 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
           methods: { type: 'list', description: 'HTTP methods (CONNECT and TRACE are refused)', items: { type: 'string', description: 'a method', example: 'GET' }, example: ['GET', 'HEAD'] },
           networks: networkRefs('client networks (names or CIDRs)'),
           groups: { type: 'list', description: "the user's groups (only known after sign-in, so never with bypass)", items: { type: 'string', description: 'a group', example: 'remote-staff' }, example: ['remote-staff'] },
-          policy: { type: 'string', description: 'what the rule requires', enum: ['deny', 'bypass', 'password', 'mfa'], required: true, example: 'mfa' },
+          policy: { type: 'string', description: 'what the rule requires', enum: ['deny', 'bypass', 'password', 'mfa', 'passkey'], required: true, example: 'mfa' },
         }),
         example: [{ paths: ['/healthz'], policy: 'bypass' }, { networks: ['office'], policy: 'password' }, { policy: 'mfa' }],
       },

@@ -16,7 +16,7 @@ export interface SourcePos {
   col: number;
 }
 
-export type PolicyName = 'deny' | 'bypass' | 'password' | 'mfa';
+export type PolicyName = 'deny' | 'bypass' | 'password' | 'mfa' | 'passkey';
 
 export interface CompiledRule {
   /** 0-based position in the app's `rules` list. */
@@ -130,6 +130,19 @@ export function hostUnderDomain(host: string, domain: string): boolean {
   return host === domain || host.endsWith(`.${domain}`);
 }
 
+/**
+ * `webauthn:` (passkeys and security keys). `rpId` is `session.domain` when that is set (one
+ * passkey for every app host), else as written; every origin's host is `rpId` or under it.
+ */
+export interface WebauthnConfig {
+  rpId: string;
+  rpName: string;
+  /** Exact origins (`https://mail.example.org`, with port when not 443) a ceremony may come from. */
+  origins: readonly string[];
+  /** A passkey alone (discoverable credential, user verification) signs in where a `passkey` rule admits. */
+  passwordless: boolean;
+}
+
 export interface SessionConfig {
   idleTimeoutMs: number;
   absoluteTimeoutMs: number;
@@ -157,6 +170,8 @@ export interface CompiledConfig {
   usersFile: string;
   session: SessionConfig;
   totp: TotpConfig;
+  /** null: the `webauthn` section is absent (no passkeys). */
+  webauthn: WebauthnConfig | null;
   passwordPolicy: PasswordPolicy;
   loginLimits: LoginLimits;
   lockdown: { networks: CidrSet; networkNames: readonly string[] };

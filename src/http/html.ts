@@ -1,5 +1,6 @@
 /**
- * Server-rendered pages: no front-end framework, no inline script, a strict CSP. Every dynamic
+ * Server-rendered pages: no front-end framework, a strict CSP; no script but the passkey pages'
+ * one hashed script (passkey-script.ts). Every dynamic
  * value goes through `esc`.
  */
 export function esc(s: string): string {
@@ -42,6 +43,7 @@ footer{margin-top:1.5rem;font-size:.8rem;color:#6b7385}
 `;
 
 import { createHash } from 'node:crypto';
+import { PASSKEY_SCRIPT_HASH } from './passkey-script.js';
 const STYLE_HASH = createHash('sha256').update(STYLE).digest('base64');
 
 export const CSP = [
@@ -52,6 +54,14 @@ export const CSP = [
   "frame-ancestors 'none'",
   "base-uri 'none'",
 ].join('; ');
+
+/**
+ * What a page running the passkey script (src/http/passkey-script.ts) adds to its CSP: that one
+ * script by its hash, and fetches to this origin only. Every other page stays script-free.
+ */
+export function withPasskeyScript(csp: string): string {
+  return `${csp}; script-src 'sha256-${PASSKEY_SCRIPT_HASH}'; connect-src 'self'`;
+}
 
 /** Security headers for every portal page. */
 export const PAGE_HEADERS: Record<string, string> = {

@@ -11,7 +11,7 @@
  * The rules are walked in order, as decide() walks them for a request from this address whose
  * path and method are unknown:
  * - a rule whose network condition excludes the address can never apply: skipped;
- * - a rule that asks for a sign-in (`password`, `mfa`) admits: true;
+ * - a rule that asks for a sign-in (`password`, `mfa`, `passkey`) admits: true;
  * - a `deny` or `bypass` rule that matches every request from this address (no path, method or
  *   group condition) hides every rule after it: false;
  * - anything else (a conditional deny or bypass) may or may not apply: the walk goes on.
@@ -60,9 +60,9 @@ export function admittingRule(app: CompiledApp, q: AdmissionQuery): CompiledRule
   for (const rule of app.rules) {
     if (rule.networks && !rule.networks.contains(q.ip)) continue;
     if (rule.groups && groupsKnown && !rule.groups.some((g) => q.groups!.includes(g))) continue;
-    if (rule.policy === 'password' || rule.policy === 'mfa') {
+    if (rule.policy === 'password' || rule.policy === 'mfa' || rule.policy === 'passkey') {
       if (!q.factors) return rule;
-      if (rule.policy === 'password' || q.factors.includes('otp')) return rule;
+      if (factorsMeet(rule.policy, q.factors)) return rule;
       // an mfa rule the factors do not meet yet: a step-up could meet it, but it does not make
       // this sign-in complete; keep looking for one they do meet
       continue;
@@ -70,6 +70,17 @@ export function admittingRule(app: CompiledApp, q: AdmissionQuery): CompiledRule
     if (unconditional(rule, groupsKnown)) return null;
   }
   return null;
+}
+
+/**
+ * Whether completed factors meet a sign-in policy: `password` any sign-in; `mfa` a second factor
+ * (a TOTP code or a passkey); `passkey` a passkey (`hwk`) and nothing else. The one test the gate,
+ * admission and the portal share.
+ */
+export function factorsMeet(policy: 'password' | 'mfa' | 'passkey', factors: readonly Factor[]): boolean {
+  if (policy === 'password') return factors.length > 0;
+  if (policy === 'passkey') return factors.includes('hwk');
+  return factors.includes('otp') || factors.includes('hwk');
 }
 
 /** Whether some sign-in rule of `app` could admit this client (see the file comment). */

@@ -17,7 +17,12 @@ export function accountRoutes(portal: PortalContext) {
       if (s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
       if (shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/account');
       const user = rt.users.get(s.rec.user)!;
-      const [totp, left] = await Promise.all([rt.stores.state.getTotp(user.name), rt.stores.state.countRecoveryCodes(user.name)]);
+      const [totp, left, keys] = await Promise.all([
+        rt.stores.state.getTotp(user.name),
+        rt.stores.state.countRecoveryCodes(user.name),
+        c.cfg.webauthn ? rt.stores.state.listPasskeys(user.name) : Promise.resolve(null),
+      ]);
+      const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
       const done = (req.query as Form).done;
       return send(
         reply,
@@ -32,6 +37,9 @@ export function accountRoutes(portal: PortalContext) {
           recoveryLeft: left,
           canEnrol: c.cfg.totp.enrolNetworks.contains(c.info.ip),
           message: done === 'removed' ? 'Your authenticator was removed.' : null,
+          // a first second factor only from the enrol networks; with one, from anywhere (after proving it)
+          passkeyAdd: totp !== null || (keys?.length ?? 0) > 0 || c.cfg.totp.enrolNetworks.contains(c.info.ip),
+          passkeys: keys ? keys.map((k) => ({ name: k.name, created: day(k.createdAt), lastUsed: k.lastUsedAt ? day(k.lastUsedAt) : null })) : null,
         }),
       );
     });

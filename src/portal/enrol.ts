@@ -13,7 +13,7 @@ import { completeSignIn, confirmEnrolment, enrolmentDetails, reauthenticate, REA
 import { ERRORS } from '../errors.js';
 import type { OpenSession } from '../session/sessions.js';
 import { GENERIC_CODE_ERROR, type Ctx, type Form, type PortalContext } from './context.js';
-import { enrolOfferPage, enrolPage, reauthPage, recoveryCodesPage, removeTotpForm } from './pages.js';
+import { enrolOfferPage, enrolPage, passkeyInsteadLink, reauthPage, recoveryCodesPage, removeTotpForm } from './pages.js';
 
 const qrOf = (uri: string) => QRCode.toDataURL(uri, { errorCorrectionLevel: 'M', margin: 2, width: 200 });
 
@@ -51,7 +51,7 @@ export function enrolRoutes(portal: PortalContext) {
         secret: details.secret,
         issuer: c.cfg.totp.issuer,
         ...(err ? { error: err } : {}),
-        ...(has ? { extra: removeTotpForm({ csrf: s.rec.csrf }) } : {}),
+        ...(has ? { extra: removeTotpForm({ csrf: s.rec.csrf }) } : c.cfg.webauthn ? { extra: passkeyInsteadLink() } : {}),
       }),
     );
   }

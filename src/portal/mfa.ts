@@ -13,6 +13,7 @@ import { ERRORS } from '../errors.js';
 import { GENERIC_CODE_ERROR, type Form, type PortalContext } from './context.js';
 import { enrolRefuser } from './enrol.js';
 import { mfaPage } from './pages.js';
+import { factorsMeet } from '../policy/admission.js';
 
 export function mfaRoutes(portal: PortalContext) {
   const { rt, send, signedIn, sessionForm, rdOf, storeDown, afterStep, setSession } = portal;
@@ -25,9 +26,16 @@ export function mfaRoutes(portal: PortalContext) {
       const { c, s } = g;
       const q = req.query as Form;
       const rd = rdOf(c, q.rd);
-      if (s.rec.pending === 'none' && s.rec.amr.includes('otp')) return reply.redirect(rd ?? s.rec.rd ?? '/', 303);
+      if (s.rec.pending === 'none' && factorsMeet('mfa', s.rec.amr)) return reply.redirect(rd ?? s.rec.rd ?? '/', 303);
       if (s.rec.pending !== 'mfa' && s.rec.pending !== 'none') return reply.redirect(stepLocation(s.rec.pending), 303);
-      if (!(await rt.stores.state.getTotp(s.rec.user))) {
+      const passkey = c.cfg.webauthn !== null && (await rt.stores.state.listPasskeys(s.rec.user)).length > 0;
+      const totp = (await rt.stores.state.getTotp(s.rec.user)) !== null;
+      // a passkey is offered first where the user has one (it cannot be phished); a code on request
+      if (passkey && (!totp || (q.code !== '1' && q.recovery !== '1'))) {
+        if (rd && rd !== s.rec.rd) await rt.sessions.update(s, { rd });
+        return reply.redirect('/.portcullis/passkey', 303);
+      }
+      if (!totp) {
         // step-up for a user with no device yet: self-service enrolment, where allowed, which asks
         // for the password again unless it was proved minutes ago (a stolen cookie is not enough)
         if (!c.cfg.totp.enrolNetworks.contains(c.info.ip)) return enrolRefused(reply, c, s.rec.user);
@@ -40,7 +48,7 @@ export function mfaRoutes(portal: PortalContext) {
         return reply.redirect('/.portcullis/enrol', 303);
       }
       if (rd && rd !== s.rec.rd) await rt.sessions.update(s, { rd });
-      return send(reply, 200, mfaPage({ csrf: s.rec.csrf, recovery: q.recovery === '1' }));
+      return send(reply, 200, mfaPage({ csrf: s.rec.csrf, recovery: q.recovery === '1', passkey }));
     });
 
     app.post('/.portcullis/mfa', async (req, reply) => {

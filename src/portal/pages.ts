@@ -1,4 +1,5 @@
 import { html, page, raw, type Raw } from '../http/html.js';
+import { PASSKEY_SCRIPT } from '../http/passkey-script.js';
 
 const hidden = (name: string, value: string | null | undefined): Raw =>
   value ? html`<input type="hidden" name="${name}" value="${value}">` : raw('');
@@ -25,7 +26,8 @@ ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
  * a recovery code (letters and digits: a normal keyboard). Patterns are compiled by browsers with
  * the `v` flag, where a `-` in a class must be escaped.
  */
-export function mfaPage(o: { csrf: string; error?: string | null; recovery?: boolean }): string {
+export function mfaPage(o: { csrf: string; error?: string | null; recovery?: boolean; passkey?: boolean }): string {
+  const pk = o.passkey ? html`<p class="note"><a href="/.portcullis/passkey" id="use-passkey">Use a passkey instead</a></p>` : raw('');
   if (o.recovery) {
     return page(
       'Recovery code',
@@ -50,7 +52,7 @@ ${hidden('csrf', o.csrf)}
 <input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,10}" required autofocus>
 <button type="submit">Verify</button>
 </form>
-<p class="note"><a href="/.portcullis/mfa?recovery=1" id="use-recovery">Lost your device? Use a recovery code</a></p>`,
+<p class="note"><a href="/.portcullis/mfa?recovery=1" id="use-recovery">Lost your device? Use a recovery code</a></p>${pk}`,
   );
 }
 
@@ -96,6 +98,10 @@ export function accountPage(o: {
   recoveryLeft: number;
   canEnrol: boolean;
   message?: string | null;
+  /** null: passkeys are not configured (no `webauthn:`). */
+  passkeys?: ReadonlyArray<{ name: string; created: string; lastUsed: string | null }> | null;
+  /** Whether this session could register a passkey from here (after proving its factors). */
+  passkeyAdd?: boolean;
 }): string {
   const totp = o.totp
     ? html`<p id="totp-state">Authenticator app: set up on ${o.totp.enrolledAt}${o.totp.source === 'provisioned' ? ' (by an administrator)' : ''}. Recovery codes left: <span id="recovery-left">${String(o.recoveryLeft)}</span>.</p>`
@@ -111,6 +117,8 @@ ${o.groups.length ? html`<p class="note">Groups: ${o.groups.join(', ')}</p>` : r
 <h2>Second factor</h2>
 ${totp}
 ${enrol}
+${o.passkeys ? html`<h2>Passkeys</h2>${o.passkeys.length ? html`<ul id="passkey-list">${o.passkeys.map((k) => html`<li>${k.name} <span class="note">(added ${k.created}, ${k.lastUsed ? `last used ${k.lastUsed}` : 'never used'})</span></li>`)}</ul>` : html`<p id="passkey-list">No passkeys.</p>`}
+${o.passkeyAdd ? html`<p><a href="/.portcullis/passkey?manage=1" id="passkeys-link">${o.passkeys.length ? 'Add, rename or remove passkeys' : 'Add a passkey'}</a></p>` : html`<p class="note" id="passkeys-elsewhere">A first passkey can be added only from your organisation's network.</p>`}` : raw('')}
 <h2>Password</h2>
 <p><a href="/.portcullis/password" id="password-link">Change your password</a></p>
 <h2>Sessions</h2>
@@ -194,4 +202,99 @@ export function logoutForm(o: { csrf: string }): Raw {
 
 export function messagePage(title: string, text: string): string {
   return page(title, html`<h1>${title}</h1><p>${text}</p>`);
+}
+
+// ---- passkeys (issue 13) ----
+
+/**
+ * The passkey button and its status line, with the portal's one script. `mode`: `authenticate`
+ * (sign in, step up, or confirm before managing keys) or `register` (with a name field).
+ */
+export function passkeyButton(o: { csrf: string; mode: 'authenticate' | 'register'; label: string; then?: string }): Raw {
+  const name =
+    o.mode === 'register'
+      ? html`<label for="pk-name">Name for this passkey</label>
+<input type="text" id="pk-name" name="pk-name" maxlength="64" placeholder="e.g. Laptop, YubiKey" autocomplete="off">`
+      : raw('');
+  return html`${name}<button type="button" id="pk" data-mode="${o.mode}" data-csrf="${o.csrf}" data-then="${o.then ?? ''}">${o.label}</button>
+<p class="error" id="pk-status" role="alert" aria-live="polite"></p>
+<script>${raw(PASSKEY_SCRIPT)}</script>`;
+}
+
+/** Sign in (or step up) with a passkey. */
+export function passkeySignInPage(o: { csrf: string; stepUp: boolean; hasTotp: boolean; error?: string | null }): string {
+  return page(
+    'Use your passkey',
+    html`<h1>Use your passkey</h1>${error(o.error)}
+<p class="note">${o.stepUp ? 'This page needs your passkey or security key.' : 'Confirm it is you with your passkey or security key.'}</p>
+${passkeyButton({ csrf: o.csrf, mode: 'authenticate', label: 'Use passkey' })}
+${o.hasTotp && !o.stepUp ? html`<p class="note"><a href="/.portcullis/mfa?code=1" id="use-code">Use a code from your authenticator app instead</a></p>` : raw('')}`,
+  );
+}
+
+/** A `passkey` rule met by a user with no passkey yet. */
+export function passkeyMissingPage(o: { canRegister: boolean }): string {
+  return page(
+    'Passkey required',
+    html`<h1>Passkey required</h1>
+<p>This page can be opened only after signing in with a passkey or security key, and your account has none yet.</p>
+${o.canRegister ? html`<p><a href="/.portcullis/passkey?manage=1" id="register-link">Register a passkey now</a></p>` : html`<p class="note" id="register-elsewhere">A first passkey can be registered only from your organisation's network, or after confirming an existing second factor.</p>`}`,
+  );
+}
+
+/** Before managing passkeys: the password again (and a code, when the user has an authenticator app). */
+export function passkeyReauthPage(o: { csrf: string; hasTotp: boolean; error?: string | null }): string {
+  return page(
+    'Confirm it is you',
+    html`<h1>Manage passkeys</h1>${error(o.error)}
+<p class="note">${o.hasTotp ? 'Enter your password and a code from your authenticator app (or a recovery code) to continue.' : 'Enter your password to continue.'}</p>
+<form method="post" action="/.portcullis/passkey">
+${hidden('csrf', o.csrf)}<input type="hidden" name="action" value="reauth">
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required autofocus>
+${o.hasTotp ? html`<label for="code">Code</label>
+<input type="text" id="code" name="code" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" pattern="[0-9a-zA-Z \\-]{6,24}" required>` : raw('')}
+<button type="submit">Continue</button>
+</form>`,
+  );
+}
+
+/** Before managing passkeys, for a user whose only factor is a passkey: that passkey. */
+export function passkeyConfirmPage(o: { csrf: string }): string {
+  return page(
+    'Confirm it is you',
+    html`<h1>Manage passkeys</h1>
+<p class="note">Confirm with one of your current passkeys to continue.</p>
+${passkeyButton({ csrf: o.csrf, mode: 'authenticate', label: 'Use passkey', then: 'manage' })}`,
+  );
+}
+
+/** The user's passkeys: register another, rename, remove. */
+export function passkeyManagePage(o: {
+  csrf: string;
+  keys: ReadonlyArray<{ id: string; name: string; created: string; lastUsed: string | null }>;
+  canAdd: boolean;
+  message?: string | null;
+  error?: string | null;
+  next: string;
+}): string {
+  const list = o.keys.length
+    ? html`<ul id="passkeys">${o.keys.map(
+        (k) => html`<li data-id="${k.id}"><strong>${k.name}</strong> <span class="note">added ${k.created}, ${k.lastUsed ? `last used ${k.lastUsed}` : 'never used'}</span>
+<form method="post" action="/.portcullis/passkey">${hidden('csrf', o.csrf)}<input type="hidden" name="action" value="rename">${hidden('id', k.id)}<label for="n-${k.id}">New name</label><input type="text" id="n-${k.id}" name="name" maxlength="64" required><button type="submit">Rename</button></form>
+<form method="post" action="/.portcullis/passkey">${hidden('csrf', o.csrf)}<input type="hidden" name="action" value="remove">${hidden('id', k.id)}<button type="submit" class="remove-passkey">Remove</button></form></li>`,
+      )}</ul>`
+    : html`<p id="passkeys-none">No passkeys yet.</p>`;
+  return page(
+    'Passkeys',
+    html`<h1>Passkeys</h1>${o.message ? html`<p class="note" role="status">${o.message}</p>` : raw('')}${error(o.error)}
+${list}
+${o.canAdd ? html`<h2>Add a passkey</h2><p class="note">Use this device's passkey (fingerprint, face, PIN) or a security key.</p>${passkeyButton({ csrf: o.csrf, mode: 'register', label: 'Add passkey' })}` : html`<p class="note" id="passkeys-full">You have the most passkeys allowed; remove one to add another.</p>`}
+<p><a href="${o.next}" id="passkeys-done">Done</a></p>`,
+  );
+}
+
+/** Beside the QR code: a passkey or security key as the second factor instead. */
+export function passkeyInsteadLink(): Raw {
+  return html`<p class="note"><a href="/.portcullis/passkey?manage=1" id="passkey-instead">Use a passkey or security key instead</a></p>`;
 }

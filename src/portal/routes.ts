@@ -13,6 +13,7 @@
  *   GET      /.portcullis/account    account.ts   the account page
  *   GET|POST /.portcullis/password   password.ts  the password change (a step, or self-service)
  *   GET|POST /.portcullis/logout     logout.ts    signing out (here, or everywhere)
+ *   GET|POST /.portcullis/passkey    passkey.ts   passkeys: sign-in, step-up, register, rename, remove
  *
  * The shared portal host (`session.portal`) and `session.domain` are handled in portal-host.ts.
  */
@@ -25,6 +26,7 @@ import { loginRoutes } from './login.js';
 import { logoutRoutes } from './logout.js';
 import { mfaRoutes } from './mfa.js';
 import { passwordRoutes } from './password.js';
+import { passkeyRoutes } from './passkey.js';
 
 export function portalRoutes(rt: Runtime) {
   const portal = portalContext(rt);
@@ -35,5 +37,6 @@ export function portalRoutes(rt: Runtime) {
     await app.register(accountRoutes(portal));
     await app.register(passwordRoutes(portal));
     await app.register(logoutRoutes(portal));
+    await app.register(passkeyRoutes(portal));
   };
 }

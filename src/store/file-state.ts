@@ -19,12 +19,14 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { PortcullisError } from '../errors.js';
-import type { AppPasswordRecord, StateStore, TotpRecord } from './ports.js';
+import type { AppPasswordRecord, PasskeyRecord, StateStore, TotpRecord } from './ports.js';
 
 export const STATE_FILE = 'state.json';
 export const MAX_KNOWN_NETWORKS = 50;
 export const MAX_RECOVERY_CODES = 100;
 export const MAX_APP_PASSWORDS = 100;
+/** Passkeys per user, whatever the caller asks (src/auth/passkey.ts uses 10). */
+export const MAX_PASSKEYS = 20;
 const FORMAT_VERSION = 1;
 export const DEFAULT_RECHECK_MS = 1000;
 
@@ -41,6 +43,7 @@ interface UserState {
   appPasswords?: AppPasswordRecord[];
   /** Oldest first; the last is the most recently used. */
   knownNetworks?: string[];
+  passkeys?: PasskeyRecord[];
 }
 
 interface Lockdown {
@@ -173,6 +176,53 @@ export class FileStateStore implements StateStore {
     });
   }
 
+  // ---- passkeys
+
+  async listPasskeys(user: string): Promise<PasskeyRecord[]> {
+    return this.read((d) => clone(d.users.get(user)?.passkeys ?? []));
+  }
+
+  async addPasskey(user: string, rec: PasskeyRecord, max: number): Promise<boolean> {
+    const copy = copyPasskey(rec);
+    return this.updateUser(user, (u) => {
+      const list = u.passkeys ?? [];
+      if (list.length >= Math.min(max, MAX_PASSKEYS) || list.some((p) => p.id === rec.id)) return { changed: false, result: false };
+      u.passkeys = [...list, copy];
+      return { changed: true, result: true };
+    });
+  }
+
+  async usePasskey(user: string, id: string, counter: number, now: number): Promise<'ok' | 'cloned' | 'gone'> {
+    return this.updateUser(user, (u) => {
+      const p = u.passkeys?.find((x) => x.id === id);
+      if (!p) return { changed: false, result: 'gone' as const };
+      if ((p.counter > 0 || counter > 0) && counter <= p.counter) return { changed: false, result: 'cloned' as const };
+      p.counter = counter;
+      p.lastUsedAt = now;
+      return { changed: true, result: 'ok' as const };
+    });
+  }
+
+  async renamePasskey(user: string, id: string, name: string): Promise<boolean> {
+    return this.updateUser(user, (u) => {
+      const p = u.passkeys?.find((x) => x.id === id);
+      if (!p) return { changed: false, result: false };
+      p.name = name;
+      return { changed: true, result: true };
+    });
+  }
+
+  async removePasskey(user: string, id: string): Promise<boolean> {
+    return this.updateUser(user, (u) => {
+      const list = u.passkeys ?? [];
+      const kept = list.filter((p) => p.id !== id);
+      if (kept.length === list.length) return { changed: false, result: false };
+      if (kept.length === 0) delete u.passkeys;
+      else u.passkeys = kept;
+      return { changed: true, result: true };
+    });
+  }
+
   // ---- known networks
 
   async knownNetworks(user: string): Promise<string[]> {
@@ -287,7 +337,13 @@ export class FileStateStore implements StateStore {
 }
 
 function isEmpty(u: UserState): boolean {
-  return !u.totp && !u.recoveryCodes?.length && !u.appPasswords?.length && !u.knownNetworks?.length;
+  return !u.totp && !u.recoveryCodes?.length && !u.appPasswords?.length && !u.knownNetworks?.length && !u.passkeys?.length;
+}
+
+function copyPasskey(p: PasskeyRecord): PasskeyRecord {
+  const c: PasskeyRecord = { id: p.id, publicKey: p.publicKey, counter: p.counter, transports: [...p.transports], name: p.name, createdAt: p.createdAt };
+  if (p.lastUsedAt !== undefined) c.lastUsedAt = p.lastUsedAt;
+  return c;
 }
 
 function clone<T>(v: T): T {
@@ -410,6 +466,26 @@ function parseState(raw: unknown, file: string): StateData {
     if (v.knownNetworks !== undefined) {
       if (!isStrArray(v.knownNetworks)) throw corrupt(file, `${at}.knownNetworks is malformed`);
       if (v.knownNetworks.length) u.knownNetworks = v.knownNetworks.slice(-MAX_KNOWN_NETWORKS);
+    }
+    if (v.passkeys !== undefined) {
+      if (!Array.isArray(v.passkeys)) throw corrupt(file, `${at}.passkeys is malformed`);
+      const list: PasskeyRecord[] = [];
+      for (const p of v.passkeys) {
+        if (
+          !isObj(p) ||
+          typeof p.id !== 'string' ||
+          typeof p.publicKey !== 'string' ||
+          !isNum(p.counter) ||
+          !isStrArray(p.transports) ||
+          typeof p.name !== 'string' ||
+          !isNum(p.createdAt) ||
+          (p.lastUsedAt !== undefined && !isNum(p.lastUsedAt))
+        ) {
+          throw corrupt(file, `${at}.passkeys has a malformed entry`);
+        }
+        list.push(copyPasskey(p as unknown as PasskeyRecord));
+      }
+      if (list.length) u.passkeys = list.slice(0, MAX_PASSKEYS);
     }
     if (!isEmpty(u)) users.set(name, u);
   }

@@ -4,11 +4,12 @@
  * implementation and carries a TTL in Redis.
  */
 
-export type Factor = 'pwd' | 'otp';
+/** `hwk`: a passkey or security key (WebAuthn), RFC 8176. */
+export type Factor = 'pwd' | 'otp' | 'hwk';
 
 export interface SessionRecord {
   user: string;
-  /** Factors completed, in order: ['pwd'] or ['pwd', 'otp']. */
+  /** Factors completed, in order: ['pwd'], ['pwd', 'otp'], ['pwd', 'hwk'] or ['hwk'] (passwordless). */
   amr: Factor[];
   /** What the holder must do next before the session opens apps. */
   pending: 'none' | 'mfa' | 'enrol' | 'password';
@@ -33,6 +34,11 @@ export interface SessionRecord {
   factorAt?: number | undefined;
   /** `session.domain` when the session's cookie covers that domain; absent for a per-host cookie. */
   scope?: string | undefined;
+  /**
+   * The WebAuthn ceremony in flight for this session (src/auth/passkey.ts): its challenge
+   * (base64url), what it is for, and when it lapses. Single-use: the first answer consumes it.
+   */
+  passkeyChallenge?: { challenge: string; kind: 'register' | 'authenticate'; expiresAt: number } | undefined;
 }
 
 export interface SessionStore {
@@ -128,6 +134,21 @@ export interface AppPasswordRecord {
   lastUsedAt?: number | undefined;
 }
 
+/** A registered passkey or security key (WebAuthn credential). */
+export interface PasskeyRecord {
+  /** The credential id (base64url), as the authenticator gave it; unique per user. */
+  id: string;
+  /** The COSE public key (base64url), sealed with the SecretBox (aad `passkey:<user>:<id>`). */
+  publicKey: string;
+  /** The signature counter last seen (0 for authenticators that keep none). */
+  counter: number;
+  transports: string[];
+  /** The user's own label for it ("YubiKey 5", "Laptop"). */
+  name: string;
+  createdAt: number;
+  lastUsedAt?: number | undefined;
+}
+
 /** Durable per-user credentials and gateway state (files in data_dir, or Redis). */
 export interface StateStore {
   getTotp(user: string): Promise<TotpRecord | null>;
@@ -140,6 +161,17 @@ export interface StateStore {
   listAppPasswords(user: string): Promise<AppPasswordRecord[]>;
   addAppPassword(user: string, rec: AppPasswordRecord): Promise<void>;
   revokeAppPassword(user: string, label: string): Promise<boolean>;
+  listPasskeys(user: string): Promise<PasskeyRecord[]>;
+  /** Add a credential: false (nothing written) when its id is already registered or the user has `max` already. */
+  addPasskey(user: string, rec: PasskeyRecord, max: number): Promise<boolean>;
+  /**
+   * Record a use, atomically: refused ('cloned', nothing written) when both the stored and the new
+   * counter are nonzero and the new one is not above the stored one; 'gone' when the credential
+   * was removed meanwhile.
+   */
+  usePasskey(user: string, id: string, counter: number, now: number): Promise<'ok' | 'cloned' | 'gone'>;
+  renamePasskey(user: string, id: string, name: string): Promise<boolean>;
+  removePasskey(user: string, id: string): Promise<boolean>;
   /** Network keys (e.g. `192.0.2.0/24`, `2001:db8::/64`) the user has signed in from. */
   knownNetworks(user: string): Promise<string[]>;
   addKnownNetwork(user: string, key: string): Promise<boolean>;

@@ -405,6 +405,60 @@ return 1
 `,
 };
 
+// ---- passkeys (issue 13) ----
+
+/**
+ * Add a passkey unless its id is taken or the user has `max`.
+ * KEYS: [1] the user's passkey hash. ARGV: [1] credential id, [2] JSON record, [3] max.
+ * Returns 1 when added, 0 otherwise.
+ */
+const passkeyAdd: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`,
+};
+
+/**
+ * Record a passkey use; refuse a signature counter that does not move forward (a cloned
+ * authenticator) when both counters are nonzero.
+ * KEYS: [1] the user's passkey hash. ARGV: [1] credential id, [2] new counter, [3] now (ms).
+ * Returns 'ok', 'cloned' or 'gone'.
+ */
+const passkeyUse: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 'gone' end
+local rec = cjson.decode(raw)
+local old = tonumber(rec.counter) or 0
+local new = tonumber(ARGV[2])
+if (old > 0 or new > 0) and new <= old then return 'cloned' end
+rec.counter = new
+rec.lastUsedAt = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+return 'ok'
+`,
+};
+
+/** Rename a passkey. KEYS: [1] the user's passkey hash. ARGV: [1] id, [2] name. 1 if renamed. */
+const passkeyRename: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+rec.name = ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+return 1
+`,
+};
+
+export const PASSKEY_SCRIPTS = { pcPasskeyAdd: passkeyAdd, pcPasskeyUse: passkeyUse, pcPasskeyRename: passkeyRename } as const;
+
 export const SCRIPTS = {
   pcSessionSet: sessionSet,
   pcSessionDelete: sessionDelete,
@@ -423,6 +477,7 @@ export const SCRIPTS = {
   pcKnownNetworkAdd: knownNetworkAdd,
   pcSetRecoveryCodes: setRecoveryCodes,
   pcSetLockdown: setLockdown,
+  ...PASSKEY_SCRIPTS,
 } as const satisfies Record<string, ScriptDef>;
 
 export type ScriptName = keyof typeof SCRIPTS;

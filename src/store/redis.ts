@@ -15,6 +15,7 @@
  *   P rc:<user>       set of recovery code hashes                         durable
  *   P ap:<user>       hash label -> JSON AppPasswordRecord (keyed hash)   durable
  *   P kn:<user>       zset network -> last seen, capped                   durable
+ *   P pk:<user>       hash credential id -> JSON PasskeyRecord (key sealed) durable
  *   P lockdown:state  JSON {on, since, by}                                durable
  * Channels: `P revoked` (session deletions), `P lockdown` (lockdown changes).
  *
@@ -56,6 +57,7 @@ import type {
   StateStore,
   Stores,
   TotpRecord,
+  PasskeyRecord,
 } from './ports.js';
 import { SCRIPTS, type ScriptName } from './redis-scripts.js';
 import { describeSentinelUrl, isSentinelUrl, parseSentinelUrl, type SentinelUrl } from './redis-url.js';
@@ -160,7 +162,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const FACTORS: ReadonlySet<string> = new Set<Factor>(['pwd', 'otp']);
+const FACTORS: ReadonlySet<string> = new Set<Factor>(['pwd', 'otp', 'hwk']);
 const PENDING: ReadonlySet<string> = new Set<SessionRecord['pending']>(['none', 'mfa', 'enrol', 'password']);
 
 /**
@@ -175,7 +177,7 @@ function parseSessionRecord(json: string): SessionRecord | null {
     return null;
   }
   if (!isRecord(v)) return null;
-  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword, reauthAt, factorAt, scope } = v;
+  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword, reauthAt, factorAt, scope, passkeyChallenge } = v;
   if (typeof user !== 'string' || typeof ip !== 'string' || typeof csrf !== 'string') return null;
   if (!Array.isArray(amr) || !amr.every((f) => typeof f === 'string' && FACTORS.has(f))) return null;
   if (typeof pending !== 'string' || !PENDING.has(pending)) return null;
@@ -186,6 +188,7 @@ function parseSessionRecord(json: string): SessionRecord | null {
   if (reauthAt !== undefined && typeof reauthAt !== 'number') return null;
   if (factorAt !== undefined && typeof factorAt !== 'number') return null;
   if (scope !== undefined && typeof scope !== 'string') return null;
+  if (passkeyChallenge !== undefined && !(isRecord(passkeyChallenge) && typeof passkeyChallenge.challenge === 'string' && typeof passkeyChallenge.expiresAt === 'number')) return null;
   return v as unknown as SessionRecord;
 }
 
@@ -208,6 +211,28 @@ function parseTotp(raw: string): TotpRecord {
     throw unavailable(undefined, 'stored TOTP record is corrupt');
   }
   return { secret: v.secret, enrolledAt: v.enrolledAt, source: v.source };
+}
+
+function parsePasskey(raw: string): PasskeyRecord {
+  const v = parseJson(raw, 'passkey');
+  if (
+    !isRecord(v) ||
+    typeof v.id !== 'string' ||
+    typeof v.publicKey !== 'string' ||
+    typeof v.counter !== 'number' ||
+    // cjson writes an empty list back as {}
+    !(isRecord(v.transports) ? Object.keys(v.transports).length === 0 : Array.isArray(v.transports) && v.transports.every((t) => typeof t === 'string')) ||
+    typeof v.name !== 'string' ||
+    typeof v.createdAt !== 'number' ||
+    (v.lastUsedAt !== undefined && typeof v.lastUsedAt !== 'number')
+  ) {
+    throw unavailable(undefined, 'stored passkey is corrupt');
+  }
+  return { id: v.id, publicKey: v.publicKey, counter: v.counter, transports: Array.isArray(v.transports) ? (v.transports as string[]) : [], name: v.name, createdAt: v.createdAt, ...(v.lastUsedAt !== undefined ? { lastUsedAt: v.lastUsedAt } : {}) };
+}
+
+function passkeyJson(rec: PasskeyRecord): string {
+  return JSON.stringify({ id: rec.id, publicKey: rec.publicKey, counter: rec.counter, transports: [...rec.transports], name: rec.name, createdAt: rec.createdAt, lastUsedAt: rec.lastUsedAt });
 }
 
 function parseAppPassword(raw: string): AppPasswordRecord {
@@ -284,6 +309,9 @@ class Keys {
   }
   knownNetworks(user: string): string {
     return `${this.prefix}kn:${user}`;
+  }
+  passkeys(user: string): string {
+    return `${this.prefix}pk:${user}`;
   }
 }
 
@@ -1075,6 +1103,38 @@ class RedisStateStore implements StateStore {
     return n === 1;
   }
 
+  async listPasskeys(user: string): Promise<PasskeyRecord[]> {
+    nonEmpty(user, 'user');
+    const values = await this.b.run((cmd) => cmd.hvals(this.b.keys.passkeys(user)));
+    return values.map(parsePasskey).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+  }
+
+  async addPasskey(user: string, rec: PasskeyRecord, max: number): Promise<boolean> {
+    nonEmpty(user, 'user');
+    nonEmpty(rec.id, 'credential id');
+    const r = await this.b.write((cmd) => this.b.script(cmd, 'pcPasskeyAdd', [this.b.keys.passkeys(user)], [rec.id, passkeyJson(rec), max]));
+    return Number(r) === 1;
+  }
+
+  async usePasskey(user: string, id: string, counter: number, now: number): Promise<'ok' | 'cloned' | 'gone'> {
+    nonEmpty(user, 'user');
+    nonEmpty(id, 'credential id');
+    const r = await this.b.write((cmd) => this.b.script(cmd, 'pcPasskeyUse', [this.b.keys.passkeys(user)], [id, counter, epochMs(now, 'now')]));
+    return r === 'ok' || r === 'cloned' ? r : 'gone';
+  }
+
+  async renamePasskey(user: string, id: string, name: string): Promise<boolean> {
+    nonEmpty(user, 'user');
+    const r = await this.b.write((cmd) => this.b.script(cmd, 'pcPasskeyRename', [this.b.keys.passkeys(user)], [id, name]));
+    return Number(r) === 1;
+  }
+
+  async removePasskey(user: string, id: string): Promise<boolean> {
+    nonEmpty(user, 'user');
+    const n = await this.b.write((cmd) => cmd.hdel(this.b.keys.passkeys(user), id));
+    return n === 1;
+  }
+
   /** Most recently seen last. */
   async knownNetworks(user: string): Promise<string[]> {
     nonEmpty(user, 'user');
@@ -1109,7 +1169,7 @@ class RedisStateStore implements StateStore {
   async forgetUser(user: string): Promise<void> {
     nonEmpty(user, 'user');
     const k = this.b.keys;
-    await this.b.write((cmd) => cmd.del(k.totp(user), k.recovery(user), k.appPasswords(user), k.knownNetworks(user)));
+    await this.b.write((cmd) => cmd.del(k.totp(user), k.recovery(user), k.appPasswords(user), k.knownNetworks(user), k.passkeys(user)));
   }
 }
 

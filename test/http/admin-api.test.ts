@@ -540,3 +540,21 @@ test('a generated token file is 0600 in a 0700 directory, and replacing it rotat
     await d.cleanup();
   }
 });
+
+test('passkeys: listed without key material; one removed ends the user\'s sessions; audited (issue 13)', async () => {
+  await rt.stores.state.addPasskey('alice', { id: 'cred-1', publicKey: 'sealed-secret-material', counter: 3, transports: ['usb'], name: 'YubiKey', createdAt: clock.now() }, 10);
+  const listed = await get('/api/passkeys?user=alice');
+  assert.equal(listed.statusCode, 200);
+  const body = listed.json() as { passkeys: Array<Record<string, unknown>> };
+  assert.deepEqual(body.passkeys.map((p) => [p.id, p.name, p.lastUsed, p.transports]), [['cred-1', 'YubiKey', null, ['usb']]]);
+  assert.doesNotMatch(listed.body, /sealed-secret-material/);
+  await rt.sessions.create({ user: 'alice', amr: ['pwd', 'hwk'], pending: 'none', ip: '192.0.2.1' });
+  const removed = await app.inject({ method: 'DELETE', url: '/api/passkeys', payload: { user: 'alice', id: 'cred-1' }, headers: AUTH });
+  assert.equal(removed.statusCode, 200, removed.body);
+  assert.deepEqual(removed.json(), { removed: true, sessionsRevoked: 1 });
+  assert.deepEqual(await rt.stores.state.listPasskeys('alice'), []);
+  assert.ok(events.some((e) => e.event === 'passkey_removed' && e.user === 'alice' && e.reason === 'by admin'));
+  const again = await app.inject({ method: 'DELETE', url: '/api/passkeys', payload: { user: 'alice', id: 'cred-1' }, headers: AUTH });
+  assert.equal(again.statusCode, 404);
+  assert.equal((await app.inject({ method: 'GET', url: '/api/passkeys?user=alice' })).statusCode, 401, 'the token is needed');
+});

@@ -48,3 +48,33 @@ apps:
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('explain knows the passkey policy (issue 13)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pc-explain-'));
+  try {
+    const cfg = join(dir, 'p.yaml');
+    await writeFile(join(dir, 'users.yaml'), 'users: {}\n');
+    await writeFile(
+      cfg,
+      `users_file: ${JSON.stringify(join(dir, 'users.yaml'))}
+data_dir: ${JSON.stringify(join(dir, 'data'))}
+webauthn: { rp_id: example.org, origins: ["https://mail.example.org"] }
+apps:
+  - name: mail
+    hosts: ["mail.example.org"]
+    upstream: "builtin:whoami"
+    rules:
+      - { paths: ["/ecp/**"], policy: passkey }
+      - { policy: mfa }
+`,
+    );
+    const ecp = await cli(['explain', '--config', cfg, '--url', 'https://mail.example.org/ecp/', '--ip', '203.0.113.5']);
+    assert.equal(ecp.code, 0, ecp.err);
+    assert.match(ecp.out, /rules\[0\].*MATCH/);
+    assert.match(ecp.out, /decision: passkey \(password then a passkey/);
+    const inbox = await cli(['explain', '--config', cfg, '--url', 'https://mail.example.org/inbox', '--ip', '203.0.113.5']);
+    assert.match(inbox.out, /decision: mfa \(password then a second factor: a TOTP code or a passkey\)/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -99,7 +99,8 @@ test('(a) alternatives (keys that exclude another) compile on their own', () => 
   walk([], CONFIG_SCHEMA, true);
   assert.ok(alts.length > 0);
   for (const [path, value] of alts) {
-    const doc = minimal();
+    // the networks the examples name exist, as in any real config
+    const doc: Doc = { ...minimal(), networks: exampleOf(CONFIG_SCHEMA.networks!) };
     let at: Doc = doc;
     for (const p of path.slice(0, -1)) at = (at[p] ??= {}) as Doc;
     at[path.at(-1)!] = value;

@@ -490,7 +490,7 @@ describe('YAML structure', () => {
     assert.match(only(minimal('session: { idle_timeout: 30 }')).message, /"30" has no unit/);
     assert.match(only(minimal('listen:')).message, /has no value/);
     const bare = only(minimal('', 'upstream: builtin:whoami\n    rules: [{ policy }]'));
-    assert.deepEqual([bare.path, bare.message], ['apps[0].rules[0].policy', 'has no value; expected one of deny, bypass, password, mfa']);
+    assert.deepEqual([bare.path, bare.message], ['apps[0].rules[0].policy', 'has no value; expected one of deny, bypass, password, mfa, passkey']);
   });
 
   it('prints one issue a line even when the file quotes line breaks or escape sequences', () => {

@@ -55,7 +55,8 @@ export const run: Command = async (args, io) => {
     deny: decision.networkDenied ? 'deny (403, network_denied: another rule would admit this request from an allowed network)' : 'deny (403)',
     bypass: 'bypass (no sign-in; still subject to lockdown)',
     password: decision.needsSubject ? 'sign-in required to learn the groups, then decided again' : 'password (one factor)',
-    mfa: 'mfa (password then TOTP)',
+    mfa: 'mfa (password then a second factor: a TOTP code or a passkey)',
+    passkey: 'passkey (password then a passkey or security key; a TOTP session is stepped up)',
   };
   io.stdout.write(`decision: ${what[decision.policy]}\n  because ${decision.reason}\n`);
   return 0;
