@@ -18,11 +18,16 @@
  *   portcullis_lockdown                             1 while lockdown is on
  *   portcullis_store_up                             1 while the store answers
  *   portcullis_admin_auth_failures_total            admin requests without a valid token
+ *   portcullis_build_info{version, node}            always 1
+ *   portcullis_decisions_total{app, policy, outcome}  the gate's decisions, proxied and forward-auth:
+ *                                                   app and policy from the config ('-': none),
+ *                                                   outcome: allow | deny | login | step | lockdown | refused
  * and the process_* / nodejs_* defaults of prom-client.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AuditEvent } from '../audit/events.js';
 import type { Runtime } from '../runtime.js';
+import { packageVersion } from '../cli/version.js';
 
 const THROTTLE_KINDS = new Set(['ip', 'user', 'spray', 'ceiling']);
 /** How long a session count is reused between scrapes (listing a large Redis store is not free). */
@@ -40,6 +45,9 @@ export class GatewayMetrics {
   private readonly events: Counter<'event'>;
   private readonly upstream: Histogram<'app' | 'status_class'>;
   private readonly adminFailures: Counter;
+  private readonly decisions: Counter<'app' | 'policy' | 'outcome'>;
+  /** Counter children by label values, so the per-request path does no label hashing. */
+  private readonly decisionChildren = new Map<string, { inc(): void }>();
   private readonly unsubscribe: () => void;
   private sessionsCache: { at: number; n: number } | null = null;
 
@@ -73,6 +81,18 @@ export class GatewayMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     });
+    this.decisions = new Counter({
+      name: 'portcullis_decisions_total',
+      help: "The gate's decisions (proxied requests and forward-auth subrequests) by app, policy and outcome",
+      labelNames: ['app', 'policy', 'outcome'],
+      registers,
+    });
+    new Gauge({
+      name: 'portcullis_build_info',
+      help: 'The running version of portcullis and of Node.js (always 1)',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: packageVersion(), node: process.version }, 1);
     this.adminFailures = new Counter({
       name: 'portcullis_admin_auth_failures_total',
       help: 'Admin listener requests refused for a missing or wrong token',
@@ -160,6 +180,21 @@ export class GatewayMetrics {
       this.upstreamChildren.set(key, child);
     }
     child.observe(seconds);
+  };
+
+  /**
+   * For `createGatewayServer(rt, { decision })`: one decision of the gate. The labels are bounded
+   * by the caller (app and policy names from the config, the outcome from a fixed set); the
+   * children kept here are at most apps x policies x outcomes.
+   */
+  readonly countDecision = (app: string, policy: string, outcome: string): void => {
+    const key = `${app}\u0000${policy}\u0000${outcome}`;
+    let child = this.decisionChildren.get(key);
+    if (!child) {
+      child = this.decisions.labels({ app, policy, outcome });
+      this.decisionChildren.set(key, child);
+    }
+    child.inc();
   };
 
   adminAuthFailed(): void {

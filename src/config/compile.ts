@@ -558,6 +558,7 @@ const TOP_KEYS = [
   'audit',
   'upstream_timeouts',
   'shutdown',
+  'access_log',
   'apps',
 ] as const;
 
@@ -620,6 +621,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   const audit = compileAudit(r, t.audit, cwd, dataDir);
   const upstreamTimeouts = compileUpstreamTimeouts(r, t.upstream_timeouts);
   const shutdown = compileShutdown(r, t.shutdown);
+  const accessLog = compileAccessLog(r, t.access_log, cwd);
   const apps = t.apps ? compileApps(r, t.apps, networks) : [];
 
   const appsByHost = new Map<string, CompiledApp>();
@@ -649,6 +651,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     audit,
     upstreamTimeouts,
     shutdown,
+    accessLog,
     apps,
     appsByHost: new FrozenMap(appsByHost),
   });
@@ -1198,7 +1201,7 @@ function compileApp(
   v: Val,
   networks: ReadonlyMap<string, CidrSet>,
 ): { compiled: CompiledApp; nameVal: Val; hostVals: Val[] } | null {
-  const a = r.object(v, ['name', 'hosts', 'upstream', 'websocket', 'case_insensitive_paths', 'rules', 'basic_auth'], ['name', 'hosts', 'upstream', 'rules']);
+  const a = r.object(v, ['name', 'hosts', 'upstream', 'websocket', 'case_insensitive_paths', 'rules', 'basic_auth', 'assertion'], ['name', 'hosts', 'upstream', 'rules']);
   if (!a) return null;
   const nameVal = a.name ?? v;
   const name = opt(
@@ -1256,7 +1259,7 @@ function compileApp(
   }
 
   return {
-    compiled: { name, hosts, upstream, websocket, rules, basicAuthPaths, caseInsensitivePaths: ci, pos: r.pos(v.node) },
+    compiled: { name, hosts, upstream, websocket, rules, basicAuthPaths, caseInsensitivePaths: ci, assertion: compileAppAssertion(r, a.assertion), pos: r.pos(v.node) },
     nameVal,
     hostVals,
   };
@@ -1367,4 +1370,20 @@ function compileGroups(r: Reader, v: Val, emptyList: string): string[] | undefin
     } else out.push(s!);
   }
   return failed ? undefined : out;
+}
+
+// ---- access_log and apps[].assertion (issue 17, issue 14 item 6) ----
+
+/** `access_log: { file: PATH | null }`: off (null) by default; a relative path is read from the config's directory, as audit.file. */
+function compileAccessLog(r: Reader, v: Val | undefined, cwd: string): CompiledConfig['accessLog'] {
+  const off = { file: null };
+  if (!v || r.isNull(v)) return off;
+  const a = r.object(v, ['file']);
+  if (!a?.file || r.isNull(a.file)) return off;
+  return { file: opt(a.file, (x) => r.filePath(x, cwd), null as string | null) };
+}
+
+/** `apps[].assertion: true | false` (default true). */
+function compileAppAssertion(r: Reader, v: Val | undefined): boolean {
+  return opt(v, (x) => r.bool(x), true);
 }

@@ -42,7 +42,7 @@ export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInf
 }
 
 /** The gate's view of a request that came in directly (proxy and WebSocket paths). */
-export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateRequest {
+export function gateRequestOf(req: IncomingMessage, info: ClientInfo, requestId?: string): GateRequest {
   return {
     method: req.method ?? 'GET',
     target: req.url ?? '/',
@@ -52,6 +52,7 @@ export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateReque
     sessionId: readSessionCookie(req.headers.cookie, info.cookieName),
     sessionScope: sessionScopeOf(info),
     authorization: req.headers.authorization,
+    requestId,
   };
 }
 
