@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ERRORS, isPortcullisError } from '../errors.js';
-import { validHost } from '../net/client-ip.js';
+import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import type { Runtime } from '../runtime.js';
 import { gate, hostOnly, loginLocation } from '../access/gate.js';
@@ -21,7 +21,8 @@ import { identityHeaders } from '../access/identity.js';
 import { wantsHtml, wantsJson } from '../proxy/handler.js';
 import { sendPage } from '../proxy/forward.js';
 import { sessionCookieFor } from '../session/sessions.js';
-import { clientInfo, readSessionCookie } from './request-context.js';
+import { readSessionCookie } from './request-context.js';
+import type { TLSSocket } from 'node:tls';
 
 function one(v: string | string[] | undefined): string | undefined {
   if (Array.isArray(v)) return v.length === 1 ? v[0] : undefined;
@@ -99,7 +100,8 @@ export async function authzAnswer(rt: Runtime, req: IncomingMessage, mode: Authz
   }
   const o = originalOf(req, mode);
   if (!o) return { status: 400, headers: [...NO_STORE, 'content-type', JSON_TYPE], body: JSON.stringify({ error: 'missing or malformed original request' }), result: null, original: null, ip: peer };
-  const info = clientInfo(req, cfg);
+  // only the client's address is needed here (the subrequest's own Host and scheme are not)
+  const info = { ip: resolveClient(peer, req.headers, cfg.trustedProxies, (req.socket as TLSSocket).encrypted ? 'https' : 'http').ip };
   // the cookie of the host the client asked for (the portal's Domain cookie under session.domain)
   const cookie = sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
   const r = await gate(rt, cfg, {

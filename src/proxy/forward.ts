@@ -19,6 +19,8 @@ export interface ForwardContext {
   sessionCookie: string;
   /** Observed upstream latency (seconds) per app, for metrics. */
   observe?: (app: string, status: number, seconds: number) => void;
+  /** Filled with the time to the app's response headers (ms), for the access log. */
+  timing?: { upstreamMs: number | null };
 }
 
 export function sendPage(res: ServerResponse, status: number, extra?: Record<string, string>, message?: string): void {
@@ -67,6 +69,7 @@ export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: st
       },
       ({ statusCode, headers: upHeaders }) => {
         status = statusCode;
+        if (ctx.timing) ctx.timing.upstreamMs = performance.now() - started;
         res.writeHead(statusCode, clientResponseHeaders(upHeaders as Record<string, string | string[]>, ctx.sessionCookie));
         return res;
       },

@@ -84,13 +84,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): ProxyHandler {
           }
         }
         if (r.kind !== 'proxy') return render(req, res, r, cfg, info.proto);
-        const observe = entry
-          ? (app: string, status: number, seconds: number) => {
-              entry.upstreamMs = seconds * 1000;
-              deps.observe?.(app, status, seconds);
-            }
-          : deps.observe;
-        const ctx = { cfg, app: r.app, pools: deps.pools, sessionCookie: info.cookieName, observe };
+        const ctx = { cfg, app: r.app, pools: deps.pools, sessionCookie: info.cookieName, observe: deps.observe, ...(entry ? { timing: entry } : {}) };
         const viaAppPassword = !!r.identity && !r.identity.session;
         const go = (identity: IdentityHeaders | null) =>
           forward(req, res, r.rawTarget, appRequestHeaders(req, info, identity, { viaAppPassword, requestId }), ctx);

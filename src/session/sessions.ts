@@ -1,3 +1,4 @@
+import * as cryptoModule from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock, Random } from '../clock.js';
@@ -23,8 +24,11 @@ const ID_RE = /^[A-Za-z0-9_-]{43}$/;
 const TOUCH_EVERY_MS = 60_000;
 
 /** SHA-256 of the id: the only form in which an id is stored or indexed. */
+/** node:crypto's one-shot `hash` (Node >= 20.12): no Hash object per request on the hot path. */
+const oneShot = (cryptoModule as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
+
 export function hashSessionId(id: string): string {
-  return createHash('sha256').update(id).digest('base64url');
+  return oneShot ? oneShot('sha256', id, 'base64url') : createHash('sha256').update(id).digest('base64url');
 }
 
 /**
