@@ -55,6 +55,8 @@ function fold(name: string): string {
 /** Every header named by a Connection header (any instance), lower-cased. */
 export function connectionNamed(value: string | string[] | undefined): Set<string> | null {
   if (!value) return null;
+  // the common values name no header of their own (keep-alive is hop-by-hop anyway): no Set per message
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return null;
   const s = new Set<string>();
   for (const v of Array.isArray(value) ? value : [value]) {
     for (const t of v.split(',')) {
@@ -113,7 +115,7 @@ export function upstreamRequestHeaders(
     if (value === undefined) continue;
     if (HOP_BY_HOP.has(key) && !(opts.keepUpgrade && (key === 'upgrade' || key === 'connection'))) continue;
     if (named?.has(key)) continue;
-    if (RESERVED.has(key) || RESERVED.has(fold(key))) continue;
+    if (RESERVED.has(key) || ((key.includes('_') || key.includes('.')) && RESERVED.has(fold(key)))) continue;
     if (key === 'authorization' && opts.dropAuthorization) continue;
     if (key === 'cookie') {
       const c = stripCookie(value as string, opts.sessionCookie);
