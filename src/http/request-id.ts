@@ -37,7 +37,7 @@ export function carriesRequestId(headers: IncomingHttpHeaders): boolean {
   return headers['x-request-id'] !== undefined || headers['traceparent'] !== undefined;
 }
 
-/** Made ids: 16 random bytes each (32 hex digits), drawn from `random` 64 ids at a time. */
+/** Made ids: 16 random bytes each (32 hex digits), drawn from `random` 1,024 ids at a time. */
 export class RequestIds {
   private pool: Buffer = Buffer.alloc(0);
   private at = 0;
@@ -46,7 +46,7 @@ export class RequestIds {
 
   next(): string {
     if (this.at + 16 > this.pool.length) {
-      this.pool = this.random.bytes(16 * 64);
+      this.pool = this.random.bytes(16 * 1024);
       this.at = 0;
       if (this.pool.length < 16) throw new Error('the random source returned too few bytes');
     }

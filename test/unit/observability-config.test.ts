@@ -63,8 +63,8 @@ describe('the request id', () => {
     const ids = new RequestIds({ bytes: (n) => (calls++, Buffer.alloc(n, calls)) });
     const a = ids.next();
     assert.equal(a, '01'.repeat(16));
-    for (let i = 0; i < 63; i++) ids.next();
-    assert.equal(calls, 1, 'drawn 64 ids at a time');
+    for (let i = 0; i < 1023; i++) ids.next();
+    assert.equal(calls, 1, 'drawn 1,024 ids at a time');
     assert.equal(ids.next(), '02'.repeat(16));
   });
 });
