@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ERRORS, isPortcullisError } from '../errors.js';
-import { resolveClient, validHost } from '../net/client-ip.js';
+import { resolveClient } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import type { Runtime } from '../runtime.js';
 import { gate, hostOnly, loginLocation } from '../access/gate.js';
@@ -21,7 +21,7 @@ import { identityHeaders } from '../access/identity.js';
 import { wantsHtml, wantsJson } from '../proxy/handler.js';
 import { sendPage } from '../proxy/forward.js';
 import { sessionCookieFor } from '../session/sessions.js';
-import { readSessionCookie } from './request-context.js';
+import { checkedHost, readSessionCookie } from './request-context.js';
 import type { TLSSocket } from 'node:tls';
 
 function one(v: string | string[] | undefined): string | undefined {
@@ -55,7 +55,7 @@ export function parseOriginalUrl(raw: string | undefined, method: string | undef
 function checked(proto: string, host: string, target: string, method: string | undefined): Original | null {
   if (proto !== 'http' && proto !== 'https') return null;
   // a DNS name, IPv4 or [IPv6], with a port of at most 65535: the same rule as for X-Forwarded-Host
-  const h = validHost(host);
+  const h = checkedHost(host);
   if (h === null) return null;
   if (!target.startsWith('/') || /[\s#]/.test(target)) return null;
   const mth = method ?? 'GET';
