@@ -46,7 +46,8 @@ export class GatewayMetrics {
   private readonly upstream: LocalHistogram;
   private readonly adminFailures: Counter;
   /** Decisions counted since start, by label values (see countDecision). */
-  private readonly decisionCounts = new Map<string, { labels: { app: string; policy: string; outcome: string }; n: number; added: number }>();
+  private readonly decisionCounts: Array<{ labels: { app: string; policy: string; outcome: string }; n: number; added: number }> = [];
+  private readonly decisionIndex = new Map<string, Map<string, Map<string, { labels: { app: string; policy: string; outcome: string }; n: number; added: number }>>>();
   private readonly unsubscribe: () => void;
   private sessionsCache: { at: number; n: number } | null = null;
 
@@ -88,7 +89,7 @@ export class GatewayMetrics {
       registers,
       // counted per request in a plain Map (no label hashing on the hot path), added here when scraped
       collect() {
-        for (const c of decisionCounts.values()) {
+        for (const c of decisionCounts) {
           if (c.n > c.added) {
             this.inc(c.labels, c.n - c.added);
             c.added = c.n;
@@ -187,10 +188,18 @@ export class GatewayMetrics {
    * children kept here are at most apps x policies x outcomes.
    */
   readonly countDecision = (app: string, policy: string, outcome: string): void => {
-    const key = `${app}\u0000${policy}\u0000${outcome}`;
-    const c = this.decisionCounts.get(key);
+    // nested maps: no key string is built per request
+    let byPolicy = this.decisionIndex.get(app);
+    if (!byPolicy) this.decisionIndex.set(app, (byPolicy = new Map()));
+    let byOutcome = byPolicy.get(policy);
+    if (!byOutcome) byPolicy.set(policy, (byOutcome = new Map()));
+    const c = byOutcome.get(outcome);
     if (c) c.n++;
-    else this.decisionCounts.set(key, { labels: { app, policy, outcome }, n: 1, added: 0 });
+    else {
+      const fresh = { labels: { app, policy, outcome }, n: 1, added: 0 };
+      byOutcome.set(outcome, fresh);
+      this.decisionCounts.push(fresh);
+    }
   };
 
   adminAuthFailed(): void {

@@ -192,7 +192,7 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
   guardHttpServer(server, limits, { wholeRequest: false });
   server.maxHeadersCount = 200;
 
-  const upgrade = createUpgradeHandler(rt);
+  const upgrade = createUpgradeHandler(rt, requestIdOf);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if ((req.url ?? '').startsWith(RESERVED)) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');

@@ -12,6 +12,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { request as httpRequest } from 'node:http';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { tmpDir, type TmpDir } from '../helpers/tmp.js';
@@ -41,6 +42,7 @@ apps:
   - name: mail
     hosts: ["mail.test"]
     upstream: "${upstream}"
+    websocket: true
     rules:
       - { paths: ["/public/**"], policy: bypass }
       - { networks: [office], policy: password }
@@ -208,6 +210,26 @@ describe('the request id', () => {
       await rawHttp(gw.port, get('/public/f', 'mail.test', [`X-Forwarded-For: ${OFFICE}`, `traceparent: ${tp}`]), { localAddress: PROXY });
       assert.match(String(last(up.requests).headers['x-request-id']), MADE_ID, tp);
     }
+  });
+
+  test('a WebSocket upgrade reaches the app with the request id too', async () => {
+    const sent = await new Promise<string | undefined>((resolve, reject) => {
+      const r = httpRequest({
+        host: '127.0.0.1',
+        port: gw.port,
+        path: '/public/ws',
+        localAddress: OFFICE,
+        headers: { host: 'mail.test', connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'x-request-id': 'client-ws-id' },
+      });
+      r.on('upgrade', (_res, socket) => {
+        socket.destroy();
+        resolve(last(up.requests).headers['x-request-id'] as string | undefined);
+      });
+      r.on('response', (res) => reject(new Error(`no upgrade: ${res.statusCode}`)));
+      r.on('error', reject);
+      r.end();
+    });
+    assert.match(String(sent), MADE_ID);
   });
 
   test('an audit event raised by a request carries its id', async () => {
