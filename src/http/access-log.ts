@@ -1,7 +1,7 @@
 /**
  * The access log (`access_log: { file }`, off by default): one JSON line per request, proxied,
- * forward-auth subrequest or portal. Lines are joined in memory and written once per turn of the
- * event loop (one write for many requests); while the disk does not keep up, at most
+ * forward-auth subrequest or portal. Lines are joined in memory and written every 50 ms or 64 KiB
+ * (one write for many requests: each is a trip to libuv's thread pool); while the disk does not keep up, at most
  * MAX_BACKLOG bytes wait and further lines are dropped and counted (memory stays bounded). The
  * file is opened by name again on SIGHUP and reload (logrotate), as the audit log is.
  *
@@ -18,6 +18,9 @@ import type { GateResult } from '../access/types.js';
 
 /** Bytes waiting for the disk beyond which lines are dropped (and counted). */
 const MAX_BACKLOG = 8 * 2 ** 20;
+/** Lines are written at most FLUSH_MS after they are made, or as soon as FLUSH_BYTES wait. */
+const FLUSH_MS = 50;
+const FLUSH_BYTES = 64 * 1024;
 /** A path longer than this is cut (with `…`). */
 const MAX_PATH = 2048;
 
@@ -77,6 +80,7 @@ export class AccessLog {
   private file: string | null = null;
   private buf = '';
   private scheduled = false;
+  private timer: NodeJS.Timeout | null = null;
   private dropped = 0;
 
   constructor(
@@ -122,14 +126,19 @@ export class AccessLog {
       return;
     }
     this.buf += `${line}\n`;
-    if (!this.scheduled) {
+    if (this.buf.length >= FLUSH_BYTES) this.flush();
+    else if (!this.scheduled) {
+      // each write is a trip to libuv's thread pool: batch a few milliseconds' worth of lines
       this.scheduled = true;
-      setImmediate(() => this.flush());
+      this.timer = setTimeout(() => this.flush(), FLUSH_MS);
+      this.timer.unref();
     }
   }
 
   private flush(): void {
     this.scheduled = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     if (this.dropped > 0) {
       this.opts.logger?.warn({ dropped: this.dropped, file: this.file }, 'access log lines dropped: the disk did not keep up');
       this.dropped = 0;
