@@ -21,6 +21,7 @@ import { attachNotifier, type Notifier } from './audit/notify.js';
 import { closeLiveConnections, followLockdown, watchLockdownState, type LockdownWatch } from './access/lockdown.js';
 import type { ConnectionLimits } from './net/listener.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
+import { AccessLog } from './http/access-log.js';
 
 /** What a reload did: swapped in, or refused with the running config kept (every error listed). */
 export type { ReloadOutcome } from './runtime.js';
@@ -57,6 +58,8 @@ export class Gateway {
   private revocationRetry: NodeJS.Timeout | null = null;
   private admin: AdminServer | null = null;
   private metrics: GatewayMetrics | null = null;
+  /** The access log (`access_log`), reopened with the audit log. */
+  accessLog: AccessLog | null = null;
   private notifier: Notifier | null = null;
   private lockdownWatch: LockdownWatch | null = null;
   /** Set when a shutdown begins: /readyz answers 503 from then on. */
@@ -105,9 +108,11 @@ export class Gateway {
     // before the listener opens: a lockdown state that cannot be read is assumed on
     const lockdownWatch = await watchLockdownState(rt, opts.lockdownRetryMs !== undefined ? { retryMs: opts.lockdownRetryMs } : {});
     const metrics = new GatewayMetrics(rt);
-    const server = await createGatewayServer(rt, { observe: metrics.observeUpstream, ...(opts.connectionLimits ? { limits: opts.connectionLimits } : {}) });
+    const accessLog = new AccessLog(cfg.accessLog.file, { clock: rt.clock, logger });
+    const server = await createGatewayServer(rt, { observe: metrics.observeUpstream, decision: metrics.countDecision, accessLog, ...(opts.connectionLimits ? { limits: opts.connectionLimits } : {}) });
     const port = await server.listen(opts.port, opts.host);
     const gw = new Gateway(rt, server, port, opts);
+    gw.accessLog = accessLog;
     gw.lockdownWatch = lockdownWatch;
     gw.metrics = metrics;
     gw.notifier = attachNotifier(rt);
@@ -188,6 +193,11 @@ export class Gateway {
       await rt.audit.reopen(next.audit.file);
     } catch (err) {
       rt.logger.error({ err: (err as Error).message, file: next.audit.file }, 'the audit file could not be reopened; audit events keep going to the previous one');
+    }
+    try {
+      await this.accessLog?.reopen(next.accessLog.file);
+    } catch (err) {
+      rt.logger.error({ err: (err as Error).message, file: next.accessLog.file }, 'the access log could not be reopened');
     }
     const later = needsRestart.length ? `; needs restart: ${needsRestart.join(', ')}` : '';
     rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: `${trigger}${later}` });
@@ -307,6 +317,7 @@ export class Gateway {
     this.metrics?.close();
     await this.http.close();
     await this.rt.audit.close();
+    await this.accessLog?.close();
     await this.rt.stores.close();
     await this.rt.hasher.close();
   }

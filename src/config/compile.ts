@@ -24,7 +24,7 @@ import { compilePasswordPolicy } from './sections/password-policy.js';
 import { compileLoginLimits } from './sections/login-limits.js';
 import { compileAttack, compileLockdown } from './sections/lockdown.js';
 import { compileNotify } from './sections/notify.js';
-import { compileAudit, compileShutdown, compileUpstreamTimeouts } from './sections/operations.js';
+import { compileAccessLog, compileAudit, compileShutdown, compileUpstreamTimeouts } from './sections/operations.js';
 import { compileApps } from './sections/apps.js';
 import { compileWebauthn } from './sections/webauthn.js';
 import type { CompiledApp, CompiledConfig, ConfigIssue } from './types.js';
@@ -82,6 +82,7 @@ const TOP_KEYS = [
   'audit',
   'upstream_timeouts',
   'shutdown',
+  'access_log',
   'apps',
 ] as const;
 
@@ -141,6 +142,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   const audit = compileAudit(r, t.audit, cwd, dataDir);
   const upstreamTimeouts = compileUpstreamTimeouts(r, t.upstream_timeouts);
   const shutdown = compileShutdown(r, t.shutdown);
+  const accessLog = compileAccessLog(r, t.access_log, cwd);
   const apps = t.apps ? compileApps(r, t.apps, networks) : [];
   const webauthn = compileWebauthn(r, t.webauthn, session, apps);
 
@@ -172,6 +174,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     audit,
     upstreamTimeouts,
     shutdown,
+    accessLog,
     apps,
     appsByHost: new FrozenMap(appsByHost),
   });

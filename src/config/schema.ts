@@ -58,7 +58,7 @@ export interface KeySchema {
  * passkeys, enrolment shared with passkeys, the access log). The schema test tolerates the compiler
  * not knowing them YET; the integrator empties this list once they are merged.
  */
-export const PENDING_SECTIONS: readonly string[] = ['ldap', 'access_log'];
+export const PENDING_SECTIONS: readonly string[] = ['ldap'];
 
 const dur = (description: string, dflt: string | undefined, extra: Partial<KeySchema> = {}): KeySchema => ({
   type: 'duration',
@@ -291,6 +291,7 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
       upstream: { type: 'url', description: 'an http(s) URL with no path, query or credentials, or builtin:whoami', required: true, example: 'http://10.1.1.5:8080' },
       websocket: { type: 'boolean', description: 'pass WebSocket upgrades', default: false, example: true },
       case_insensitive_paths: { type: 'boolean', description: 'rules and basic_auth paths match in any letter case (IIS apps)', default: false, example: false },
+      assertion: { type: 'boolean', description: 'send the signed X-Portcullis-Assertion to the app (false: apps that do not verify it are spared its cost)', default: true, example: true },
       rules: {
         type: 'list',
         description: 'first match wins; no match means deny',

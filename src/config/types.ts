@@ -53,6 +53,11 @@ export interface CompiledApp {
    * paths Windows would read as another name (trailing dots or spaces, `::$DATA`, `~1`) are refused.
    */
   caseInsensitivePaths: boolean;
+  /**
+   * `assertion` (default true): send the signed X-Portcullis-Assertion. An app that does not
+   * verify it can turn it off (false): nothing is signed for it and its request head is smaller.
+   */
+  assertion: boolean;
   pos: SourcePos;
 }
 
@@ -179,6 +184,8 @@ export interface CompiledConfig {
   attack: AttackConfig | null;
   notify: NotifyConfig;
   audit: { file: string | null };
+  /** `access_log`: one JSON line per request (null: off, the default). */
+  accessLog: { file: string | null };
   /** `upstream_timeouts`: connect, response headers, idle body. */
   upstreamTimeouts: { connectMs: number; headersMs: number; idleMs: number };
   /**

@@ -49,7 +49,7 @@ function malformedUpgrade(req: IncomingMessage): { status: number; extra?: strin
   return null;
 }
 
-export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+export function createUpgradeHandler(rt: Runtime, requestIdOf?: (req: IncomingMessage) => string): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     socket.on('error', () => socket.destroy());
     const bad = malformedUpgrade(req);
@@ -57,17 +57,18 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
     // the gate decides on this request, and the app receives this request: same method and target
-    const asked = gateRequestOf(req, info);
+    const requestId = requestIdOf?.(req);
+    const asked = gateRequestOf(req, info, requestId);
     gate(rt, cfg, asked)
       .then(async (r) => {
         if (r.kind === 'error') return refuse(socket, ERRORS[r.code].status);
         if (r.kind === 'signin' || r.kind === 'step') return refuse(socket, 401);
         if (!r.app.websocket || r.app.upstream.kind !== 'http') {
-          rt.audit.record({ event: 'access_denied', ip: info.ip, app: r.app.name, user: r.identity?.user.name, outcome: 'denied', reason: 'websocket not enabled for this app' });
+          rt.audit.record({ event: 'access_denied', ip: info.ip, app: r.app.name, user: r.identity?.user.name, outcome: 'denied', reason: 'websocket not enabled for this app', request_id: requestId });
           return refuse(socket, 403);
         }
         const identity = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;
-        const headers = appRequestHeaders(req, info, identity, { viaAppPassword: !!r.identity && !r.identity.session, keepUpgrade: true });
+        const headers = appRequestHeaders(req, info, identity, { viaAppPassword: !!r.identity && !r.identity.session, keepUpgrade: true, requestId });
         const url = r.app.upstream.url;
         const t = cfg.upstreamTimeouts;
         const upReq = (url.protocol === 'https:' ? httpsRequest : httpRequest)({
