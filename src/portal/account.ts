@@ -15,7 +15,7 @@ export function accountRoutes(portal: PortalContext) {
       if (!g) return reply;
       const { c, s } = g;
       if (s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
-      if (shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/account');
+      if (shortOfFactors(c, s)) return stepUpTo(reply, c, s, '/.portcullis/account');
       const user = rt.users.get(s.rec.user)!;
       const [totp, left, keys] = await Promise.all([
         rt.stores.state.getTotp(user.name),

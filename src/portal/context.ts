@@ -76,7 +76,7 @@ export interface PortalContext {
   /** Whether a signed-in session's factors fall short of every rule that admits it from here. */
   shortOfFactors(c: Ctx, s: OpenSession): boolean;
   /** 303 to the second factor, coming back to `page`. */
-  stepUpTo(reply: FastifyReply, page: string): FastifyReply;
+  stepUpTo(reply: FastifyReply, c: Ctx, s: OpenSession, page: string): FastifyReply;
   /** The app and the (possibly half-signed-in) session, or null with a response already sent. */
   signedIn(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession } | null>;
   /** A POST within a session: the form parsed, its CSRF token and the Origin checked. */
@@ -223,7 +223,16 @@ export function portalContext(rt: Runtime): PortalContext {
     return !signInAdmits(c.app, { ip: c.info.ip, groups: user?.groups ?? [], factors: s.rec.amr });
   }
 
-  const stepUpTo = (reply: FastifyReply, page: string) => reply.code(303).header('location', `/.portcullis/mfa?rd=${encodeURIComponent(page)}`).send();
+  /**
+   * Step a session up to the factor a rule here asks for: a code (or passkey) where an `mfa`
+   * rule would admit it, else a passkey (only `passkey` rules admit it from here). Sending a
+   * TOTP session to the code page where only `passkey` rules apply would bounce it straight back.
+   */
+  const stepUpTo = (reply: FastifyReply, c: Ctx, s: OpenSession, page: string) => {
+    const user = rt.users.get(s.rec.user);
+    const withCode = signInAdmits(c.app, { ip: c.info.ip, groups: user?.groups ?? [], factors: ['pwd', 'otp'] });
+    return reply.code(303).header('location', `/.portcullis/${withCode ? 'mfa' : 'passkey'}?rd=${encodeURIComponent(page)}`).send();
+  };
 
   /** The app and the (possibly half-signed-in) session, or null with a response already sent. */
   async function signedIn(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession } | null> {
