@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Form, PortalContext } from './context.js';
 import { accountPage } from './pages.js';
+import { knownUser } from '../directory/source.js';
 
 export function accountRoutes(portal: PortalContext) {
   const { rt, send, signedIn, afterStep, shortOfFactors, stepUpTo } = portal;
@@ -16,7 +17,7 @@ export function accountRoutes(portal: PortalContext) {
       const { c, s } = g;
       if (s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
       if (shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/account');
-      const user = rt.users.get(s.rec.user)!;
+      const user = knownUser(rt, s.rec.user)!;
       const [totp, left] = await Promise.all([rt.stores.state.getTotp(user.name), rt.stores.state.countRecoveryCodes(user.name)]);
       const done = (req.query as Form).done;
       return send(

@@ -20,6 +20,7 @@ import { sameSecret } from '../util/constant-time.js';
 import { formExpiredPage } from './pages.js';
 import { appOfRd, domainCsp, portalHostApp, toPortal } from './portal-host.js';
 import { safeRedirect } from './redirect.js';
+import { knownUser, lookupUser } from '../directory/source.js';
 
 export const GENERIC_CODE_ERROR = 'That code is not valid. Try the next one your app shows.';
 
@@ -190,7 +191,7 @@ export function portalContext(rt: Runtime): PortalContext {
     if (!s) return null;
     // on the portal host, a page that names no rd is judged for the app the sign-in is for
     if (c.portalRd === 'none' && s.rec.rd) c.app = appOfRd(c.cfg, s.rec.rd);
-    const u = rt.users.get(s.rec.user);
+    const u = await lookupUser(rt, s.rec.user);
     if (u && !u.disabled) return s;
     await rt.sessions.destroy(s);
     return null;
@@ -232,7 +233,7 @@ export function portalContext(rt: Runtime): PortalContext {
    * stepped up before it sees the account page, changes the password or ends other sessions.
    */
   function shortOfFactors(c: Ctx, s: OpenSession): boolean {
-    const user = rt.users.get(s.rec.user);
+    const user = knownUser(rt, s.rec.user);
     return !signInAdmits(c.app, { ip: c.info.ip, groups: user?.groups ?? [], factors: s.rec.amr });
   }
 

@@ -19,6 +19,7 @@ import { gate } from '../access/gate.js';
 import { appRequestHeaders, upgradeResponseHead } from './headers.js';
 import { identityHeaders } from '../access/identity.js';
 import { CLOSE_GOING_AWAY, FrameBoundary } from './ws-frames.js';
+import { knownUser, lookupUser } from '../directory/source.js';
 
 /** How often an open tunnel re-checks its session, in real time (a tuning knob and a test hook). */
 export const tunnelChecks = { everyMs: 15_000 };
@@ -162,7 +163,13 @@ function watchSession(rt: Runtime, s: OpenSession, user: string, end: (reason: s
   let stopped = false;
 
   const check = async (): Promise<string | null> => {
-    const u = rt.users.get(user);
+    let u;
+    try {
+      u = await lookupUser(rt, user);
+    } catch {
+      // the directory unreachable: an established connection continues on the last record
+      u = knownUser(rt, user);
+    }
     if (!u || u.disabled) return 'user disabled or removed';
     try {
       const now = await rt.sessions.peek(s.idHash);
