@@ -185,7 +185,9 @@ export class LdapDirectory {
 
   /** A new connection to `url`, StartTLS done when configured. */
   private async open(url: string): Promise<Client> {
-    const c = new Client({ url, timeout: this.cfg.timeoutMs, connectTimeout: this.cfg.timeoutMs, tlsOptions: this.tlsFor(url), strictDN: false });
+    // tlsOptions only for ldaps:// (ldapts opens TLS at once whenever they are given)
+    const secure = url.startsWith('ldaps:');
+    const c = new Client({ url, timeout: this.cfg.timeoutMs, connectTimeout: this.cfg.timeoutMs, ...(secure ? { tlsOptions: this.tlsFor(url) } : {}), strictDN: false });
     if (this.cfg.startTls && url.startsWith('ldap:')) {
       try {
         await c.startTLS(this.tlsFor(url));
