@@ -33,8 +33,8 @@ import { lockdownRefuses, signInAdmits } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
 import { isPortcullisError } from '../errors.js';
-import type { LdapDirectory } from '../directory/ldap.js';
-import { lookupUser } from '../directory/source.js';
+import { accountKey, lookupUser } from '../directory/source.js';
+import { isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
 
 /**
  * The network a failure is counted under for the attack posture: the /24 of an IPv4 address, the
@@ -130,7 +130,9 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   // state that decides the answer (stored hash, disabled, attack posture), so a guess remembered
   // as answered (see reservePassword's `repeat`) is forgotten the moment that state changes: a
   // re-enabled user or a changed password is checked again at once
-  const digest = secretFingerprint(rt, a.via, name, a.secret);
+  // an app password of a directory user is stored under its account key (a rename keeps it)
+  const stateName = a.via === 'basic' && user ? accountKey(user) : name;
+  const digest = secretFingerprint(rt, a.via, stateName, a.secret);
   const fingerprint = `${digest}.${stateTag(user, rt.attack.active)}`;
   // read for every attempt, whoever it names, so a right password costs what a wrong one does
   // (an app password never leads to a second factor: Basic, sent with every request, skips that read)
@@ -172,7 +174,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     }
     ticket = r.ticket;
     try {
-      v = directory && a.via !== 'basic' ? await verifyDirectory(rt, directory, a, name, familiar) : { ok: await verify(rt, a, name, user, digest), user };
+      v = directory && a.via !== 'basic' ? await verifyDirectory(rt, directory, a, name, familiar) : { ok: await verify(rt, a, stateName, user, digest), user };
     } catch (e) {
       // the directory unreachable: the attempt is taken back and the caller answers 503 (fail closed)
       await ticket.cancel();
@@ -206,10 +208,11 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     await failed('password_refused_correct', a.via === 'form' ? 'user disabled' : `user disabled (${what})`, 'denied');
     return { kind: 'fail' };
   }
-  // a directory user's second factor is read under the name the directory gives (the typed
-  // name may differ in case, or be a userPrincipalName)
-  const hasTotp = found.name === name ? totp !== null : a.via === 'basic' ? false : (await rt.stores.state.getTotp(found.name)) !== null;
-  const isFamiliar = found.name === name ? familiar : await rt.throttle.isFamiliar(found.name, a.ip);
+  // a directory user's second factor and familiar networks are kept under its account key (the
+  // typed name may differ in case, be a userPrincipalName, or be an old name)
+  const key = accountKey(found);
+  const hasTotp = key === name ? totp !== null : a.via === 'basic' ? false : (await rt.stores.state.getTotp(key)) !== null;
+  const isFamiliar = key === name ? familiar : await rt.throttle.isFamiliar(key, a.ip);
   return {
     kind: 'ok',
     user: found,
@@ -253,8 +256,10 @@ interface Verified {
  *   failures made elsewhere (a Windows logon) are respected too;
  * - a locked, disabled or expired account is never bound.
  */
-async function verifyDirectory(rt: Runtime, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
-  const entry = await dir.find(name);
+async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
+  // a signed-in user's own password (change, re-entry) names the account by its key; a name typed
+  // at the form or over Basic is always searched as a name (escaped), never as a key
+  const entry = isDirectoryKey(name) && (a.via === 'password-change' || a.via === 'reauth') ? await dir.findByKey(name) : await dir.find(name);
   if (!entry) return { ok: false, user: undefined, reason: 'unknown user' };
   const user = entry.record;
   if (entry.refused) return { ok: false, user, reason: entry.refused };

@@ -17,7 +17,7 @@ import { editUsersFile, setPassword } from './users.js';
 import { networkKeyFor } from './throttle.js';
 import { generateSecret, otpauthUri, verifyCode } from './totp.js';
 import { generateRecoveryCodes, hashRecoveryCode, normaliseRecoveryCode } from './recovery.js';
-import { knownUser } from '../directory/source.js';
+import { accountKey, knownUser } from '../directory/source.js';
 
 export type NextStep = 'mfa' | 'enrol' | 'password' | 'none';
 
@@ -200,8 +200,8 @@ export async function changePassword(
   }
   // a new password ends every session of the user (ASVS 3.3.3): a thief's session must not
   // outlive the change
-  const ended = await rt.stores.sessions.deleteByUser(user.name);
-  for (const conn of rt.live) if (conn.user === user.name) conn.close('password changed');
+  const ended = await rt.stores.sessions.deleteByUser(accountKey(user));
+  for (const conn of rt.live) if (conn.user === accountKey(user)) conn.close('password changed');
   if (ended > 0) rt.audit.record({ event: 'session_revoked', ip: a.ip, user: user.name, app: a.app.name, outcome: 'info', reason: 'password changed' });
   return { kind: 'ok' };
 }
@@ -285,14 +285,15 @@ export async function secondFactor(
 export function startEnrolment(rt: Runtime, cfg: CompiledConfig, user: string): { sealed: string; secret: string; uri: string } {
   const c = cfg.totp;
   const secret = generateSecret(rt.random, c.algorithm);
-  const uri = otpauthUri({ issuer: c.issuer, account: user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm });
+  // the authenticator shows the user's name (a directory user's key is its stable id)
+  const uri = otpauthUri({ issuer: c.issuer, account: knownUser(rt, user)?.name ?? user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm });
   return { sealed: rt.box.seal(secret, `enrol:${user}`), secret, uri };
 }
 
 export function enrolmentDetails(rt: Runtime, cfg: CompiledConfig, user: string, sealed: string): { secret: string; uri: string } {
   const c = cfg.totp;
   const secret = rt.box.open(sealed, `enrol:${user}`);
-  return { secret, uri: otpauthUri({ issuer: c.issuer, account: user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm }) };
+  return { secret, uri: otpauthUri({ issuer: c.issuer, account: knownUser(rt, user)?.name ?? user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm }) };
 }
 
 /**

@@ -141,6 +141,27 @@ function filetimeMs(s: string | null): number | null {
   return Number(v / 10_000n - FILETIME_EPOCH_OFFSET);
 }
 
+/**
+ * A directory user's account key: what sessions name and what TOTP secrets, recovery codes, app
+ * passwords and familiar networks are stored under. The stable id, never the name, so a renamed
+ * user keeps them. `:` is outside the users file's name alphabet: no file user can collide.
+ */
+export const DIRECTORY_KEY_PREFIX = 'ldap:';
+export function directoryKey(id: string): string {
+  return `${DIRECTORY_KEY_PREFIX}${id}`;
+}
+export function isDirectoryKey(s: string): boolean {
+  return s.startsWith(DIRECTORY_KEY_PREFIX);
+}
+
+/** The 16 bytes of objectGUID (hex, in wire order) for its UUID text, or null. */
+export function guidBytes(uuid: string): string | null {
+  const m = /^([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})$/i.exec(uuid);
+  if (!m) return null;
+  const rev = (h: string) => Buffer.from(h, 'hex').reverse().toString('hex');
+  return `${rev(m[1]!)}${rev(m[2]!)}${rev(m[3]!)}${m[4]}${m[5]}`.toLowerCase();
+}
+
 /** Thrown inside this module for trouble reaching a server (try the next URL). */
 class Unreachable extends Error {}
 
@@ -151,7 +172,10 @@ export class LdapDirectory {
   private preferred = 0;
   private lastOk = true;
   private lastError: string | null = null;
+  /** Account key (`ldap:` + stable id) -> what the directory said (LRU). */
   private readonly cache = new Map<string, { at: number; entry: DirectoryEntry }>();
+  /** User name -> account key (LRU). */
+  private readonly names = new Map<string, string>();
   private closed = false;
 
   constructor(
@@ -454,33 +478,71 @@ export class LdapDirectory {
   // ---- cache: what the directory said, for sessions (at most `cache` old before a refresh)
 
   private remember(entry: DirectoryEntry): void {
-    const key = entry.record.name;
+    const key = directoryKey(entry.id);
     this.cache.delete(key);
     this.cache.set(key, { at: this.deps.clock.now(), entry });
+    this.names.delete(entry.record.name);
+    this.names.set(entry.record.name, key);
     while (this.cache.size > CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+    while (this.names.size > CACHE_MAX) this.names.delete(this.names.keys().next().value!);
   }
 
   private forget(dn: string): void {
     for (const [k, v] of this.cache) if (v.entry.dn === dn) this.cache.delete(k);
   }
 
-  /** The last record for a signed-in user's name, however old (sync; null when not remembered). */
-  cached(name: string): UserRecord | null {
-    return this.cache.get(name)?.entry.record ?? null;
+  private keyOf(nameOrKey: string): string | undefined {
+    return isDirectoryKey(nameOrKey) ? nameOrKey : this.names.get(nameOrKey);
+  }
+
+  /** The last record for a signed-in user (by account key or name), however old; null when not remembered. */
+  cached(nameOrKey: string): UserRecord | null {
+    const k = this.keyOf(nameOrKey);
+    return (k && this.cache.get(k)?.entry.record) || null;
+  }
+
+  /** The entry for an account key (`ldap:` + stable id), fresh from the directory. */
+  async findByKey(key: string): Promise<DirectoryEntry | null> {
+    if (!isDirectoryKey(key)) return null;
+    const id = key.slice(DIRECTORY_KEY_PREFIX.length);
+    const attr = this.cfg.attributes.id;
+    let value: string;
+    if (attr.toLowerCase() === 'objectguid') {
+      const hex = guidBytes(id);
+      if (!hex) return null;
+      value = hex.replace(/(..)/g, '\\$1');
+    } else {
+      if (!searchableName(id)) return null;
+      value = escapeFilterValue(id);
+    }
+    const filter = `(${attr}=${value})`;
+    const res = await this.asService((c) =>
+      c.search(this.cfg.baseDn, { scope: 'sub', filter, attributes: this.attrs(), sizeLimit: 2, explicitBufferAttributes: ['objectGUID'] }).catch((e) => {
+        if (e instanceof ResultCodeError && e.code === 4) return { searchEntries: [], searchReferences: [] };
+        throw e;
+      }),
+    );
+    if (res.searchEntries.length !== 1) return null;
+    const entry = await this.toEntry(res.searchEntries[0]!, '');
+    if (!entry || entry.id !== id) return null;
+    this.remember(entry);
+    return entry;
   }
 
   /**
-   * The record for a signed-in user: the cache while it is younger than `cache`, else the
-   * directory. While the directory is unreachable an established session keeps its last record
-   * (issue 12: established sessions continue); a user the directory no longer finds is null.
+   * The record for a signed-in user (by account key, or by name): the cache while it is younger
+   * than `cache`, else the directory. While the directory is unreachable an established session
+   * keeps its last record (issue 12: established sessions continue); a user the directory no
+   * longer finds is null.
    */
-  async lookup(name: string): Promise<UserRecord | null> {
-    const hit = this.cache.get(name);
+  async lookup(nameOrKey: string): Promise<UserRecord | null> {
+    const k = this.keyOf(nameOrKey);
+    const hit = k ? this.cache.get(k) : undefined;
     if (hit && this.deps.clock.now() - hit.at < this.cfg.cacheMs) return hit.entry.record;
     try {
-      const e = await this.find(name);
-      if (!e || e.record.name !== name) {
-        this.cache.delete(name);
+      const e = isDirectoryKey(nameOrKey) ? await this.findByKey(nameOrKey) : await this.find(nameOrKey);
+      if (!e || (!isDirectoryKey(nameOrKey) && e.record.name !== nameOrKey)) {
+        if (k) this.cache.delete(k);
         return null;
       }
       return e.record;

@@ -3,14 +3,22 @@
  * directory), then the directory when `ldap` is configured. Narrow deps, no Runtime.
  */
 import type { UserRecord } from '../auth/users.js';
-import type { LdapDirectory } from './ldap.js';
+import { directoryKey, type LdapDirectory } from './ldap.js';
+
+/**
+ * What a user's sessions, second factors, app passwords and familiar networks are keyed by: the
+ * name for a users-file user, `ldap:` + the stable id for a directory user (a rename keeps them).
+ */
+export function accountKey(user: UserRecord): string {
+  return user.source === 'ldap' && user.directoryId ? directoryKey(user.directoryId) : user.name;
+}
 
 export interface UserSourceDeps {
   users: ReadonlyMap<string, UserRecord>;
   directory?: LdapDirectory | null;
 }
 
-/** Sync: the file user, else the directory's last word on a signed-in user (however old). */
+/** Sync: the file user, else the directory's last word on a signed-in user (name or account key; however old). */
 export function knownUser(d: UserSourceDeps, name: string): UserRecord | undefined {
   return d.users.get(name) ?? d.directory?.cached(name) ?? undefined;
 }

@@ -18,7 +18,7 @@ export function accountRoutes(portal: PortalContext) {
       if (s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
       if (shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/account');
       const user = knownUser(rt, s.rec.user)!;
-      const [totp, left] = await Promise.all([rt.stores.state.getTotp(user.name), rt.stores.state.countRecoveryCodes(user.name)]);
+      const [totp, left] = await Promise.all([rt.stores.state.getTotp(s.rec.user), rt.stores.state.countRecoveryCodes(s.rec.user)]);
       const done = (req.query as Form).done;
       return send(
         reply,

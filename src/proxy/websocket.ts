@@ -19,7 +19,7 @@ import { gate } from '../access/gate.js';
 import { appRequestHeaders, upgradeResponseHead } from './headers.js';
 import { identityHeaders } from '../access/identity.js';
 import { CLOSE_GOING_AWAY, FrameBoundary } from './ws-frames.js';
-import { knownUser, lookupUser } from '../directory/source.js';
+import { accountKey, knownUser, lookupUser } from '../directory/source.js';
 
 /** How often an open tunnel re-checks its session, in real time (a tuning knob and a test hook). */
 export const tunnelChecks = { everyMs: 15_000 };
@@ -105,7 +105,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
           let stopWatching = (): void => undefined;
           let goingAway = false;
           const conn: LiveConnection = {
-            user: r.identity?.user.name ?? null,
+            user: r.identity ? accountKey(r.identity.user) : null,
             sessionHash: session?.idHash ?? null,
             app: r.app.name,
             ip: info.ip,
@@ -137,7 +137,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
           socket.pipe(upSocket);
           upSocket.pipe(socket);
           if (session && r.identity) {
-            stopWatching = watchSession(rt, session, r.identity.user.name, (reason) => {
+            stopWatching = watchSession(rt, session, accountKey(r.identity.user), (reason) => {
               rt.logger.info({ app: r.app.name, user: conn.user, reason }, 'WebSocket closed: its session ended');
               rt.live.delete(conn);
               conn.close(reason);

@@ -8,7 +8,8 @@
  * one answer to the client, the real reason in the audit, and no bind for the locked account.
  * The break-glass admin in the users file wins over the directory. bob changes his password
  * through the portal and the directory has it. A password the directory says must change leads
- * to the change page, from a familiar network. Then the directory goes away: sign-ins get 503,
+ * to the change page, from a familiar network. alice is renamed alicia in the directory: her
+ * authenticator (kept under the directory's entryUUID, not her name) still applies. Then the directory goes away: sign-ins get 503,
  * bob's established session goes on, /readyz says so; it comes back and sign-ins work again.
  */
 import { test, before, after } from 'node:test';
@@ -19,6 +20,8 @@ import type { AuditEvent } from '../../src/audit/events.js';
 import { echoOf, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { call, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
+import { generateCode } from '../../src/auth/totp.js';
+import { directoryKey } from '../../src/directory/ldap.js';
 import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
@@ -59,6 +62,7 @@ apps:
     rules:
       - { paths: ["/admin", "/admin/**"], groups: [admins], policy: password }
       - { paths: ["/admin", "/admin/**"], policy: deny }
+      - { paths: ["/vault", "/vault/**"], networks: [office], policy: mfa }
       - { networks: [office, home], policy: password }
       - { policy: deny }
 `;
@@ -185,4 +189,29 @@ test('the directory goes away: sign-ins answer 503, an established session goes 
   }
   const again = await client().login('alice', PW.alice, '/inbox');
   assert.equal(again.status, 303);
+});
+
+test('a renamed user keeps her authenticator: second factors are kept under the stable id (entryUUID)', { skip: missing ?? false }, async () => {
+  const rt = gw.gw.rt;
+  const id = rt.directory!.cached('alice')!.directoryId!;
+  assert.match(id, /^[0-9a-f-]{36}$/);
+  const key = directoryKey(id);
+  const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
+  await rt.stores.state.setTotp(key, { secret: rt.box.seal(SECRET, `totp:${key}`), enrolledAt: Date.now(), source: 'provisioned' });
+  await slapd.rename(dn('alice'), 'uid=alicia');
+  try {
+    const c = client();
+    const r = await c.login('alicia', PW.alice, '/vault');
+    assert.equal(r.status, 303);
+    assert.equal(r.headers.location, '/.portcullis/mfa', 'the authenticator enrolled as alice is asked for');
+    const t = rt.config.totp;
+    const code = generateCode(SECRET, { time: Date.now(), period: t.period, digits: t.digits, algorithm: t.algorithm });
+    const m = await c.submit('/.portcullis/mfa', { code });
+    assert.equal(m.status, 303);
+    const app = echoOf(await c.get('/vault'));
+    assert.equal(app.headers['remote-user'], 'alicia', 'the app sees the new name');
+    assert.equal((await client().login('alice', PW.alice)).status, 401, 'the old name is gone');
+  } finally {
+    await slapd.rename(dn('alicia'), 'uid=alice');
+  }
 });
