@@ -384,6 +384,10 @@ export async function completeSignIn(
     return;
   }
   const key = networkKeyFor(a.ip, cfg.loginLimits.ipv6Prefix);
+  // a directory user's networks are kept under its account key; the throttle, which picks the
+  // familiar or unfamiliar bucket before the directory is asked who a typed name is, reads them
+  // under the name, so the name gets them too (an attacker elsewhere never locks the office out)
+  if (user.source === 'ldap' && user.name !== a.user) await rt.stores.state.addKnownNetwork(user.name, key);
   const known = await rt.stores.state.knownNetworks(a.user);
   if (!known.includes(key)) {
     await rt.stores.state.addKnownNetwork(a.user, key);
