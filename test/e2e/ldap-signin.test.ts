@@ -22,6 +22,7 @@ import { call, startTestGateway, type TestGateway } from '../helpers/gateway.js'
 import { PortalClient } from '../helpers/portal.js';
 import { generateCode } from '../../src/auth/totp.js';
 import { directoryKey } from '../../src/directory/ldap.js';
+import { addAppPassword, listAppPasswords } from '../../src/admin/operations.js';
 import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
@@ -65,6 +66,7 @@ apps:
       - { paths: ["/vault", "/vault/**"], networks: [office], policy: mfa }
       - { networks: [office, home], policy: password }
       - { policy: deny }
+    basic_auth: { paths: ["/dav", "/dav/**"] }
 `;
 }
 
@@ -214,4 +216,19 @@ test('a renamed user keeps her authenticator: second factors are kept under the 
   } finally {
     await slapd.rename(dn('alicia'), 'uid=alice');
   }
+});
+
+test('app passwords for a directory user: issued by name, kept under the stable id, accepted over Basic; no bind', { skip: missing ?? false }, async () => {
+  const rt = gw.gw.rt;
+  const issued = await addAppPassword(rt, 'bob', 'phone', { ip: '127.0.0.1' });
+  assert.equal(issued.user, 'bob');
+  assert.equal((await listAppPasswords(rt, 'bob')).length, 1);
+  const before = await slapd.failures('bob');
+  const basic = (user: string, pw: string) =>
+    call(`${gw.url}/dav/cal`, { headers: { host: 'mail.test', authorization: `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}` } });
+  const ok = await basic('bob', issued.password);
+  assert.equal(ok.status, 200);
+  assert.equal(JSON.parse(ok.text).headers['remote-user'], 'bob');
+  assert.equal((await basic('bob', 'pcap_WRONGWRONGWRONGWRONGWRONGWRONGWR')).status, 401);
+  assert.equal(await slapd.failures('bob'), before, 'app passwords never reach the directory');
 });
