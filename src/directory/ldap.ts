@@ -339,32 +339,7 @@ export class LdapDirectory {
     const email = first(e, a.email);
     const name = first(e, a.name);
     const groups = await this.groupsOf(e);
-    const now = this.deps.clock.now();
-    let refused: string | null = null;
-    let mustChange = false;
-    let failures = 0;
-    let passwordTag = '';
-    if (this.cfg.implementation === 'activedirectory') {
-      const uac = Number(first(e, 'userAccountControl') ?? '0');
-      const lockout = first(e, 'lockoutTime');
-      const expires = filetimeMs(first(e, 'accountExpires'));
-      const pwdLastSet = first(e, 'pwdLastSet');
-      const expiry = filetimeMs(first(e, 'msDS-UserPasswordExpiryTimeComputed'));
-      if (uac & 0x2) refused = 'directory: account disabled (userAccountControl)';
-      else if (lockout && lockout !== '0') refused = 'directory: account locked out (lockoutTime)';
-      else if (expires !== null && expires <= now) refused = 'directory: account expired (accountExpires)';
-      if (pwdLastSet === '0' || (expiry !== null && expiry <= now) || uac & 0x800000) mustChange = true;
-      failures = Number(first(e, 'badPwdCount') ?? '0') || 0;
-      passwordTag = pwdLastSet ?? '';
-    } else {
-      const locked = first(e, 'pwdAccountLockedTime');
-      if (locked) refused = locked === '000001010000Z' ? 'directory: account disabled (pwdAccountLockedTime)' : 'directory: account locked (ppolicy pwdAccountLockedTime)';
-      const end = first(e, 'pwdEndTime');
-      if (!refused && end && ldapTime(end) !== null && ldapTime(end)! <= now) refused = 'directory: account expired (pwdEndTime)';
-      mustChange = (first(e, 'pwdReset') ?? '').toUpperCase() === 'TRUE';
-      failures = all(e, 'pwdFailureTime').length;
-      passwordTag = first(e, 'pwdChangedTime') ?? '';
-    }
+    const { refused, mustChange, failures, passwordTag } = accountState(this.cfg.implementation, e, this.deps.clock.now());
     const record: UserRecord = {
       name: username,
       passwordHash: '',
@@ -576,6 +551,41 @@ export class LdapDirectory {
     const entry = await this.find(name);
     return { entry, url: this.cfg.urls[this.preferred]! };
   }
+}
+
+/**
+ * What an entry's attributes say about signing in now: AD `userAccountControl` ACCOUNTDISABLE
+ * (0x2), `lockoutTime` > 0, a past `accountExpires` refuse; `pwdLastSet` = 0, a past
+ * `msDS-UserPasswordExpiryTimeComputed` or PASSWORD_EXPIRED (0x800000) mean "must change".
+ * OpenLDAP ppolicy: `pwdAccountLockedTime` (000001010000Z: locked by an administrator) and a past
+ * `pwdEndTime` refuse; `pwdReset: TRUE` means "must change".
+ */
+export function accountState(
+  implementation: LdapConfig['implementation'],
+  e: Entry,
+  now: number,
+): { refused: string | null; mustChange: boolean; failures: number; passwordTag: string } {
+  let refused: string | null = null;
+  let mustChange = false;
+  if (implementation === 'activedirectory') {
+    const uac = Number(first(e, 'userAccountControl') ?? '0');
+    const lockout = first(e, 'lockoutTime');
+    const expires = filetimeMs(first(e, 'accountExpires'));
+    const pwdLastSet = first(e, 'pwdLastSet');
+    const expiry = filetimeMs(first(e, 'msDS-UserPasswordExpiryTimeComputed'));
+    if (uac & 0x2) refused = 'directory: account disabled (userAccountControl)';
+    else if (lockout && lockout !== '0') refused = 'directory: account locked out (lockoutTime)';
+    else if (expires !== null && expires <= now) refused = 'directory: account expired (accountExpires)';
+    if (pwdLastSet === '0' || (expiry !== null && expiry <= now) || uac & 0x800000) mustChange = true;
+    return { refused, mustChange, failures: Number(first(e, 'badPwdCount') ?? '0') || 0, passwordTag: pwdLastSet ?? '' };
+  }
+  const locked = first(e, 'pwdAccountLockedTime');
+  if (locked) refused = locked === '000001010000Z' ? 'directory: account disabled (pwdAccountLockedTime)' : 'directory: account locked (ppolicy pwdAccountLockedTime)';
+  const end = first(e, 'pwdEndTime');
+  const endMs = end ? ldapTime(end) : null;
+  if (!refused && endMs !== null && endMs <= now) refused = 'directory: account expired (pwdEndTime)';
+  mustChange = (first(e, 'pwdReset') ?? '').toUpperCase() === 'TRUE';
+  return { refused, mustChange, failures: all(e, 'pwdFailureTime').length, passwordTag: first(e, 'pwdChangedTime') ?? '' };
 }
 
 /** GeneralizedTime (`20260101120000Z`) as ms, or null. */
