@@ -67,6 +67,19 @@ test('failover: one of two servers stopped, sign-ins go on; both stopped, 503; o
   await two.start();
 });
 
+test('a server that accepts connections but never answers: the timeout moves on to the next', { skip: missing ?? false }, async () => {
+  assert.equal((await login('alice', 'Wonderland-Rabbit-1865')).status, 303, 'pooled connections to the first server');
+  one.freeze();
+  try {
+    const t0 = Date.now();
+    assert.equal((await login('bob', 'Can-We-Fix-It-2024')).status, 303);
+    const ms = Date.now() - t0;
+    assert.ok(ms < 2 * 2000 + 1500, `answered in ${ms} ms (timeout: 2s an operation)`);
+  } finally {
+    one.thaw();
+  }
+});
+
 function tlsConfig(over: Partial<LdapConfig>): LdapConfig {
   return {
     implementation: 'openldap',

@@ -46,6 +46,10 @@ export interface Slapd {
   locked(uid: string): Promise<boolean>;
   /** Modify an entry as the root DN. */
   modify(dn: string, op: 'add' | 'replace' | 'delete', type: string, values: string[]): Promise<void>;
+  /** Suspend the server (SIGSTOP): connections stay open, nothing answers. */
+  freeze(): void;
+  /** Resume a frozen server (SIGCONT). */
+  thaw(): void;
   /** Rename an entry as the root DN (the old RDN value is removed). */
   rename(dn: string, newDn: string): Promise<void>;
   /** Bind as DN with PASSWORD on a fresh connection: true when it succeeds. */
@@ -181,6 +185,7 @@ export async function startSlapd(opts: { tls?: boolean } = {}): Promise<Slapd> {
         clearTimeout(kill);
         res();
       });
+      c.kill('SIGCONT'); // a frozen server must be able to act on SIGTERM
       c.kill('SIGTERM');
     });
   };
@@ -219,6 +224,8 @@ export async function startSlapd(opts: { tls?: boolean } = {}): Promise<Slapd> {
     failures: async (uid) => (await opAttr(uid, 'pwdFailureTime')).length,
     locked: async (uid) => (await opAttr(uid, 'pwdAccountLockedTime')).length > 0,
     modify: (dn, op, type, values) => asRoot((c) => c.modify(dn, new Change({ operation: op, modification: new Attribute({ type, values }) }))),
+    freeze: () => void (child as ChildProcess | null)?.kill('SIGSTOP'),
+    thaw: () => void (child as ChildProcess | null)?.kill('SIGCONT'),
     rename: (dn, newDn) => asRoot((c) => c.modifyDN(dn, newDn)),
     canBind: async (dn, password) => {
       const c = new Client({ url, timeout: 5000 });
