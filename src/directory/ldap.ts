@@ -174,6 +174,8 @@ export class LdapDirectory {
   private lastError: string | null = null;
   /** Account key (`ldap:` + stable id) -> what the directory said (LRU). */
   private readonly cache = new Map<string, { at: number; entry: DirectoryEntry }>();
+  /** Refreshes in flight (bounded by the sessions asking at once). */
+  private readonly refreshing = new Map<string, Promise<DirectoryEntry | null>>();
   /** User name -> account key (LRU). */
   private readonly names = new Map<string, string>();
   private closed = false;
@@ -515,7 +517,13 @@ export class LdapDirectory {
     const hit = k ? this.cache.get(k) : undefined;
     if (hit && this.deps.clock.now() - hit.at < this.cfg.cacheMs) return hit.entry.record;
     try {
-      const e = isDirectoryKey(nameOrKey) ? await this.findByKey(nameOrKey) : await this.find(nameOrKey);
+      // one refresh per account at a time: a burst of a session's requests searches once
+      let p = this.refreshing.get(nameOrKey);
+      if (!p) {
+        p = (isDirectoryKey(nameOrKey) ? this.findByKey(nameOrKey) : this.find(nameOrKey)).finally(() => this.refreshing.delete(nameOrKey));
+        this.refreshing.set(nameOrKey, p);
+      }
+      const e = await p;
       if (!e || (!isDirectoryKey(nameOrKey) && e.record.name !== nameOrKey)) {
         if (k) this.cache.delete(k);
         return null;
