@@ -33,7 +33,7 @@ import { lockdownRefuses, signInAdmits } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
 import { isPortcullisError } from '../errors.js';
-import { accountKey, lookupUser } from '../directory/source.js';
+import { accountKey } from '../directory/source.js';
 import { isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
 
 /**
@@ -123,16 +123,14 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   const fileUser = rt.users.get(name);
   // the directory is asked only for names the users file does not hold (file users first)
   const directory = !fileUser && rt.directory ? rt.directory : null;
-  // an app password names a user the gateway must know: a directory user through the cache (at
-  // most `ldap.cache` old), else a search; no bind is ever made for an app password
-  const user = fileUser ?? (directory ? (a.via === 'basic' ? await lookupUser(rt, name) : (directory.cached(name) ?? undefined)) : undefined);
+  // what the gateway last knew of a directory user (for the state tag); the directory itself is
+  // asked only after the reservation, so a throttled or blocked client never causes a search
+  const user = fileUser ?? (directory ? (directory.cached(name) ?? undefined) : undefined);
   // what a typed secret is compared and counted as; the attempt's fingerprint also names the
   // state that decides the answer (stored hash, disabled, attack posture), so a guess remembered
   // as answered (see reservePassword's `repeat`) is forgotten the moment that state changes: a
   // re-enabled user or a changed password is checked again at once
-  // an app password of a directory user is stored under its account key (a rename keeps it)
-  const stateName = a.via === 'basic' && user ? accountKey(user) : name;
-  const digest = secretFingerprint(rt, a.via, stateName, a.secret);
+  const digest = secretFingerprint(rt, a.via, name, a.secret);
   const fingerprint = `${digest}.${stateTag(user, rt.attack.active)}`;
   // read for every attempt, whoever it names, so a right password costs what a wrong one does
   // (an app password never leads to a second factor: Basic, sent with every request, skips that read)
@@ -174,11 +172,19 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     }
     ticket = r.ticket;
     try {
-      v = directory && a.via !== 'basic' ? await verifyDirectory(rt, directory, a, name, familiar) : { ok: await verify(rt, a, stateName, user, digest), user };
+      v = !directory
+        ? { ok: await verify(rt, a, name, user, digest), user }
+        : a.via === 'basic'
+          ? await verifyDirectoryAppPassword(rt, directory, a, name)
+          : await verifyDirectory(rt, directory, a, name, familiar);
     } catch (e) {
       // the directory unreachable: the attempt is taken back and the caller answers 503 (fail closed)
       await ticket.cancel();
-      if (isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE')) rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: `directory unavailable (${what})` });
+      if (isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE')) {
+        rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: `directory unavailable (${what})` });
+        // Basic answers 503 through the gate as for a spent budget; the portal's error page says 503 too
+        if (a.via === 'basic') return { kind: 'busy' };
+      }
       throw e;
     }
   } finally {
@@ -288,6 +294,17 @@ async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, di
   // a right password: the directory's count starts again, and so does the budget
   await rt.stores.rates.reset(key);
   return { ok: true, user, mustChange: out.kind === 'expired' || entry.mustChange, dn: entry.dn };
+}
+
+/**
+ * An app password of a directory user: the user looked up (cache first, at most `ldap.cache`
+ * old), the app password checked by the gateway under the account key (a rename keeps it). No
+ * bind: an app password never reaches the directory.
+ */
+async function verifyDirectoryAppPassword(rt: Runtime, dir: LdapDirectory, a: CredentialRequest, name: string): Promise<Verified> {
+  const user = (await dir.lookup(name)) ?? undefined;
+  const key = user ? accountKey(user) : name;
+  return { ok: await verify(rt, a, key, user, secretFingerprint(rt, 'basic', key, a.secret)), user };
 }
 
 /** How long a failed bind stays in an account's bind budget (unless a bind succeeds first). */
