@@ -26,6 +26,7 @@ import { AccessLog } from './http/access-log.js';
 /** What a reload did: swapped in, or refused with the running config kept (every error listed). */
 export type { ReloadOutcome } from './runtime.js';
 import type { ReloadOutcome } from './runtime.js';
+import { LdapDirectory } from './directory/ldap.js';
 
 /** How often revocations a reload could not apply (store unreachable) are tried again. */
 const REVOCATION_RETRY_MS = 2_000;
@@ -185,6 +186,12 @@ export class Gateway {
     }
     rt.config = next;
     rt.users = users.users;
+    if (JSON.stringify(rt.config.ldap) !== JSON.stringify(rt.directory?.cfg ?? null) || (next.ldap === null) !== !rt.directory) {
+      // a changed ldap section: a new client (the old one's connections are closed)
+      const old = rt.directory ?? null;
+      rt.directory = next.ldap ? new LdapDirectory(next.ldap, { clock: rt.clock, logger: rt.logger }) : null;
+      void old?.close();
+    }
     (rt as { throttle: LoginThrottle }).throttle = new LoginThrottle({ limits: next.loginLimits, rates: rt.stores.rates, state: rt.stores.state, clock: rt.clock, witness: rt.throttle.witness });
     this.http.pools.prune(next);
     await this.applyRevocations();
@@ -319,6 +326,7 @@ export class Gateway {
     await this.rt.audit.close();
     await this.accessLog?.close();
     await this.rt.stores.close();
+    await this.rt.directory?.close();
     await this.rt.hasher.close();
   }
 }

@@ -12,6 +12,8 @@ import type { Runtime } from '../runtime.js';
 import type { UserRecord } from '../auth/users.js';
 import { checkBasicAuth } from './basic-auth.js';
 import type { GateRequest, GateResult, Identity } from './types.js';
+import { lookupUser } from '../directory/source.js';
+import { isPortcullisError } from '../errors.js';
 
 export type { GateRequest, GateResult, Identity } from './types.js';
 
@@ -82,7 +84,16 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
   } else {
     const s = await rt.sessions.lookup(req.sessionId, req.sessionScope);
     if (s) {
-      const user = rt.users.get(s.rec.user);
+      // the users file, else the directory (its record at most `ldap.cache` old; while it is
+      // unreachable an established session keeps the last record it had)
+      let user;
+      try {
+        user = await lookupUser(rt, s.rec.user);
+      } catch (e) {
+        // a directory user never seen by this process while the directory is down: fail closed
+        if (isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE')) return { kind: 'error', code: 'PC_DIRECTORY_UNAVAILABLE', app, reason: 'directory unavailable' };
+        throw e;
+      }
       if (!user || user.disabled) {
         await rt.sessions.destroy(s);
       } else if (s.rec.pending !== 'none') {

@@ -30,6 +30,7 @@ import type { Runtime } from '../runtime.js';
 import type { OpenSession } from '../session/sessions.js';
 import type { PasskeyRecord, SessionRecord } from '../store/ports.js';
 import { REAUTH_MS } from './login.js';
+import { knownUser } from '../directory/source.js';
 
 /** At most this many passkeys per user. */
 export const MAX_PASSKEYS_PER_USER = 10;
@@ -147,12 +148,13 @@ export async function registrationOptions(
   s: OpenSession,
 ): Promise<{ options: PublicKeyCredentialCreationOptionsJSON; session: OpenSession }> {
   const wa = config(cfg);
-  const user = rt.users.get(s.rec.user);
+  // a directory user's state is keyed `ldap:<stable id>`: the authenticator shows the name
+  const user = knownUser(rt, s.rec.user);
   const existing = await rt.stores.state.listPasskeys(s.rec.user);
   const options = await generateRegistrationOptions({
     rpName: wa.rpName,
     rpID: wa.rpId,
-    userName: s.rec.user,
+    userName: user?.name ?? s.rec.user,
     userID: userHandle(rt, s.rec.user),
     userDisplayName: user?.displayName ?? s.rec.user,
     challenge: new Uint8Array(rt.random.bytes(32)),

@@ -27,6 +27,7 @@ import { compileNotify } from './sections/notify.js';
 import { compileAccessLog, compileAudit, compileShutdown, compileUpstreamTimeouts } from './sections/operations.js';
 import { compileApps } from './sections/apps.js';
 import { compileWebauthn } from './sections/webauthn.js';
+import { compileLdap } from './sections/ldap.js';
 import type { CompiledApp, CompiledConfig, ConfigIssue } from './types.js';
 
 // The small pure helpers live in values.ts; they stay importable from here (the CLI and tests use them).
@@ -74,6 +75,7 @@ const TOP_KEYS = [
   'totp',
   'enrol',
   'webauthn',
+  'ldap',
   'password_policy',
   'login_limits',
   'lockdown',
@@ -145,6 +147,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   const accessLog = compileAccessLog(r, t.access_log, cwd);
   const apps = t.apps ? compileApps(r, t.apps, networks) : [];
   const webauthn = compileWebauthn(r, t.webauthn, session, apps);
+  const ldap = t.ldap && !r.isNull(t.ldap) ? compileLdap(r, t.ldap, cwd, env, o.checkFiles, t.login_limits, loginLimits) : null;
 
   const appsByHost = new Map<string, CompiledApp>();
   for (const app of apps) for (const h of app.hosts) appsByHost.set(h, app);
@@ -166,6 +169,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     session,
     totp,
     webauthn,
+    ldap,
     passwordPolicy,
     loginLimits,
     lockdown,

@@ -193,6 +193,8 @@ export interface CompiledConfig {
    * notices), then no new connections and up to `graceMs` for requests in flight.
    */
   shutdown: { drainMs: number; graceMs: number };
+  /** `ldap`: users from a directory after the users file (null: no directory). */
+  ldap: LdapConfig | null;
   apps: readonly CompiledApp[];
   /** Lower-case host (no port) to app. */
   appsByHost: ReadonlyMap<string, CompiledApp>;
@@ -205,4 +207,28 @@ export interface ConfigIssue {
   /** Dotted key path, e.g. `apps[0].rules[2].networks[0]`. */
   path: string;
   message: string;
+}
+
+/** `ldap:` (issue 12): bind authentication against LDAP / Active Directory. */
+export interface LdapConfig {
+  implementation: 'activedirectory' | 'openldap' | 'custom';
+  /** Tried in order (failover); ldap:// or ldaps://. */
+  urls: readonly string[];
+  startTls: boolean;
+  /** PEM CA bundle that verifies the directory's certificate (null: the system's CAs). */
+  caFile: string | null;
+  /** Plain ldap:// without StartTLS, allowed only when set (a warning is logged). */
+  insecure: boolean;
+  bindDn: string;
+  bindPassword: string;
+  baseDn: string;
+  /** RFC 4515 filter with `{username}` (the typed name, escaped). */
+  userFilter: string;
+  /** Filter over `baseDn` finding a user's groups, with `{dn}` and `{username}` (escaped); null: read `attributes.groups` from the entry. */
+  groupFilter: string | null;
+  attributes: { username: string; email: string; name: string; groups: string; id: string };
+  /** The directory's own bad-bind lockout; the per-user limits stay below it. */
+  lockoutThreshold: number;
+  timeoutMs: number;
+  cacheMs: number;
 }

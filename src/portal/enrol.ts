@@ -15,6 +15,7 @@ import type { OpenSession } from '../session/sessions.js';
 import { GENERIC_CODE_ERROR, type Ctx, type Form, type PortalContext } from './context.js';
 import { enrolOfferPage, enrolPage, passkeyInsteadLink, reauthPage, recoveryCodesPage, removeTotpForm } from './pages.js';
 import { hasSecondFactor } from '../auth/passkey.js';
+import { knownUser } from '../directory/source.js';
 
 const qrOf = (uri: string) => QRCode.toDataURL(uri, { errorCorrectionLevel: 'M', margin: 2, width: 200 });
 
@@ -158,7 +159,7 @@ export function enrolRoutes(portal: PortalContext) {
       s = n;
       if (!selfService && n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
-      return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: selfService ? (n.rec.rd ?? '/.portcullis/account') : afterStep(n), issuer: c.cfg.totp.issuer, user: n.rec.user }));
+      return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: selfService ? (n.rec.rd ?? '/.portcullis/account') : afterStep(n), issuer: c.cfg.totp.issuer, user: knownUser(rt, n.rec.user)?.name ?? n.rec.user }));
     });
   };
 }

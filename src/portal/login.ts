@@ -14,6 +14,7 @@ import { readSessionCookie } from '../http/request-context.js';
 import { formOf, type Ctx, type Form, type PortalContext } from './context.js';
 import { loginPage } from './pages.js';
 import { toPortal } from './portal-host.js';
+import { accountKey } from '../directory/source.js';
 
 const GENERIC_LOGIN_ERROR = 'Incorrect username or password.';
 
@@ -68,7 +69,7 @@ export function loginRoutes(portal: PortalContext) {
           const old = await session(req, c);
           if (old) await rt.sessions.destroy(old);
           const s = await rt.sessions.create({
-            user: r.user.name,
+            user: accountKey(r.user),
             amr: ['pwd'],
             pending: r.next,
             ip: c.info.ip,
@@ -79,7 +80,7 @@ export function loginRoutes(portal: PortalContext) {
             reauthAt: rt.clock.now(),
             scope: c.info.cookieDomain,
           });
-          if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: r.user.name, app: c.app.name, amr: s.rec.amr });
+          if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: accountKey(r.user), app: c.app.name, amr: s.rec.amr });
           setSession(reply, c, s);
           const to = r.offerEnrol ? '/.portcullis/enrol?offer=1' : afterStep(s);
           return reply.code(303).header('location', to).header('cache-control', 'no-store').send();

@@ -19,6 +19,7 @@ import { gate } from '../access/gate.js';
 import { appRequestHeaders, upgradeResponseHead } from './headers.js';
 import { identityHeaders } from '../access/identity.js';
 import { CLOSE_GOING_AWAY, FrameBoundary } from './ws-frames.js';
+import { accountKey, knownUser, lookupUser } from '../directory/source.js';
 
 /** How often an open tunnel re-checks its session, in real time (a tuning knob and a test hook). */
 export const tunnelChecks = { everyMs: 15_000 };
@@ -105,7 +106,7 @@ export function createUpgradeHandler(rt: Runtime, requestIdOf?: (req: IncomingMe
           let stopWatching = (): void => undefined;
           let goingAway = false;
           const conn: LiveConnection = {
-            user: r.identity?.user.name ?? null,
+            user: r.identity ? accountKey(r.identity.user) : null,
             sessionHash: session?.idHash ?? null,
             app: r.app.name,
             ip: info.ip,
@@ -137,7 +138,7 @@ export function createUpgradeHandler(rt: Runtime, requestIdOf?: (req: IncomingMe
           socket.pipe(upSocket);
           upSocket.pipe(socket);
           if (session && r.identity) {
-            stopWatching = watchSession(rt, session, r.identity.user.name, (reason) => {
+            stopWatching = watchSession(rt, session, accountKey(r.identity.user), (reason) => {
               rt.logger.info({ app: r.app.name, user: conn.user, reason }, 'WebSocket closed: its session ended');
               rt.live.delete(conn);
               conn.close(reason);
@@ -163,7 +164,13 @@ function watchSession(rt: Runtime, s: OpenSession, user: string, end: (reason: s
   let stopped = false;
 
   const check = async (): Promise<string | null> => {
-    const u = rt.users.get(user);
+    let u;
+    try {
+      u = await lookupUser(rt, user);
+    } catch {
+      // the directory unreachable: an established connection continues on the last record
+      u = knownUser(rt, user);
+    }
     if (!u || u.disabled) return 'user disabled or removed';
     try {
       const now = await rt.sessions.peek(s.idHash);
