@@ -167,11 +167,13 @@ export async function unblock(rt: Runtime, target: UnblockTarget, actor: Actor):
     if (typeof u !== 'string' || u.length === 0 || u.length > 256 || /[\u0000-\u001f\u007f]/.test(u)) throw bad('"user" must be a user name');
     lifted = await rt.throttle.unblock({ user: u });
     rt.logger.info({ user: u, lifted, admin: actor.ip }, 'admin lifted blocks on a user');
+    rt.audit.record({ event: 'unblocked', ip: actor.ip, user: u, outcome: 'info', reason: `admin: ${lifted} block(s)` });
   } else {
     const p = typeof target.ip === 'string' ? parseIp(target.ip) : null;
     if (!p) throw bad('"ip" must be an IPv4 or IPv6 address');
     lifted = await rt.throttle.unblock({ ip: p.address });
     rt.logger.info({ ip: p.address, lifted, admin: actor.ip }, 'admin lifted blocks on a source');
+    rt.audit.record({ event: 'unblocked', ip: actor.ip, outcome: 'info', reason: `admin: ${lifted} block(s) on source ${p.address}` });
   }
   return { lifted };
 }
@@ -211,6 +213,7 @@ export async function resetTotp(rt: Runtime, user: unknown, actor: Actor): Promi
   await rt.stores.state.setTotp(name, null);
   await rt.stores.state.setRecoveryCodes(name, []);
   rt.logger.info({ user: name, hadDevice, admin: actor.ip }, 'admin reset a TOTP device');
+  rt.audit.record({ event: 'totp_reset', ip: actor.ip, user: name, outcome: 'info', reason: hadDevice ? 'by admin' : 'by admin (no device)' });
   const r = await revokeSessions(rt, { user: user as string }, actor);
   return { hadDevice, sessionsRevoked: r.revoked };
 }

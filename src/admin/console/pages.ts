@@ -90,10 +90,10 @@ export const CONSOLE_HEADERS: Record<string, string> = {
   'x-robots-tag': 'noindex',
 };
 
-function layout(title: string, body: Raw, signedIn: { csrf: string } | null, narrow = false): string {
+export function layout(title: string, body: Raw, signedIn: { csrf: string } | null, narrow = false): string {
   const head = signedIn
     ? html`<header><h1>portcullis admin console</h1>
-<nav aria-label="Sections"><a href="#lockdown">Lockdown</a><a href="#attempts">Attempts</a><a href="#attacks">Attacks</a><a href="#blocks">Blocks</a><a href="#sessions">Sessions</a><a href="#allowlists">Allowlists</a></nav>
+<nav aria-label="Sections"><a href="/console#lockdown">Lockdown</a><a href="/console#attempts">Attempts</a><a href="/console#attacks">Attacks</a><a href="/console#blocks">Blocks</a><a href="/console#sessions">Sessions</a><a href="/console#allowlists">Allowlists</a><a href="/console/users">Users</a></nav>
 <form method="post" action="/console/logout">${csrfField(signedIn.csrf)}<button type="submit">Sign out</button></form></header>`
     : html`<header><h1>portcullis admin console</h1></header>`;
   return `<!doctype html>
@@ -102,17 +102,17 @@ function layout(title: string, body: Raw, signedIn: { csrf: string } | null, nar
 <body>${head.html}<main${narrow ? ' class="narrow"' : ''}>${body.html}</main></body></html>`;
 }
 
-function csrfField(csrf: string): Raw {
+export function csrfField(csrf: string): Raw {
   return html`<input type="hidden" name="csrf" value="${csrf}">`;
 }
 
 /** `2026-01-01T12:00:00.000Z` -> `2026-01-01 12:00:00 UTC`, inside a <time> element. */
-function time(iso: string): Raw {
+export function time(iso: string): Raw {
   const shown = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(iso) ? `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC` : iso;
   return html`<time datetime="${iso}">${shown}</time>`;
 }
 
-function isoOf(ms: number): string {
+export function isoOf(ms: number): string {
   return new Date(ms).toISOString();
 }
 
@@ -178,7 +178,7 @@ export interface DashboardView {
   configFile: string;
 }
 
-function flashBox(f: Flash): Raw {
+export function flashBox(f: Flash): Raw {
   return html`<div class="flash ${f.ok ? 'ok' : 'error'}" role="${f.ok ? 'status' : 'alert'}"><p><strong>${f.title}</strong></p>
 ${f.lines.length > 0 ? html`<ul class="issues">${f.lines.map((l) => html`<li>${l}</li>`)}</ul>` : ''}</div>`;
 }
@@ -237,7 +237,7 @@ function sourceAddress(source: string): string {
   return slash < 0 ? source : source.slice(0, slash);
 }
 
-const KIND_TEXT: Record<BlockInfo['kind'], string> = {
+export const KIND_TEXT: Record<BlockInfo['kind'], string> = {
   ip: 'too many failures from this source',
   spray: 'password spraying (many accounts from this source)',
   user: 'account locked out',

@@ -12,6 +12,10 @@
  *   POST /console/sessions/revoke  revoke.ts     handle=H | user=U
  *   POST /console/lockdown         lockdown.ts   state=on (with confirm=yes) | state=off
  *   POST /console/allow            allow.ts      op=add|remove, network=N, cidr="CIDR[ CIDR...]"
+ *   GET  /console/users            users.ts      every user and their factors (?page=N, 200 a page)
+ *   GET  /console/user?user=U      users.ts      one user's factors, sessions and blocks
+ *   POST /console/user/revoke, /console/user/unblock, /console/user/totp-reset (confirm=yes),
+ *        /console/user/passkey-remove (id=ID)     user-actions.ts   user=U, back to U's page
  *
  * Every POST needs an Origin of this console (when the browser sends one, as all current ones do
  * for a POST) and, once signed in, the session's CSRF token (action.ts); the session cookie is
@@ -36,6 +40,8 @@ import { lockdownRoutes } from './lockdown.js';
 import { loginRoutes } from './login.js';
 import { revokeRoutes } from './revoke.js';
 import { unblockRoutes } from './unblock.js';
+import { userActionRoutes } from './user-actions.js';
+import { usersRoutes } from './users.js';
 
 export type { ConsoleDeps } from './context.js';
 
@@ -81,6 +87,8 @@ export function adminConsole(rt: Runtime, deps: ConsoleDeps): FastifyPluginAsync
     await app.register(revokeRoutes(ctx));
     await app.register(lockdownRoutes(ctx));
     await app.register(allowRoutes(ctx));
+    await app.register(usersRoutes(ctx));
+    await app.register(userActionRoutes(ctx));
 
     // unknown console paths: an HTML 404 (the listener's own 404 is JSON, for the API)
     app.all('/console/*', async (req, reply) => {
