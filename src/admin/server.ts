@@ -18,7 +18,7 @@
  * configured `admin.listen` host; else 421. DNS rebinding (a hostile name resolved to 127.0.0.1)
  * cannot produce such a Host, so a page on another site cannot read /metrics or /readyz, or
  * guess tokens from the admin's browser. A TLS proxy in front keeps working as long as it sends
- * the listener's address as Host (nginx's default); the browser's name goes in X-Forwarded-Host.
+ * the listener's address as Host (nginx's default), or a name listed in `admin.hosts`.
  *
  * The listener has the gateway's connection limits (see net/listener.ts): headers and the whole
  * request within `requestMs`, an idle timeout, and a cap on connections per source.
@@ -69,13 +69,15 @@ export function isLoopback(host: string): boolean {
  * would: an IP literal (IPv4, or bracketed IPv6), `localhost`, or the configured listen host; any
  * port. Null, malformed or any other name: false.
  */
-export function adminHostOk(hostHeader: string | undefined, listenHost: string): boolean {
+export function adminHostOk(hostHeader: string | undefined, listenHost: string, names: readonly string[] = []): boolean {
   const host = validHost(hostHeader ?? '');
   if (host === null) return false;
   if (host.startsWith('[')) return true; // a bracketed IPv6 literal (validHost checked it)
   const colon = host.lastIndexOf(':');
   const name = colon < 0 ? host : host.slice(0, colon);
   if (name === 'localhost' || parseIp(name)?.family === 4) return true;
+  // `admin.hosts`: names the operator chose (a proxy in front passing the public name)
+  if (names.length > 0 && names.includes(name)) return true;
   return name === listenHost.toLowerCase();
 }
 
@@ -131,7 +133,7 @@ export async function buildAdminApp(rt: Runtime, deps: AdminAppDeps): Promise<Fa
 
   // DNS rebinding: the Host check comes first, for every route and every peer (see above)
   app.addHook('onRequest', async (req, reply) => {
-    if (adminHostOk(req.headers.host, rt.config.admin.listen.host)) return undefined;
+    if (adminHostOk(req.headers.host, rt.config.admin.listen.host, rt.config.admin.hosts)) return undefined;
     reply.code(421);
     if (req.url === '/console' || req.url.startsWith('/console/') || req.url.startsWith('/console?')) {
       return reply.headers(CONSOLE_HEADERS).send(

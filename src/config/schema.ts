@@ -117,6 +117,13 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
   admin: obj('the admin listener: /metrics, /readyz and the admin API the CLI uses', {
     listen: { type: 'listen', description: 'address and port of the admin listener (cannot share the gateway\'s port)', default: '127.0.0.1:9090', example: '127.0.0.1:9090' },
     token_file: { type: 'path', description: 'the admin API bearer token (created on first start)', defaultText: 'DATA_DIR/admin.token', example: './data/admin.token' },
+    hosts: {
+      type: 'list',
+      description: 'host names the admin listener also answers to in Host (a TLS proxy in front that passes the public name); besides these only IP addresses, localhost and the listen host are accepted (DNS rebinding)',
+      items: { type: 'string', description: 'a host name (matched on any port)', example: 'admin.example.org' },
+      default: [],
+      example: ['admin.example.org'],
+    },
   }),
   data_dir: { type: 'path', description: 'state: sessions and counters of the memory store, the audit log, the admin token', default: './data', example: '/var/lib/portcullis' },
   store: {

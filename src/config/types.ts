@@ -167,7 +167,7 @@ export interface CompiledConfig {
   tls: { cert: string; key: string } | null;
   trustedProxies: CidrSet;
   proxyProtocol: boolean;
-  admin: { listen: ListenAddress; tokenFile: string };
+  admin: { listen: ListenAddress; tokenFile: string; /** Extra names accepted in Host (lower-case, any port). */ hosts: readonly string[] };
   dataDir: string;
   store: { kind: 'memory' } | { kind: 'redis'; url: string };
   workers: number;

@@ -131,3 +131,21 @@ test('the running admin listener applies the same check (and the CLI-style reque
   assert.equal(ok.statusCode, 200);
   assert.deepEqual(await ok.body.json(), { status: 'ready' });
 });
+
+test('admin.hosts: a name the operator lists is accepted (a proxy passing the public name); nothing else becomes so', async () => {
+  const { loadConfigText } = await import('../../src/config/load.js');
+  const r = loadConfigText(
+    `admin: { listen: "127.0.0.1:9090", hosts: ["Admin.Example.org", "ops.example.org"] }\napps: [{ name: a, hosts: [a.example.org], upstream: "builtin:whoami", rules: [{ policy: deny }] }]\n`,
+    'p.yaml',
+    { cwd: '/tmp', checkFiles: false },
+  );
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
+  const hosts = r.ok ? r.config.admin.hosts : [];
+  assert.deepEqual([...hosts], ['admin.example.org', 'ops.example.org']);
+  const { adminHostOk } = await import('../../src/admin/server.js');
+  for (const h of ['admin.example.org', 'ADMIN.example.org:443', 'ops.example.org:8443']) assert.ok(adminHostOk(h, '127.0.0.1', hosts), h);
+  // the rebinding names stay refused
+  for (const h of [...HOSTILE, 'admin.example.org.evil.example', 'evil-admin.example.org', 'example.org']) assert.ok(!adminHostOk(h, '127.0.0.1', hosts), h);
+  // and without admin.hosts, the public name is refused as before
+  assert.ok(!adminHostOk('admin.example.org', '127.0.0.1'));
+});

@@ -143,7 +143,7 @@ describe('a valid configuration', () => {
     assert.equal(config.trustedProxies.contains('10.0.0.3'), false);
     assert.equal(config.trustedProxies.contains('2001:db8:ff::77'), true);
     assert.equal(config.proxyProtocol, true);
-    assert.deepEqual(config.admin, { listen: { host: '127.0.0.1', port: 9090 }, tokenFile: join(tmp.dir, 'secrets/admin.token') });
+    assert.deepEqual(config.admin, { listen: { host: '127.0.0.1', port: 9090 }, tokenFile: join(tmp.dir, 'secrets/admin.token'), hosts: [] });
     assert.equal(config.dataDir, join(tmp.dir, 'state'));
     assert.deepEqual(config.store, { kind: 'redis', url: 'redis://redis.internal:6379/0' });
     assert.equal(config.workers, 4);
@@ -265,7 +265,7 @@ describe('a valid configuration', () => {
     assert.equal(c.tls, null);
     assert.equal(c.trustedProxies.size, 0);
     assert.equal(c.proxyProtocol, false);
-    assert.deepEqual(c.admin, { listen: { host: '127.0.0.1', port: 9090 }, tokenFile: '/srv/portcullis/data/admin.token' });
+    assert.deepEqual(c.admin, { listen: { host: '127.0.0.1', port: 9090 }, tokenFile: '/srv/portcullis/data/admin.token', hosts: [] });
     assert.equal(c.dataDir, '/srv/portcullis/data');
     assert.equal(c.usersFile, '/srv/portcullis/config/users.yaml');
     assert.deepEqual(c.store, { kind: 'memory' });

@@ -2,7 +2,7 @@
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultText } from '../schema.js';
-import { parseListen, unsafeUrlText } from '../values.js';
+import { normaliseHost, parseListen, unsafeUrlText } from '../values.js';
 import { isSentinelUrl, parseSentinelUrl } from '../../store/redis-url.js';
 import { checkUrl, opt, readSecret, secretShown, type Reader, type Val } from '../reader.js';
 import type { CompiledConfig, ListenAddress } from '../types.js';
@@ -42,12 +42,20 @@ export function unreadableFile(p: string): string | null {
 
 
 export function compileAdmin(r: Reader, v: Val | undefined, cwd: string, dataDir: string): { admin: CompiledConfig['admin']; listenAt?: Val } {
-  const dflt = { listen: parseListen(defaultText('admin.listen'))!, tokenFile: join(dataDir, 'admin.token') };
-  const a = v ? r.object(v, ['listen', 'token_file']) : null;
+  const dflt = { listen: parseListen(defaultText('admin.listen'))!, tokenFile: join(dataDir, 'admin.token'), hosts: [] as string[] };
+  const a = v ? r.object(v, ['listen', 'token_file', 'hosts']) : null;
   if (!a) return { admin: dflt };
   const listen = opt(a.listen, (x) => r.listen(x), dflt.listen);
   const tokenFile = opt(a.token_file, (x) => r.filePath(x, cwd), dflt.tokenFile);
-  return { admin: { listen, tokenFile }, ...(a.listen ? { listenAt: a.listen } : {}) };
+  const hosts: string[] = [];
+  for (const item of a.hosts ? (r.list(a.hosts, 'host names') ?? []) : []) {
+    const s = r.str(item, 'a host name');
+    if (s === undefined) continue;
+    const h = normaliseHost(s);
+    if (!h.ok) r.issue(item.node, item.path, h.error);
+    else if (!hosts.includes(h.host)) hosts.push(h.host);
+  }
+  return { admin: { listen, tokenFile, hosts }, ...(a.listen ? { listenAt: a.listen } : {}) };
 }
 
 export function compileStore(r: Reader, v: Val, cwd: string, env: NodeJS.ProcessEnv): CompiledConfig['store'] | undefined {
