@@ -283,9 +283,12 @@ describe('passwordless passkey sign-in', () => {
     let last = 0;
     for (let i = 100; i < 110 && last !== 429; i++) last = (await op(c, csrf, { op: 'passwordless', response: JSON.stringify(forged(i)) })).status;
     assert.equal(last, 429, 'the per-user limit locks the account');
-    // now even dave's real passkey waits: the lockout holds whatever the factor
-    const { csrf: c2, options } = await passwordlessStart(c);
-    const r = await op(c, c2, { op: 'passwordless', response: JSON.stringify(dave.assert(options, 'example.org')) });
+    assert.ok(p.events.some((e) => e.event === 'locked_out' && e.user === 'dave'), 'dave is locked out (unfamiliar networks)');
+    // now even dave's real passkey waits, from another unfamiliar network too: the lockout is
+    // the account's (for unfamiliar networks), not only the source's
+    const other = p.client(HOST, '198.51.100.7');
+    const { csrf: c2, options } = await passwordlessStart(other);
+    const r = await op(other, c2, { op: 'passwordless', response: JSON.stringify(dave.assert(options, 'example.org')) });
     assert.equal(r.status, 429);
     assert.ok(r.headers['retry-after']);
   });
