@@ -19,6 +19,7 @@ import { loadUsersFile, formatIssue } from './auth/users.js';
 import { openStores } from './store/open.js';
 import type { Stores } from './store/ports.js';
 import type { LiveConnection, Runtime } from './runtime.js';
+import { LdapDirectory } from './directory/ldap.js';
 
 export interface RuntimeOptions {
   clock?: Clock;
@@ -33,6 +34,7 @@ export interface RuntimeOptions {
 export class RuntimeImpl implements Runtime {
   config: CompiledConfig;
   users: Runtime['users'] = new Map();
+  directory: LdapDirectory | null = null;
   lockdown = { on: false, since: 0, by: '' };
   readonly live = new Set<LiveConnection>();
   private guidanceFor: { policy: CompiledConfig['passwordPolicy']; g: PasswordGuidance } | null = null;
@@ -113,6 +115,7 @@ export async function createRuntime(cfg: CompiledConfig, opts: RuntimeOptions = 
   const attack = new AttackPosture({ rates: stores.rates, clock, config: () => (rtRef.rt?.config ?? cfg).attack, audit, logger });
   const rt = new RuntimeImpl(cfg, clock, random, logger, audit, stores, sessions, hasher, throttle, budget, signer, new AssertionCache(), box, attack);
   rtRef.rt = rt;
+  rt.directory = cfg.ldap ? new LdapDirectory(cfg.ldap, { clock, logger }) : null;
   // build the password dictionaries now, not during the first sign-in
   warmPasswordGuidance();
   await rt.reloadUsers();

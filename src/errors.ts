@@ -23,6 +23,8 @@ export const ERRORS = {
   PC_USER_EXISTS: { status: 409, message: 'user already exists' },
   PC_USER_UNKNOWN: { status: 404, message: 'no such user' },
   PC_INTERNAL: { status: 500, message: 'internal error' },
+  PC_WEAK_PASSWORD: { status: 400, message: 'the password does not meet the password policy' },
+  PC_DIRECTORY_UNAVAILABLE: { status: 503, message: 'the service is temporarily unavailable' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -21,10 +21,12 @@ import { attachNotifier, type Notifier } from './audit/notify.js';
 import { closeLiveConnections, followLockdown, watchLockdownState, type LockdownWatch } from './access/lockdown.js';
 import type { ConnectionLimits } from './net/listener.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
+import { AccessLog } from './http/access-log.js';
 
 /** What a reload did: swapped in, or refused with the running config kept (every error listed). */
 export type { ReloadOutcome } from './runtime.js';
 import type { ReloadOutcome } from './runtime.js';
+import { LdapDirectory } from './directory/ldap.js';
 
 /** How often revocations a reload could not apply (store unreachable) are tried again. */
 const REVOCATION_RETRY_MS = 2_000;
@@ -57,6 +59,8 @@ export class Gateway {
   private revocationRetry: NodeJS.Timeout | null = null;
   private admin: AdminServer | null = null;
   private metrics: GatewayMetrics | null = null;
+  /** The access log (`access_log`), reopened with the audit log. */
+  accessLog: AccessLog | null = null;
   private notifier: Notifier | null = null;
   private lockdownWatch: LockdownWatch | null = null;
   /** Set when a shutdown begins: /readyz answers 503 from then on. */
@@ -105,9 +109,11 @@ export class Gateway {
     // before the listener opens: a lockdown state that cannot be read is assumed on
     const lockdownWatch = await watchLockdownState(rt, opts.lockdownRetryMs !== undefined ? { retryMs: opts.lockdownRetryMs } : {});
     const metrics = new GatewayMetrics(rt);
-    const server = await createGatewayServer(rt, { observe: metrics.observeUpstream, ...(opts.connectionLimits ? { limits: opts.connectionLimits } : {}) });
+    const accessLog = new AccessLog(cfg.accessLog.file, { clock: rt.clock, logger });
+    const server = await createGatewayServer(rt, { observe: metrics.observeUpstream, decision: metrics.countDecision, accessLog, ...(opts.connectionLimits ? { limits: opts.connectionLimits } : {}) });
     const port = await server.listen(opts.port, opts.host);
     const gw = new Gateway(rt, server, port, opts);
+    gw.accessLog = accessLog;
     gw.lockdownWatch = lockdownWatch;
     gw.metrics = metrics;
     gw.notifier = attachNotifier(rt);
@@ -180,6 +186,12 @@ export class Gateway {
     }
     rt.config = next;
     rt.users = users.users;
+    if (JSON.stringify(rt.config.ldap) !== JSON.stringify(rt.directory?.cfg ?? null) || (next.ldap === null) !== !rt.directory) {
+      // a changed ldap section: a new client (the old one's connections are closed)
+      const old = rt.directory ?? null;
+      rt.directory = next.ldap ? new LdapDirectory(next.ldap, { clock: rt.clock, logger: rt.logger }) : null;
+      void old?.close();
+    }
     (rt as { throttle: LoginThrottle }).throttle = new LoginThrottle({ limits: next.loginLimits, rates: rt.stores.rates, state: rt.stores.state, clock: rt.clock, witness: rt.throttle.witness });
     this.http.pools.prune(next);
     await this.applyRevocations();
@@ -188,6 +200,11 @@ export class Gateway {
       await rt.audit.reopen(next.audit.file);
     } catch (err) {
       rt.logger.error({ err: (err as Error).message, file: next.audit.file }, 'the audit file could not be reopened; audit events keep going to the previous one');
+    }
+    try {
+      await this.accessLog?.reopen(next.accessLog.file);
+    } catch (err) {
+      rt.logger.error({ err: (err as Error).message, file: next.accessLog.file }, 'the access log could not be reopened');
     }
     const later = needsRestart.length ? `; needs restart: ${needsRestart.join(', ')}` : '';
     rt.audit.record({ event: 'config_reloaded', ip: '-', outcome: 'success', reason: `${trigger}${later}` });
@@ -307,7 +324,9 @@ export class Gateway {
     this.metrics?.close();
     await this.http.close();
     await this.rt.audit.close();
+    await this.accessLog?.close();
     await this.rt.stores.close();
+    await this.rt.directory?.close();
     await this.rt.hasher.close();
   }
 }

@@ -17,6 +17,7 @@ import type { PasswordGuidance } from './auth/guidance.js';
 import type { AssertionCache, AssertionSigner } from './auth/assertion.js';
 import type { SecretBox } from './auth/secret-box.js';
 import type { UserRecord } from './auth/users.js';
+import type { LdapDirectory } from './directory/ldap.js';
 
 export type { LockdownState };
 
@@ -55,6 +56,8 @@ export interface Runtime {
   /** The config in force now. Read once per request. */
   config: CompiledConfig;
   users: ReadonlyMap<string, UserRecord>;
+  /** `ldap`: users from a directory after the users file (absent or null: none). */
+  directory?: LdapDirectory | null;
   lockdown: LockdownState;
   readonly live: Set<LiveConnection>;
   /** Re-read the users file now (after the portal changed a password). */

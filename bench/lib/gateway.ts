@@ -58,6 +58,10 @@ export interface GatewaySpec {
   loginLimits?: string;
   /** `store:` value (default memory), e.g. a redis:// URL. */
   store?: string;
+  /** Extra top-level YAML lines (e.g. `access_log: { file: ... }`). */
+  extra?: string[];
+  /** Extra YAML keys of the app, each a line like `assertion: false`. */
+  appExtra?: string[];
   /** Extra node flags (e.g. --expose-gc). */
   execArgv?: string[];
   /** Directory for a `--cpu-prof` profile, or null. */
@@ -74,6 +78,7 @@ export function configText(spec: GatewaySpec, dir: string): string {
     `users_file: ${JSON.stringify(join(dir, 'users.yaml'))}`,
     `audit: { file: ${JSON.stringify(join(dir, 'data', 'audit.jsonl'))} }`,
     ...(spec.store ? [`store: ${JSON.stringify(spec.store)}`] : []),
+    ...(spec.extra ?? []),
     'networks:',
     spec.networks,
     ...(spec.loginLimits ? ['login_limits:', spec.loginLimits] : []),
@@ -81,6 +86,7 @@ export function configText(spec: GatewaySpec, dir: string): string {
     '  - name: mail',
     `    hosts: ["${HOST}"]`,
     `    upstream: "${spec.upstream}"`,
+    ...(spec.appExtra ?? []).map((l) => `    ${l}`),
     '    rules:',
     spec.rules,
     '',

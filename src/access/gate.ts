@@ -12,6 +12,8 @@ import type { Runtime } from '../runtime.js';
 import type { UserRecord } from '../auth/users.js';
 import { checkBasicAuth } from './basic-auth.js';
 import type { GateRequest, GateResult, Identity } from './types.js';
+import { lookupUser } from '../directory/source.js';
+import { isPortcullisError } from '../errors.js';
 
 export type { GateRequest, GateResult, Identity } from './types.js';
 
@@ -51,7 +53,7 @@ export function subjectOf(u: UserRecord): Subject {
 }
 
 function audit(rt: Runtime, event: AuditEventName, req: GateRequest, app: CompiledApp | null, reason: string, user?: string): void {
-  rt.audit.record({ event, ip: req.ip, app: app?.name, user, outcome: 'denied', reason });
+  rt.audit.record({ event, ip: req.ip, app: app?.name, user, outcome: 'denied', reason, ...(req.requestId ? { request_id: req.requestId } : {}) });
 }
 
 export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): Promise<GateResult> {
@@ -82,15 +84,24 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
   } else {
     const s = await rt.sessions.lookup(req.sessionId, req.sessionScope);
     if (s) {
-      const user = rt.users.get(s.rec.user);
+      // the users file, else the directory (its record at most `ldap.cache` old; while it is
+      // unreachable an established session keeps the last record it had)
+      let user;
+      try {
+        user = await lookupUser(rt, s.rec.user);
+      } catch (e) {
+        // a directory user never seen by this process while the directory is down: fail closed
+        if (isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE')) return { kind: 'error', code: 'PC_DIRECTORY_UNAVAILABLE', app, reason: 'directory unavailable' };
+        throw e;
+      }
       if (!user || user.disabled) {
         await rt.sessions.destroy(s);
       } else if (s.rec.pending !== 'none') {
-        return { kind: 'step', app, location: `${portalFor(cfg, req.host, req.proto) ?? ''}${stepLocation(s.rec.pending)}` };
+        return { kind: 'step', app, location: `${portalFor(cfg, req.host, req.proto) ?? ''}${stepLocation(s.rec.pending)}`, decision: anon };
       } else identity = { user, amr: s.rec.amr, session: s };
     }
   }
-  if (!identity) return { kind: 'signin', app, basic, rd: req.target };
+  if (!identity) return { kind: 'signin', app, basic, rd: req.target, decision: anon };
 
   const d = anon.needsSubject
     ? decide(app, { method: req.method, path: p.path, ip: req.ip, subject: subjectOf(identity.user) })
@@ -100,13 +111,13 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
     if (!identity.session) {
       // app passwords are a single factor; an mfa or passkey rule cannot be met over Basic
       audit(rt, 'access_denied', req, app, `${d.reason}; app passwords cannot satisfy ${d.policy}`, identity.user.name);
-      return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: `${d.policy} required` };
+      return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: `${d.policy} required`, decision: d };
     }
     const portal = portalFor(cfg, req.host, req.proto);
     const here = portal ? `${req.proto}://${req.host}${req.target}` : req.target;
     // a `passkey` rule: a TOTP session is stepped up to the passkey, not asked for another code
     const page = d.policy === 'passkey' ? '/.portcullis/passkey' : '/.portcullis/mfa';
-    return { kind: 'step', app, location: `${portal ?? ''}${page}?rd=${encodeURIComponent(here)}` };
+    return { kind: 'step', app, location: `${portal ?? ''}${page}?rd=${encodeURIComponent(here)}`, decision: d };
   }
   return { kind: 'proxy', app, rawTarget: req.target, identity, decision: d };
 }
@@ -114,10 +125,10 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
 function denied(rt: Runtime, req: GateRequest, app: CompiledApp, d: Decision, user?: string): GateResult {
   if (d.networkDenied) {
     audit(rt, 'network_denied', req, app, d.reason, user);
-    return { kind: 'error', code: 'PC_NETWORK_DENIED', app, reason: d.reason };
+    return { kind: 'error', code: 'PC_NETWORK_DENIED', app, reason: d.reason, decision: d };
   }
   audit(rt, 'access_denied', req, app, d.reason, user);
-  return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: d.reason };
+  return { kind: 'error', code: 'PC_ACCESS_DENIED', app, reason: d.reason, decision: d };
 }
 
 /**

@@ -1,22 +1,52 @@
 import type { CompiledApp } from '../config/types.js';
 import type { Runtime } from '../runtime.js';
-import type { Identity, IdentityHeaders } from './types.js';
+import type { UserRecord } from '../auth/users.js';
+import type { Identity, IdentityHeaders, PreparedIdentity } from './types.js';
+
+/**
+ * Header values must not carry CR/LF or other controls; user data is sanitised defensively. Text
+ * outside Latin-1 (a display name in Greek) is sent as its UTF-8 bytes, as nginx would.
+ */
+export function safe(v: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = v.replace(/[\u0000-\u001f\u007f]/g, '');
+  // eslint-disable-next-line no-control-regex
+  return /^[\u0000-\u007f]*$/.test(clean) ? clean : Buffer.from(clean, 'utf8').toString('latin1');
+}
+
+/**
+ * The identity header values of a user, sanitised once per user record (a reload makes new
+ * records, so a changed name or group list is never served from here).
+ */
+const prepared = new WeakMap<UserRecord, PreparedIdentity>();
+
+export function preparedIdentity(u: UserRecord): PreparedIdentity {
+  let p = prepared.get(u);
+  if (!p) {
+    p = { user: safe(u.name), groups: safe(u.groups.join(',')), email: u.email ? safe(u.email) : '', name: u.displayName ? safe(u.displayName) : '' };
+    prepared.set(u, p);
+  }
+  return p;
+}
 
 /**
  * Identity headers for the app, with the signed assertion reused from the cache: signing costs
  * ~100 µs, so a token is signed at most once per session, app and client address per minute.
+ * An app with `assertion: false` gets no assertion (null), and nothing is signed for it.
  */
 export function identityHeaders(rt: Runtime, app: CompiledApp, id: Identity, ip: string): IdentityHeaders | Promise<IdentityHeaders> {
   const u = id.user;
+  const values = preparedIdentity(u);
+  if (app.assertion === false) return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: null, prepared: values };
   const key = `${id.session ? id.session.idHash : `basic:${u.name}`}|${app.name}|${ip}|${id.amr.join(',')}`;
   const now = rt.clock.now();
   const token = rt.assertions.get(key, now);
   // the common case, a cached token, stays synchronous (no promise on the hot path)
-  if (token) return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: token };
-  return signFresh(rt, app, id, ip, key, now);
+  if (token) return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: token, prepared: values };
+  return signFresh(rt, app, id, ip, key, now, values);
 }
 
-async function signFresh(rt: Runtime, app: CompiledApp, id: Identity, ip: string, key: string, now: number): Promise<IdentityHeaders> {
+async function signFresh(rt: Runtime, app: CompiledApp, id: Identity, ip: string, key: string, now: number, values: PreparedIdentity): Promise<IdentityHeaders> {
   const u = id.user;
   const signed = await rt.signer.sign({
       aud: app.name,
@@ -28,5 +58,5 @@ async function signFresh(rt: Runtime, app: CompiledApp, id: Identity, ip: string
       ip,
     });
   rt.assertions.set(key, signed.token, signed.exp, now);
-  return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: signed.token };
+  return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: signed.token, prepared: values };
 }

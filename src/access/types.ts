@@ -26,6 +26,8 @@ export interface GateRequest {
    */
   sessionScope?: string | null | undefined;
   authorization: string | undefined;
+  /** The request id (http/request-id.ts): written in the audit events this request raises. */
+  requestId?: string;
 }
 
 export interface Identity {
@@ -37,11 +39,11 @@ export interface Identity {
 
 export type GateResult =
   | { kind: 'proxy'; app: CompiledApp; rawTarget: string; identity: Identity | null; decision: Decision }
-  | { kind: 'error'; code: ErrorCode; app: CompiledApp | null; reason: string }
+  | { kind: 'error'; code: ErrorCode; app: CompiledApp | null; reason: string; decision?: Decision }
   /** Not signed in: browsers go to the login page, other clients get 401. */
-  | { kind: 'signin'; app: CompiledApp; basic: boolean; rd: string }
+  | { kind: 'signin'; app: CompiledApp; basic: boolean; rd: string; decision?: Decision }
   /** Signed in but a step is pending (second factor, enrolment, password change). */
-  | { kind: 'step'; app: CompiledApp; location: string };
+  | { kind: 'step'; app: CompiledApp; location: string; decision?: Decision };
 
 /** What the app is told about the signed-in user (headers and the signed assertion). */
 export interface IdentityHeaders {
@@ -49,5 +51,16 @@ export interface IdentityHeaders {
   groups: readonly string[];
   email: string | null;
   name: string | null;
-  assertion: string;
+  /** The signed assertion; null for an app with `assertion: false`. */
+  assertion: string | null;
+  /** The header values, sanitised once per user record (see access/identity.ts). */
+  prepared?: PreparedIdentity;
+}
+
+/** Identity header values ready to send: sanitised, groups joined, '' where there is no value. */
+export interface PreparedIdentity {
+  user: string;
+  groups: string;
+  email: string;
+  name: string;
 }

@@ -18,11 +18,16 @@
  *   portcullis_lockdown                             1 while lockdown is on
  *   portcullis_store_up                             1 while the store answers
  *   portcullis_admin_auth_failures_total            admin requests without a valid token
+ *   portcullis_build_info{version, node}            always 1
+ *   portcullis_decisions_total{app, policy, outcome}  the gate's decisions, proxied and forward-auth:
+ *                                                   app and policy from the config ('-': none),
+ *                                                   outcome: allow | deny | login | step | lockdown | refused
  * and the process_* / nodejs_* defaults of prom-client.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { AuditEvent } from '../audit/events.js';
 import type { Runtime } from '../runtime.js';
+import { packageVersion } from '../cli/version.js';
 
 const THROTTLE_KINDS = new Set(['ip', 'user', 'spray', 'ceiling']);
 /** How long a session count is reused between scrapes (listing a large Redis store is not free). */
@@ -38,8 +43,11 @@ export class GatewayMetrics {
   private readonly logins: Counter<'factor' | 'outcome'>;
   private readonly throttled: Counter<'kind'>;
   private readonly events: Counter<'event'>;
-  private readonly upstream: Histogram<'app' | 'status_class'>;
+  private readonly upstream: LocalHistogram;
   private readonly adminFailures: Counter;
+  /** Decisions counted since start, by label values (see countDecision). */
+  private readonly decisionCounts: Array<{ labels: { app: string; policy: string; outcome: string }; n: number; added: number }> = [];
+  private readonly decisionIndex = new Map<string, Map<string, Map<string, { labels: { app: string; policy: string; outcome: string }; n: number; added: number }>>>();
   private readonly unsubscribe: () => void;
   private sessionsCache: { at: number; n: number } | null = null;
 
@@ -66,13 +74,35 @@ export class GatewayMetrics {
       labelNames: ['event'],
       registers,
     });
-    this.upstream = new Histogram({
-      name: 'portcullis_upstream_duration_seconds',
-      help: 'Time from forwarding a request to the app until its response headers, by app and status class',
-      labelNames: ['app', 'status_class'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    // counted in plain arrays per request; prom-client only formats them when scraped
+    this.upstream = new LocalHistogram(
+      'portcullis_upstream_duration_seconds',
+      'Time from forwarding a request to the app until the end of its response, by app and status class',
+      [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    );
+    this.registry.registerMetric(this.upstream as never);
+    const decisionCounts = this.decisionCounts;
+    new Counter({
+      name: 'portcullis_decisions_total',
+      help: "The gate's decisions (proxied requests and forward-auth subrequests) by app, policy and outcome",
+      labelNames: ['app', 'policy', 'outcome'],
       registers,
+      // counted per request in a plain Map (no label hashing on the hot path), added here when scraped
+      collect() {
+        for (const c of decisionCounts) {
+          if (c.n > c.added) {
+            this.inc(c.labels, c.n - c.added);
+            c.added = c.n;
+          }
+        }
+      },
     });
+    new Gauge({
+      name: 'portcullis_build_info',
+      help: 'The running version of portcullis and of Node.js (always 1)',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: packageVersion(), node: process.version }, 1);
     this.adminFailures = new Counter({
       name: 'portcullis_admin_auth_failures_total',
       help: 'Admin listener requests refused for a missing or wrong token',
@@ -146,20 +176,30 @@ export class GatewayMetrics {
   }
 
   /** For `createGatewayServer(rt, { observe })`: one proxied request's upstream time. */
-  /** Histogram children by app and status class, so the per-request path does no label hashing. */
-  private readonly upstreamChildren = new Map<string, { observe(v: number): void }>();
-
   readonly observeUpstream = (app: string, status: number, seconds: number): void => {
     if (!Number.isFinite(seconds) || seconds < 0) return;
-    const cls = statusClass(status);
-    const key = `${app}\u0000${cls}`;
-    let child = this.upstreamChildren.get(key);
-    if (!child) {
-      // app names come from the config and status classes from a fixed set: bounded
-      child = this.upstream.labels({ app, status_class: cls });
-      this.upstreamChildren.set(key, child);
+    // app names come from the config and status classes from a fixed set: bounded
+    this.upstream.observe(app, statusClass(status), seconds);
+  };
+
+  /**
+   * For `createGatewayServer(rt, { decision })`: one decision of the gate. The labels are bounded
+   * by the caller (app and policy names from the config, the outcome from a fixed set); the
+   * children kept here are at most apps x policies x outcomes.
+   */
+  readonly countDecision = (app: string, policy: string, outcome: string): void => {
+    // nested maps: no key string is built per request
+    let byPolicy = this.decisionIndex.get(app);
+    if (!byPolicy) this.decisionIndex.set(app, (byPolicy = new Map()));
+    let byOutcome = byPolicy.get(policy);
+    if (!byOutcome) byPolicy.set(policy, (byOutcome = new Map()));
+    const c = byOutcome.get(outcome);
+    if (c) c.n++;
+    else {
+      const fresh = { labels: { app, policy, outcome }, n: 1, added: 0 };
+      byOutcome.set(outcome, fresh);
+      this.decisionCounts.push(fresh);
     }
-    child.observe(seconds);
   };
 
   adminAuthFailed(): void {
@@ -233,4 +273,58 @@ export class GatewayMetrics {
 export function statusClass(status: number): string {
   if (!Number.isInteger(status) || status < 100 || status > 599) return 'error';
   return `${Math.floor(status / 100)}xx`;
+}
+
+/**
+ * A histogram by app and status class whose per-request cost is a Map lookup and two additions:
+ * prom-client's own validates and hashes the labels on every observation. Registered in the
+ * registry as a metric of its own (prom-client formats what `get` returns when scraped).
+ */
+class LocalHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, { app: string; cls: string; buckets: number[]; sum: number; count: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: readonly number[],
+  ) {}
+
+  observe(app: string, cls: string, v: number): void {
+    const key = `${app}\u0000${cls}`;
+    let s = this.series.get(key);
+    if (!s) {
+      s = { app, cls, buckets: new Array<number>(this.bounds.length).fill(0), sum: 0, count: 0 };
+      this.series.set(key, s);
+    }
+    const b = this.bounds;
+    for (let i = 0; i < b.length; i++) {
+      if (v <= b[i]!) {
+        s.buckets[i]!++;
+        break;
+      }
+    }
+    s.sum += v;
+    s.count++;
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> } {
+    const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+    for (const s of this.series.values()) {
+      let acc = 0;
+      this.bounds.forEach((le, i) => {
+        acc += s.buckets[i]!;
+        values.push({ labels: { le, app: s.app, status_class: s.cls }, value: acc, metricName: `${this.name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf', app: s.app, status_class: s.cls }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: { app: s.app, status_class: s.cls }, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { app: s.app, status_class: s.cls }, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
 }

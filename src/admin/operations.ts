@@ -15,6 +15,7 @@ import { normaliseSecret } from '../auth/totp.js';
 import { checkUserName } from '../auth/users.js';
 import { APP_PASSWORD_PURPOSE } from '../access/basic-auth.js';
 import { closeLiveConnections, revokeAndClose } from '../access/lockdown.js';
+import { directoryKey } from '../directory/ldap.js';
 
 /** Characters of the id hash shown as a session's handle (96 bits). */
 export const HANDLE_CHARS = 16;
@@ -68,6 +69,23 @@ function existingUser(rt: Runtime, user: unknown): string {
   return name;
 }
 
+/**
+ * What a user's state is kept under (src/directory/source.ts accountKey): the name for a users
+ * file user, else `ldap:<stable id>` when the directory finds the name. `mustExist`: a name
+ * neither knows is PC_USER_UNKNOWN; otherwise it is used as given (removing what a gone user left).
+ */
+async function accountOf(rt: Runtime, user: unknown, mustExist: boolean): Promise<string> {
+  const name = checkUser(user);
+  if (rt.users.has(name) || !rt.directory) {
+    if (mustExist) return existingUser(rt, name);
+    return name;
+  }
+  const entry = await rt.directory.find(name);
+  if (entry) return directoryKey(entry.id);
+  if (mustExist) throw new PortcullisError('PC_USER_UNKNOWN', `no user "${name}" in the users file or the directory`);
+  return name;
+}
+
 function checkLabel(label: unknown): string {
   if (typeof label !== 'string') throw bad('"label" must be a string');
   const l = label.trim();
@@ -114,7 +132,7 @@ export async function revokeSessions(rt: Runtime, target: RevokeTarget, actor: A
     return { revoked, connectionsClosed };
   }
   if ('user' in target) {
-    const user = checkUser(target.user);
+    const user = await accountOf(rt, target.user, false);
     // app-password connections too: an admin revoking a user wants that user gone now
     const { result: revoked, connectionsClosed } = await revokeAndClose(rt, (c) => c.user === user, 'session revoked', () =>
       rt.stores.sessions.deleteByUser(user),
@@ -174,12 +192,12 @@ export async function listBlocks(rt: Runtime): Promise<BlockView[]> {
  * sessions do not outlive it.
  */
 export async function setTotp(rt: Runtime, user: unknown, secret: unknown, actor: Actor): Promise<{ sessionsRevoked: number }> {
-  const name = existingUser(rt, user);
+  const name = await accountOf(rt, user, true);
   if (typeof secret !== 'string') throw bad('"secret" must be a base32 string');
   const canonical = normaliseSecret(secret);
   await rt.stores.state.setTotp(name, { secret: rt.box.seal(canonical, `totp:${name}`), enrolledAt: rt.clock.now(), source: 'provisioned' });
   rt.audit.record({ event: 'totp_enrolled', ip: actor.ip, user: name, outcome: 'success', reason: 'provisioned by admin' });
-  const r = await revokeSessions(rt, { user: name }, actor);
+  const r = await revokeSessions(rt, { user: user as string }, actor);
   return { sessionsRevoked: r.revoked };
 }
 
@@ -188,12 +206,12 @@ export async function setTotp(rt: Runtime, user: unknown, secret: unknown, actor
  * (where `totp.enrol.networks` allows). Their sessions end.
  */
 export async function resetTotp(rt: Runtime, user: unknown, actor: Actor): Promise<{ hadDevice: boolean; sessionsRevoked: number }> {
-  const name = checkUser(user);
+  const name = await accountOf(rt, user, false);
   const hadDevice = (await rt.stores.state.getTotp(name)) !== null;
   await rt.stores.state.setTotp(name, null);
   await rt.stores.state.setRecoveryCodes(name, []);
   rt.logger.info({ user: name, hadDevice, admin: actor.ip }, 'admin reset a TOTP device');
-  const r = await revokeSessions(rt, { user: name }, actor);
+  const r = await revokeSessions(rt, { user: user as string }, actor);
   return { hadDevice, sessionsRevoked: r.revoked };
 }
 
@@ -228,7 +246,7 @@ export function generateAppPassword(rt: Pick<Runtime, 'random'>): string {
  * the keyed HMAC that `proxy/basic-auth.ts` verifies.
  */
 export async function addAppPassword(rt: Runtime, user: unknown, label: unknown, actor: Actor): Promise<{ user: string; label: string; password: string }> {
-  const name = existingUser(rt, user);
+  const name = await accountOf(rt, user, true);
   const l = checkLabel(label);
   const existing = await rt.stores.state.listAppPasswords(name);
   if (existing.some((p) => p.label === l)) throw bad(`"${name}" already has an app password labelled "${l}"; revoke it first or choose another label`);
@@ -236,11 +254,11 @@ export async function addAppPassword(rt: Runtime, user: unknown, label: unknown,
   const rec: AppPasswordRecord = { label: l, hash: rt.box.hmac(APP_PASSWORD_PURPOSE, `${name}\u0000${password}`), createdAt: rt.clock.now() };
   await rt.stores.state.addAppPassword(name, rec);
   rt.logger.info({ user: name, label: l, admin: actor.ip }, 'admin issued an app password');
-  return { user: name, label: l, password };
+  return { user: checkUser(user), label: l, password };
 }
 
 export async function listAppPasswords(rt: Runtime, user: unknown): Promise<AppPasswordView[]> {
-  const name = checkUser(user);
+  const name = await accountOf(rt, user, false);
   return (await rt.stores.state.listAppPasswords(name)).map((p) => ({
     label: p.label,
     created: iso(p.createdAt),
@@ -250,7 +268,7 @@ export async function listAppPasswords(rt: Runtime, user: unknown): Promise<AppP
 
 /** Revoke one app password; connections the user opened with an app password close. */
 export async function revokeAppPassword(rt: Runtime, user: unknown, label: unknown, actor: Actor): Promise<{ connectionsClosed: number }> {
-  const name = checkUser(user);
+  const name = await accountOf(rt, user, false);
   const l = checkLabel(label);
   if (!(await rt.stores.state.revokeAppPassword(name, l))) {
     throw new PortcullisError('PC_NOT_FOUND', `"${name}" has no app password labelled "${l}"`);
@@ -272,7 +290,7 @@ export interface PasskeyAdminView {
 }
 
 export async function listPasskeysOf(rt: Runtime, user: unknown): Promise<PasskeyAdminView[]> {
-  const name = checkUser(user);
+  const name = await accountOf(rt, user, false);
   return (await rt.stores.state.listPasskeys(name)).map((p) => ({
     id: p.id,
     name: p.name,
@@ -284,7 +302,7 @@ export async function listPasskeysOf(rt: Runtime, user: unknown): Promise<Passke
 
 /** Remove one of a user's passkeys (a lost or stolen key): their sessions end, as after `totp reset`. */
 export async function removePasskeyOf(rt: Runtime, user: unknown, id: unknown, actor: Actor): Promise<{ sessionsRevoked: number }> {
-  const name = checkUser(user);
+  const name = await accountOf(rt, user, false);
   if (typeof id !== 'string' || id.length === 0 || id.length > 1024) throw bad('"id" must be a credential id (see `portcullis passkey list NAME`)');
   if (!(await rt.stores.state.removePasskey(name, id))) throw new PortcullisError('PC_NOT_FOUND', `"${name}" has no passkey with id ${id.slice(0, 64)}`);
   rt.audit.record({ event: 'passkey_removed', ip: actor.ip, user: name, outcome: 'success', reason: 'by admin' });

@@ -160,6 +160,10 @@ export async function buildAdminApp(rt: Runtime, deps: AdminAppDeps): Promise<Fa
     const reason =
       deps.notReady?.() ?? (!rt.config ? 'no configuration loaded' : !rt.stores.healthy() ? 'the session and state store is unavailable' : null);
     if (reason !== null) return reply.code(503).header('retry-after', '5').send({ status: 'not ready', reason });
+    // the directory down: sign-ins answer 503 but established sessions continue, so the
+    // instance stays in its load balancer (every instance sees the same directory); it says so
+    const directory = rt.directory ? await rt.directory.readiness() : null;
+    if (directory !== null) return { status: 'degraded', reason: directory };
     return { status: 'ready' };
   });
 

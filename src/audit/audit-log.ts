@@ -11,6 +11,8 @@ export interface AuditInput {
   app?: string | null | undefined;
   outcome: Outcome;
   reason?: string | null | undefined;
+  /** The request that raised the event (already well-formed: see http/request-id.ts). */
+  request_id?: string | null | undefined;
 }
 
 export type AuditListener = (e: AuditEvent) => void;
@@ -132,6 +134,7 @@ export class AuditLog {
       ...(input.app ? { app: clean(input.app) } : {}),
       outcome: input.outcome,
       ...(input.reason ? { reason: clean(input.reason) } : {}),
+      ...(input.request_id ? { request_id: clean(input.request_id) } : {}),
     };
     if (this.stream) this.write(e);
     this.remember(e);

@@ -59,4 +59,6 @@ export interface AuditEvent {
   app?: string;
   outcome: Outcome;
   reason?: string;
+  /** The request that raised the event, where there was one (see http/request-id.ts). */
+  request_id?: string;
 }

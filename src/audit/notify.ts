@@ -353,7 +353,10 @@ export class Notifier {
  */
 export function attachNotifier(rt: Pick<Runtime, 'audit' | 'logger' | 'clock' | 'config'>, opts: Partial<Omit<NotifierDeps, 'config' | 'logger' | 'clock'>> = {}): Notifier {
   const notifier = new Notifier({
-    userEmail: (u) => (rt as Partial<Pick<Runtime, 'users'>>).users?.get(u)?.email ?? undefined,
+    userEmail: (u) => {
+      const r = rt as Partial<Pick<Runtime, 'users' | 'directory'>>;
+      return r.users?.get(u)?.email ?? r.directory?.cached(u)?.email ?? undefined;
+    },
     ...opts,
     config: () => rt.config.notify,
     logger: rt.logger,

@@ -34,6 +34,9 @@ import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
 import { passkeyRuleAdmits } from '../policy/admission.js';
 import { assertionFingerprint, assertionId, verifyPasswordless } from './passwordless.js';
+import { isPortcullisError } from '../errors.js';
+import { accountKey, knownUser, lookupUser } from '../directory/source.js';
+import { isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
 
 /**
  * The network a failure is counted under for the attack posture: the /24 of an IPv4 address, the
@@ -69,6 +72,10 @@ export interface Accepted {
   hasTotp: boolean;
   /** The password is marked sprayed (only possible from a familiar network on a sign-in). */
   sprayed: boolean;
+  /** The directory says this (right) password has expired or must be changed. */
+  mustChange: boolean;
+  /** The directory entry's DN (directory users), for a password change. */
+  directoryDn: string | null;
   /** The secret was right and leads somewhere: forget the failure counts, audit the success. */
   accept(): Promise<void>;
   /**
@@ -115,7 +122,12 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: `${what} from a network no sign-in rule admits` });
     return { kind: 'network' };
   }
-  const user = rt.users.get(name);
+  const fileUser = rt.users.get(name);
+  // the directory is asked only for names the users file does not hold (file users first)
+  const directory = !fileUser && rt.directory ? rt.directory : null;
+  // what the gateway last knew of a directory user (for the state tag); the directory itself is
+  // asked only after the reservation, so a throttled or blocked client never causes a search
+  const user = fileUser ?? (directory ? (directory.cached(name) ?? undefined) : undefined);
   // what a typed secret is compared and counted as; the attempt's fingerprint also names the
   // state that decides the answer (stored hash, disabled, attack posture), so a guess remembered
   // as answered (see reservePassword's `repeat`) is forgotten the moment that state changes: a
@@ -134,7 +146,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     return { kind: 'busy' };
   }
   let ticket;
-  let ok: boolean;
+  let v: Verified;
   try {
     // app passwords are checked in microseconds (an HMAC): no cap on checks in flight, so a
     // user's phone and tablet syncing at the same moment are not refused
@@ -162,9 +174,19 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     }
     ticket = r.ticket;
     try {
-      ok = await verify(rt, a, name, user, digest);
+      v = !directory
+        ? { ok: await verify(rt, a, name, user, digest), user }
+        : a.via === 'basic'
+          ? await verifyDirectoryAppPassword(rt, directory, a, name)
+          : await verifyDirectory(rt, directory, a, name, familiar);
     } catch (e) {
+      // the directory unreachable: the attempt is taken back and the caller answers 503 (fail closed)
       await ticket.cancel();
+      if (isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE')) {
+        rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: `directory unavailable (${what})` });
+        // Basic answers 503 through the gate as for a spent budget; the portal's error page says 503 too
+        if (a.via === 'basic') return { kind: 'busy' };
+      }
       throw e;
     }
   } finally {
@@ -184,30 +206,115 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     }
   };
 
-  if (!ok || !user) {
-    await failed('login_failed', !user ? (a.via === 'form' ? 'unknown user' : `unknown user (${what})`) : `wrong ${what}`);
+  const found = v.user;
+  if (!v.ok || !found) {
+    const why = v.reason ?? (!found ? 'unknown user' : 'wrong');
+    await failed('login_failed', why === 'wrong' ? `wrong ${what}` : a.via === 'form' ? why : `${why} (${what})`);
     return { kind: 'fail' };
   }
-  if (user.disabled) {
+  if (found.disabled) {
     await failed('password_refused_correct', a.via === 'form' ? 'user disabled' : `user disabled (${what})`, 'denied');
     return { kind: 'fail' };
   }
+  // a directory user's second factor and familiar networks are kept under its account key (the
+  // typed name may differ in case, be a userPrincipalName, or be an old name)
+  const key = accountKey(found);
+  const hasTotp = key === name ? totp !== null : a.via === 'basic' ? false : (await rt.stores.state.getTotp(key)) !== null;
+  const isFamiliar = key === name ? familiar : await rt.throttle.isFamiliar(key, a.ip);
   return {
     kind: 'ok',
-    user,
-    familiar,
-    hasTotp: totp !== null,
+    user: found,
+    familiar: isFamiliar,
+    hasTotp,
     sprayed: ticket.sprayed,
+    mustChange: v.mustChange ?? false,
+    directoryDn: v.dn ?? null,
     accept: async () => {
       // an app password proves nothing about the account password: it forgets no failures
       await ticket.succeeded({ reset: a.via !== 'basic' });
       // Basic clients send the app password with every request: not a sign-in each time
-      if (a.via === 'form') rt.audit.record({ ...base, user: user.name, event: 'login_succeeded', outcome: 'success' });
+      if (a.via === 'form') rt.audit.record({ ...base, user: found.name, event: 'login_succeeded', outcome: 'success' });
     },
     refuse: async (reason: string) => {
       await failed('password_refused_correct', reason, 'denied');
     },
   };
+}
+
+interface Verified {
+  ok: boolean;
+  user: UserRecord | undefined;
+  /** The audit reason of a failure other than a plain wrong secret. */
+  reason?: string;
+  /** The directory says the (right) password must be changed now. */
+  mustChange?: boolean;
+  dn?: string;
+}
+
+/**
+ * A directory user's password, after the gateway's reservation (the throttles have decided):
+ * search, account state, the account's bind budget, then one bind. What protects the directory's
+ * own lockout (`ldap.lockout_threshold`):
+ * - the bind budget is kept per directory account (its stable id), so `Alice`, `alice` and
+ *   `alice@example.org` share it: failed binds since the last successful one, counted
+ *   atomically before the bind, at most `lockout_threshold - 1` in all and fewer from networks
+ *   unfamiliar to the account (a reserve is kept for the owner's own typos at the office);
+ * - a wrong password already counted for this account is answered without a new bind;
+ * - the directory's own count (pwdFailureTime values, badPwdCount) is read in the search, so
+ *   failures made elsewhere (a Windows logon) are respected too;
+ * - a locked, disabled or expired account is never bound.
+ */
+async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
+  // a signed-in user's own password (change, re-entry) names the account by its key; a name typed
+  // at the form or over Basic is always searched as a name (escaped), never as a key
+  const entry = isDirectoryKey(name) && (a.via === 'password-change' || a.via === 'reauth') ? await dir.findByKey(name) : await dir.find(name);
+  if (!entry) return { ok: false, user: undefined, reason: 'unknown user' };
+  const user = entry.record;
+  if (entry.refused) return { ok: false, user, reason: entry.refused };
+  if (a.secret === '') return { ok: false, user, reason: 'empty password (no bind)' };
+  const threshold = dir.cfg.lockoutThreshold;
+  const limit = familiar ? threshold - 1 : threshold - 1 - ownerReserve(threshold);
+  if (entry.directoryFailures >= limit) {
+    return { ok: false, user, reason: `directory: ${entry.directoryFailures} failed binds already counted by the directory; no bind (lockout at ${threshold})` };
+  }
+  const key = `ldap-bind:${entry.id}`;
+  const member = rt.box.hmac('ldap-bind', `${entry.id}\u0000${entry.passwordTag}\u0000${a.secret}`).slice(0, 22);
+  const now = rt.clock.now();
+  const r = await rt.stores.rates.reserve({ blocks: [], counters: [{ key, windowMs: BIND_BUDGET_WINDOW_MS, member, max: limit }], seen: { key, member } }, now);
+  if (!r.ok) {
+    if (r.seen) return { ok: false, user, reason: 'directory: the same wrong password for this account again (no bind)' };
+    return { ok: false, user, reason: `directory: bind budget spent (${limit} failed binds${familiar ? '' : ' from unfamiliar networks'}); no bind (lockout at ${threshold})` };
+  }
+  let out;
+  try {
+    out = await dir.bind(entry.dn, a.secret);
+  } catch (e) {
+    await rt.stores.rates.unhit(key, now, member).catch(() => undefined);
+    throw e;
+  }
+  if (out.kind === 'wrong') return { ok: false, user, reason: 'wrong' };
+  // a right password: the directory's count starts again, and so does the budget
+  await rt.stores.rates.reset(key);
+  return { ok: true, user, mustChange: out.kind === 'expired' || entry.mustChange, dn: entry.dn };
+}
+
+/**
+ * An app password of a directory user: the user looked up (cache first, at most `ldap.cache`
+ * old), the app password checked by the gateway under the account key (a rename keeps it). No
+ * bind: an app password never reaches the directory.
+ */
+async function verifyDirectoryAppPassword(rt: Runtime, dir: LdapDirectory, a: CredentialRequest, name: string): Promise<Verified> {
+  const user = (await dir.lookup(name)) ?? undefined;
+  const key = user ? accountKey(user) : name;
+  return { ok: await verify(rt, a, key, user, secretFingerprint(rt, 'basic', key, a.secret)), user };
+}
+
+/** How long a failed bind stays in an account's bind budget (unless a bind succeeds first). */
+const BIND_BUDGET_WINDOW_MS = 24 * 3600_000;
+
+/** Failed binds kept back from unfamiliar networks for the owner: a third of the budget, at most 3. */
+export function ownerReserve(threshold: number): number {
+  return Math.min(3, Math.floor((threshold - 1) / 3));
 }
 
 async function verify(rt: Runtime, a: CredentialRequest, name: string, user: UserRecord | undefined, digest: string): Promise<boolean> {
@@ -298,7 +405,8 @@ export async function checkPasskey(rt: Runtime, cfg: CompiledConfig, a: PasskeyC
   }
   const id = assertionId(a.response);
   const owner = id ? await rt.stores.state.passkeyOwner(id) : null;
-  const user = owner !== null ? rt.users.get(owner) : undefined;
+  // the owner is an account key: a users-file name, or `ldap:` + a directory user's stable id
+  const known = owner !== null ? knownUser(rt, owner) : undefined;
   const audited = { ...base, user: owner ?? undefined };
   // counted under the owner; a credential id no one registered under an account named after it
   const account = owner ?? `\u0000passkey:${rt.box.hmac('passwordless-unknown-credential', id).slice(0, 16)}`;
@@ -306,7 +414,7 @@ export async function checkPasskey(rt: Runtime, cfg: CompiledConfig, a: PasskeyC
   const r = await rt.throttle.reservePassword({
     ip: a.ip,
     user: account,
-    passwordFingerprint: `${assertionFingerprint(rt, a.response)}.${stateTag(user, rt.attack.active)}`,
+    passwordFingerprint: `${assertionFingerprint(rt, a.response)}.${stateTag(known, rt.attack.active)}`,
     familiar,
     inFlightCap: true,
     enforceSprayed: false,
@@ -321,8 +429,11 @@ export async function checkPasskey(rt: Runtime, cfg: CompiledConfig, a: PasskeyC
   }
   const ticket = r.ticket;
   let check;
+  let user: UserRecord | undefined;
   try {
     check = owner === null ? { ok: false as const, reason: id ? 'unknown credential' : 'no credential id' } : await verifyPasswordless(rt, cfg, { preKey: a.preKey, response: a.response, user: owner });
+    // fresh from the directory for a directory user (disabled, groups): unreachable fails closed
+    if (check.ok && owner !== null) user = await lookupUser(rt, owner);
   } catch (e) {
     await ticket.cancel();
     throw e;

@@ -17,6 +17,7 @@ import { editUsersFile, setPassword } from './users.js';
 import { networkKeyFor } from './throttle.js';
 import { generateSecret, otpauthUri, verifyCode } from './totp.js';
 import { generateRecoveryCodes, hashRecoveryCode, normaliseRecoveryCode } from './recovery.js';
+import { accountKey, knownUser } from '../directory/source.js';
 
 export type NextStep = 'mfa' | 'enrol' | 'password' | 'none';
 
@@ -105,6 +106,15 @@ export async function firstFactor(
       return { kind: 'fail' };
     }
   }
+  if (c.mustChange) {
+    // the directory says the password has expired (or must be changed): it leads only to the
+    // change page, and only where a thief could not follow (the `on_weak: change` rule)
+    if (!hasTotp && !c.familiar) {
+      await c.refuse('directory: password expired; change refused from an unfamiliar network without a second factor');
+      return { kind: 'fail' };
+    }
+    rt.audit.record({ ...base, event: 'weak_password', outcome: 'info', reason: 'directory: password expired' });
+  }
   if (c.sprayed) {
     // the user's own password is being sprayed at other accounts: it must change now
     rt.audit.record({ ...base, event: 'weak_password', outcome: 'info', reason: 'sprayed' });
@@ -114,7 +124,7 @@ export async function firstFactor(
   // Ask for what is needed, no more: `password` is one factor. The target (`rd`) only tells
   // whether the first request will need a second factor, to ask for it now rather than at once
   // after; any later request that meets an `mfa` rule steps up (the gate sends it to the mfa page).
-  const change = (weak && cfg.passwordPolicy.onWeak === 'change') || c.sprayed;
+  const change = (weak && cfg.passwordPolicy.onWeak === 'change') || c.sprayed || c.mustChange;
   const d = decide(a.app, { method: 'GET', path: targetPath(a.rd), ip: a.ip, subject: { name: user.name, groups: user.groups } });
   const targetNeedsMfa = d.policy === 'mfa' || d.policy === 'passkey';
   const ok = (next: NextStep): FirstFactor => ({
@@ -166,20 +176,34 @@ export async function changePassword(
   if (!verdict.ok) return { kind: 'weak', reasons: verdict.reasons };
   // not to a password being sprayed at other accounts right now
   if (await rt.throttle.isSprayed(samePasswordFingerprint(rt, a.next))) return { kind: 'weak', reasons: ['sprayed'] };
-  // hashing the new password counts against the same budget as verifications (503 past it)
-  let hash: string;
-  try {
-    hash = await rt.hashBudget.tryRun(() => rt.hasher.hash(a.next));
-  } catch (e) {
-    if (isPortcullisError(e, 'PC_BUSY')) return { kind: 'busy' };
-    throw e;
+  if (user.source === 'ldap') {
+    // a directory user's password lives in the directory (held to the same policy above)
+    if (!rt.directory || !c.directoryDn) throw new PortcullisError('PC_DIRECTORY_UNAVAILABLE');
+    try {
+      await rt.directory.changePassword(c.directoryDn, a.current, a.next);
+    } catch (e) {
+      if (isPortcullisError(e, 'PC_WEAK_PASSWORD')) {
+        rt.audit.record({ event: 'weak_password', ip: a.ip, user: user.name, app: a.app.name, outcome: 'denied', reason: e.message });
+        return { kind: 'weak', reasons: ['directory'] };
+      }
+      throw e;
+    }
+  } else {
+    // hashing the new password counts against the same budget as verifications (503 past it)
+    let hash: string;
+    try {
+      hash = await rt.hashBudget.tryRun(() => rt.hasher.hash(a.next));
+    } catch (e) {
+      if (isPortcullisError(e, 'PC_BUSY')) return { kind: 'busy' };
+      throw e;
+    }
+    await editUsersFile(cfg.usersFile, (doc) => setPassword(doc, user.name, hash));
+    await rt.reloadUsers();
   }
-  await editUsersFile(cfg.usersFile, (doc) => setPassword(doc, user.name, hash));
-  await rt.reloadUsers();
   // a new password ends every session of the user (ASVS 3.3.3): a thief's session must not
   // outlive the change
-  const ended = await rt.stores.sessions.deleteByUser(user.name);
-  for (const conn of rt.live) if (conn.user === user.name) conn.close('password changed');
+  const ended = await rt.stores.sessions.deleteByUser(accountKey(user));
+  for (const conn of rt.live) if (conn.user === accountKey(user)) conn.close('password changed');
   if (ended > 0) rt.audit.record({ event: 'session_revoked', ip: a.ip, user: user.name, app: a.app.name, outcome: 'info', reason: 'password changed' });
   return { kind: 'ok' };
 }
@@ -263,14 +287,15 @@ export async function secondFactor(
 export function startEnrolment(rt: Runtime, cfg: CompiledConfig, user: string): { sealed: string; secret: string; uri: string } {
   const c = cfg.totp;
   const secret = generateSecret(rt.random, c.algorithm);
-  const uri = otpauthUri({ issuer: c.issuer, account: user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm });
+  // the authenticator shows the user's name (a directory user's key is its stable id)
+  const uri = otpauthUri({ issuer: c.issuer, account: knownUser(rt, user)?.name ?? user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm });
   return { sealed: rt.box.seal(secret, `enrol:${user}`), secret, uri };
 }
 
 export function enrolmentDetails(rt: Runtime, cfg: CompiledConfig, user: string, sealed: string): { secret: string; uri: string } {
   const c = cfg.totp;
   const secret = rt.box.open(sealed, `enrol:${user}`);
-  return { secret, uri: otpauthUri({ issuer: c.issuer, account: user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm }) };
+  return { secret, uri: otpauthUri({ issuer: c.issuer, account: knownUser(rt, user)?.name ?? user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm }) };
 }
 
 /**
@@ -354,13 +379,17 @@ export async function completeSignIn(
   a: { ip: string; user: string; app: string; amr: readonly Factor[] },
 ): Promise<void> {
   const app = cfg.apps.find((x) => x.name === a.app);
-  const user = rt.users.get(a.user);
+  const user = knownUser(rt, a.user);
   const allowed = !!app && !!user && signInAllowed(rt, cfg, app, a.ip) && signInAdmits(app, { ip: a.ip, groups: user.groups, factors: a.amr });
   if (!allowed) {
     rt.audit.record({ ip: a.ip, user: a.user, app: a.app, event: 'session_started', outcome: 'info', reason: 'network not recorded: no rule admits this session from here' });
     return;
   }
   const key = networkKeyFor(a.ip, cfg.loginLimits.ipv6Prefix);
+  // a directory user's networks are kept under its account key; the throttle, which picks the
+  // familiar or unfamiliar bucket before the directory is asked who a typed name is, reads them
+  // under the name, so the name gets them too (an attacker elsewhere never locks the office out)
+  if (user.source === 'ldap' && user.name !== a.user) await rt.stores.state.addKnownNetwork(user.name, key);
   const known = await rt.stores.state.knownNetworks(a.user);
   if (!known.includes(key)) {
     await rt.stores.state.addKnownNetwork(a.user, key);

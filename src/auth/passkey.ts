@@ -31,6 +31,7 @@ import type { OpenSession } from '../session/sessions.js';
 import type { PasskeyRecord, SessionRecord } from '../store/ports.js';
 import { REAUTH_MS } from './login.js';
 import { userHandle } from './passwordless.js';
+import { knownUser } from '../directory/source.js';
 
 /** At most this many passkeys per user. */
 export const MAX_PASSKEYS_PER_USER = 10;
@@ -75,10 +76,16 @@ export function cleanName(raw: string | undefined, fallback: string): string {
 }
 
 /**
- * Whether this session may register a passkey now:
- * - `network`: the user has no second factor and the client is outside `enrol.networks`;
- * - `reauth`: the password was not proved within the last few minutes;
- * - `factor`: the user has a second factor, not proved within the last few minutes;
+ * Whether this session may register (or rename, or remove) a passkey now:
+ * - `network`: outside `enrol.networks` and the user has no passkey yet. A first passkey comes
+ *   only from the enrol networks, even for a user with TOTP: a code (or a recovery code) can be
+ *   relayed by a real-time phishing proxy, so it must not be able to mint the phishing-resistant
+ *   factor that `passkey` rules ask for;
+ * - `reauth`: the password was not proved within the last few minutes (outside the enrol
+ *   networks: not re-entered on the management page itself; the sign-in does not count, so a
+ *   stolen cookie is not enough);
+ * - `factor`: in the enrol networks, the user has a second factor, not proved within the last few minutes;
+ * - `hwk`: outside the enrol networks, an existing passkey was not proved within the last few minutes;
  * - `step`: the session is in a sign-in step other than enrolment;
  * - `ok`.
  */
@@ -87,14 +94,20 @@ export async function registrationGate(
   cfg: CompiledConfig,
   s: OpenSession,
   ip: string,
-): Promise<'ok' | 'network' | 'reauth' | 'factor' | 'step' | 'off'> {
+): Promise<'ok' | 'network' | 'reauth' | 'factor' | 'hwk' | 'step' | 'off'> {
   if (!cfg.webauthn) return 'off';
   if (s.rec.pending !== 'none' && s.rec.pending !== 'enrol') return 'step';
   const f = await hasSecondFactor(rt, s.rec.user);
-  const has = f.totp || f.passkey;
-  if (!has && !cfg.totp.enrolNetworks.contains(ip)) return 'network';
   const now = rt.clock.now();
   const fresh = (t: number | undefined) => t !== undefined && now - t >= 0 && now - t < REAUTH_MS;
+  if (!cfg.totp.enrolNetworks.contains(ip)) {
+    if (!f.passkey) return 'network';
+    if (s.rec.pending !== 'none') return 'step';
+    if (!fresh(s.rec.reenteredAt)) return 'reauth';
+    if (!fresh(s.rec.hwkAt)) return 'hwk';
+    return 'ok';
+  }
+  const has = f.totp || f.passkey;
   if (!fresh(s.rec.reauthAt)) return 'reauth';
   if (has && !fresh(s.rec.factorAt)) return 'factor';
   return 'ok';
@@ -132,12 +145,13 @@ export async function registrationOptions(
   s: OpenSession,
 ): Promise<{ options: PublicKeyCredentialCreationOptionsJSON; session: OpenSession }> {
   const wa = config(cfg);
-  const user = rt.users.get(s.rec.user);
+  // a directory user's state is keyed `ldap:<stable id>`: the authenticator shows the name
+  const user = knownUser(rt, s.rec.user);
   const existing = await rt.stores.state.listPasskeys(s.rec.user);
   const options = await generateRegistrationOptions({
     rpName: wa.rpName,
     rpID: wa.rpId,
-    userName: s.rec.user,
+    userName: user?.name ?? s.rec.user,
     userID: userHandle(rt, s.rec.user),
     userDisplayName: user?.displayName ?? s.rec.user,
     challenge: new Uint8Array(rt.random.bytes(32)),

@@ -30,6 +30,10 @@ export interface UserRecord {
   displayName: string | null;
   groups: readonly string[];
   disabled: boolean;
+  /** Where the user comes from: absent or 'file' for the users file, 'ldap' for the directory. */
+  source?: 'file' | 'ldap';
+  /** The directory's stable id (entryUUID / objectGUID) of a directory user. */
+  directoryId?: string;
 }
 
 export type LoadUsersResult = { ok: true; users: ReadonlyMap<string, UserRecord> } | { ok: false; issues: ConfigIssue[] };

@@ -23,7 +23,7 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export const BOOLEAN_FLAGS = new Set(['password-stdin', 'all', 'help', 'json', 'force']);
+export const BOOLEAN_FLAGS = new Set(['password-stdin', 'all', 'help', 'json', 'force', 'connect']);
 
 /** The configuration file when `--config` is not given. */
 export const DEFAULT_CONFIG = 'config/portcullis.yaml';

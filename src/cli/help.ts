@@ -38,9 +38,11 @@ configuration stays). With \`workers: N\`, N processes share the listener.`,
   },
   'check-config': {
     summary: 'validate the configuration',
-    usage: 'portcullis check-config [--config FILE]',
+    usage: 'portcullis check-config [--config FILE] [--connect [--user NAME]]',
     text: `Validate the configuration without running it. Prints "FILE: ok (N apps)" and exits 0, or
-exits 1 with every problem on stderr, one a line, as FILE:LINE:COL key.path: message.`,
+exits 1 with every problem on stderr, one a line, as FILE:LINE:COL key.path: message.
+--connect also binds to the directory (ldap) with the service account and runs user_filter for
+NAME (default "portcullis-check"), printing what it finds; exits 1 when the directory cannot be used.`,
   },
   explain: {
     summary: 'which rule decides a request, and why',
@@ -70,7 +72,10 @@ change up by itself.`,
       disable: { usage: 'portcullis user disable NAME', text: 'Refuse every sign-in of the user; their sessions end.' },
       enable: { usage: 'portcullis user enable NAME', text: 'Allow a disabled user to sign in again.' },
       remove: { usage: 'portcullis user remove NAME', text: 'Remove a user from the users file; their sessions end.' },
-      list: { usage: 'portcullis user list [--json]', text: 'Name, email, groups and whether disabled (never password hashes).' },
+      list: {
+        usage: 'portcullis user list [--json] | portcullis user list --source ldap NAME [--json]',
+        text: 'Name, email, groups and whether disabled (never password hashes). With --source ldap: what the directory returns for NAME (DN, stable id, e-mail, groups, account state), to debug user_filter.',
+      },
     },
   },
   'hash-password': {

@@ -24,9 +24,10 @@ import { compilePasswordPolicy } from './sections/password-policy.js';
 import { compileLoginLimits } from './sections/login-limits.js';
 import { compileAttack, compileLockdown } from './sections/lockdown.js';
 import { compileNotify } from './sections/notify.js';
-import { compileAudit, compileShutdown, compileUpstreamTimeouts } from './sections/operations.js';
+import { compileAccessLog, compileAudit, compileShutdown, compileUpstreamTimeouts } from './sections/operations.js';
 import { compileApps } from './sections/apps.js';
 import { compileWebauthn } from './sections/webauthn.js';
+import { compileLdap } from './sections/ldap.js';
 import type { CompiledApp, CompiledConfig, ConfigIssue } from './types.js';
 
 // The small pure helpers live in values.ts; they stay importable from here (the CLI and tests use them).
@@ -74,6 +75,7 @@ const TOP_KEYS = [
   'totp',
   'enrol',
   'webauthn',
+  'ldap',
   'password_policy',
   'login_limits',
   'lockdown',
@@ -82,6 +84,7 @@ const TOP_KEYS = [
   'audit',
   'upstream_timeouts',
   'shutdown',
+  'access_log',
   'apps',
 ] as const;
 
@@ -141,8 +144,10 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
   const audit = compileAudit(r, t.audit, cwd, dataDir);
   const upstreamTimeouts = compileUpstreamTimeouts(r, t.upstream_timeouts);
   const shutdown = compileShutdown(r, t.shutdown);
+  const accessLog = compileAccessLog(r, t.access_log, cwd);
   const apps = t.apps ? compileApps(r, t.apps, networks) : [];
   const webauthn = compileWebauthn(r, t.webauthn, session, apps);
+  const ldap = t.ldap && !r.isNull(t.ldap) ? compileLdap(r, t.ldap, cwd, env, o.checkFiles, t.login_limits, loginLimits) : null;
 
   const appsByHost = new Map<string, CompiledApp>();
   for (const app of apps) for (const h of app.hosts) appsByHost.set(h, app);
@@ -164,6 +169,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     session,
     totp,
     webauthn,
+    ldap,
     passwordPolicy,
     loginLimits,
     lockdown,
@@ -172,6 +178,7 @@ function compileRoot(r: Reader, doc: Document.Parsed, o: CompileOptions): Compil
     audit,
     upstreamTimeouts,
     shutdown,
+    accessLog,
     apps,
     appsByHost: new FrozenMap(appsByHost),
   });

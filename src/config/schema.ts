@@ -58,7 +58,7 @@ export interface KeySchema {
  * passkeys, enrolment shared with passkeys, the access log). The schema test tolerates the compiler
  * not knowing them YET; the integrator empties this list once they are merged.
  */
-export const PENDING_SECTIONS: readonly string[] = ['ldap', 'access_log'];
+export const PENDING_SECTIONS: readonly string[] = [];
 
 const dur = (description: string, dflt: string | undefined, extra: Partial<KeySchema> = {}): KeySchema => ({
   type: 'duration',
@@ -169,9 +169,10 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
       implementation: { type: 'string', description: 'directory flavour; sets the default filters and attributes', enum: ['activedirectory', 'openldap', 'custom'], required: true, example: 'activedirectory' },
       url: { type: 'list', description: 'ldap:// or ldaps:// servers, tried in order', items: { type: 'url', description: 'a server URL', example: 'ldaps://dc1.example.org' }, required: true, example: ['ldaps://dc1.example.org', 'ldaps://dc2.example.org'] },
       start_tls: { type: 'boolean', description: 'upgrade ldap:// with StartTLS', default: false, example: false },
+      insecure: { type: 'boolean', description: 'allow plain ldap:// without StartTLS (passwords cross the network in clear; logs a warning)', default: false, example: false },
       ca_file: { type: 'path', description: 'CA certificate(s) to verify the directory (PEM)', example: '/etc/portcullis/ldap-ca.pem' },
       bind_dn: { type: 'string', description: 'the service account that searches for users', example: 'CN=portcullis,OU=Service,DC=example,DC=org' },
-      bind_password: { type: 'string', description: 'its password', secret: true, example: { file: '/run/secrets/ldap' } },
+      bind_password: { type: 'string', description: 'its password (best written { file: /run/secrets/ldap } or { env: NAME })', secret: true, example: 'service-account-password' },
       base_dn: { type: 'string', description: 'where users are searched', required: true, example: 'DC=example,DC=org' },
       user_filter: { type: 'string', description: 'search filter; {username} is replaced (escaped)', defaultText: 'per implementation', example: '(&(objectClass=user)(sAMAccountName={username}))' },
       group_filter: { type: 'string', description: 'search filter for groups; null: read the groups attribute', nullable: true, default: null, example: null },
@@ -211,7 +212,7 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
       window: dur('counting window', '15m'),
       lockout: dur('how long the account is then locked for that bucket', '15m'),
       ceiling: obj('a second, longer limit', {
-        max_failures: int('failures allowed in the window', 100, 1, 1000),
+        max_failures: int('failures allowed in the window (with ldap: below ldap.lockout_threshold, and lockout_threshold - 1 by default)', 100, 1, 1000, { example: 9 }),
         window: dur('counting window', '24h'),
       }),
     }),
@@ -291,6 +292,7 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
       upstream: { type: 'url', description: 'an http(s) URL with no path, query or credentials, or builtin:whoami', required: true, example: 'http://10.1.1.5:8080' },
       websocket: { type: 'boolean', description: 'pass WebSocket upgrades', default: false, example: true },
       case_insensitive_paths: { type: 'boolean', description: 'rules and basic_auth paths match in any letter case (IIS apps)', default: false, example: false },
+      assertion: { type: 'boolean', description: 'send the signed X-Portcullis-Assertion to the app (false: apps that do not verify it are spared its cost)', default: true, example: true },
       rules: {
         type: 'list',
         description: 'first match wins; no match means deny',

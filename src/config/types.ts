@@ -53,6 +53,11 @@ export interface CompiledApp {
    * paths Windows would read as another name (trailing dots or spaces, `::$DATA`, `~1`) are refused.
    */
   caseInsensitivePaths: boolean;
+  /**
+   * `assertion` (default true): send the signed X-Portcullis-Assertion. An app that does not
+   * verify it can turn it off (false): nothing is signed for it and its request head is smaller.
+   */
+  assertion: boolean;
   pos: SourcePos;
 }
 
@@ -179,6 +184,8 @@ export interface CompiledConfig {
   attack: AttackConfig | null;
   notify: NotifyConfig;
   audit: { file: string | null };
+  /** `access_log`: one JSON line per request (null: off, the default). */
+  accessLog: { file: string | null };
   /** `upstream_timeouts`: connect, response headers, idle body. */
   upstreamTimeouts: { connectMs: number; headersMs: number; idleMs: number };
   /**
@@ -186,6 +193,8 @@ export interface CompiledConfig {
    * notices), then no new connections and up to `graceMs` for requests in flight.
    */
   shutdown: { drainMs: number; graceMs: number };
+  /** `ldap`: users from a directory after the users file (null: no directory). */
+  ldap: LdapConfig | null;
   apps: readonly CompiledApp[];
   /** Lower-case host (no port) to app. */
   appsByHost: ReadonlyMap<string, CompiledApp>;
@@ -198,4 +207,28 @@ export interface ConfigIssue {
   /** Dotted key path, e.g. `apps[0].rules[2].networks[0]`. */
   path: string;
   message: string;
+}
+
+/** `ldap:` (issue 12): bind authentication against LDAP / Active Directory. */
+export interface LdapConfig {
+  implementation: 'activedirectory' | 'openldap' | 'custom';
+  /** Tried in order (failover); ldap:// or ldaps://. */
+  urls: readonly string[];
+  startTls: boolean;
+  /** PEM CA bundle that verifies the directory's certificate (null: the system's CAs). */
+  caFile: string | null;
+  /** Plain ldap:// without StartTLS, allowed only when set (a warning is logged). */
+  insecure: boolean;
+  bindDn: string;
+  bindPassword: string;
+  baseDn: string;
+  /** RFC 4515 filter with `{username}` (the typed name, escaped). */
+  userFilter: string;
+  /** Filter over `baseDn` finding a user's groups, with `{dn}` and `{username}` (escaped); null: read `attributes.groups` from the entry. */
+  groupFilter: string | null;
+  attributes: { username: string; email: string; name: string; groups: string; id: string };
+  /** The directory's own bad-bind lockout; the per-user limits stay below it. */
+  lockoutThreshold: number;
+  timeoutMs: number;
+  cacheMs: number;
 }

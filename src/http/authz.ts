@@ -3,18 +3,26 @@
  * X-Original-Method) and Traefik / Caddy / HAProxy (X-Forwarded-Method/Proto/Host/Uri).
  * These headers are believed only from `trusted_proxies`; from anyone else the request is
  * malformed (400), never 200. The decision is the gate's, the same as in full-proxy mode.
+ *
+ * Every subrequest pays this, so it runs on plain node:http (server.ts sends a GET or HEAD
+ * without a body here, before fastify): `authzAnswer` works out status, headers (a flat list,
+ * written once with `res.writeHead`) and body; the fastify routes below give the same answer to
+ * anything else (and to `inject()` in tests).
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ERRORS } from '../errors.js';
-import { validHost } from '../net/client-ip.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { ERRORS, isPortcullisError } from '../errors.js';
+import { resolveClient } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import type { Runtime } from '../runtime.js';
 import { gate, hostOnly, loginLocation } from '../access/gate.js';
-import { safe } from '../proxy/headers.js';
+import type { GateResult } from '../access/types.js';
 import { identityHeaders } from '../access/identity.js';
 import { wantsHtml, wantsJson } from '../proxy/handler.js';
+import { sendPage } from '../proxy/forward.js';
 import { sessionCookieFor } from '../session/sessions.js';
-import { clientInfo, readSessionCookie } from './request-context.js';
+import { checkedHost, readSessionCookie } from './request-context.js';
+import type { TLSSocket } from 'node:tls';
 
 function one(v: string | string[] | undefined): string | undefined {
   if (Array.isArray(v)) return v.length === 1 ? v[0] : undefined;
@@ -22,6 +30,10 @@ function one(v: string | string[] | undefined): string | undefined {
 }
 
 const METHOD_RE = /^[A-Z]{1,20}$/;
+
+export type AuthzMode = 'auth-request' | 'forward-auth';
+export const AUTH_REQUEST_PATH = '/.portcullis/authz/auth-request';
+export const FORWARD_AUTH_PATH = '/.portcullis/authz/forward-auth';
 
 interface Original {
   proto: 'http' | 'https';
@@ -31,7 +43,6 @@ interface Original {
   target: string;
   method: string;
 }
-
 
 /** Split an absolute `X-Original-URL` without letting a URL parser rewrite its path. */
 export function parseOriginalUrl(raw: string | undefined, method: string | undefined): Original | null {
@@ -44,7 +55,7 @@ export function parseOriginalUrl(raw: string | undefined, method: string | undef
 function checked(proto: string, host: string, target: string, method: string | undefined): Original | null {
   if (proto !== 'http' && proto !== 'https') return null;
   // a DNS name, IPv4 or [IPv6], with a port of at most 65535: the same rule as for X-Forwarded-Host
-  const h = validHost(host);
+  const h = checkedHost(host);
   if (h === null) return null;
   if (!target.startsWith('/') || /[\s#]/.test(target)) return null;
   const mth = method ?? 'GET';
@@ -52,72 +63,137 @@ function checked(proto: string, host: string, target: string, method: string | u
   return { proto, host: h, target, method: mth };
 }
 
+function originalOf(req: IncomingMessage, mode: AuthzMode): Original | null {
+  const h = req.headers;
+  if (mode === 'auth-request') return parseOriginalUrl(one(h['x-original-url']), one(h['x-original-method']));
+  const proto = one(h['x-forwarded-proto']);
+  const host = one(h['x-forwarded-host']);
+  const uri = one(h['x-forwarded-uri']);
+  return proto && host && uri ? checked(proto.toLowerCase(), host, uri, one(h['x-forwarded-method'])) : null;
+}
+
+/** The answer to one subrequest. `headers` is a flat [name, value, ...] list without content-length. */
+export interface AuthzAnswer {
+  status: number;
+  headers: string[];
+  body: string;
+  /** What the gate decided (null: refused before it was asked). */
+  result: GateResult | null;
+  /** The original request, as the proxy described it (null: missing or malformed). */
+  original: { host: string; target: string; method: string } | null;
+  /** The client's address (the peer's when the request was refused before it was resolved). */
+  ip: string;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const NO_STORE = ['cache-control', 'no-store'];
+
+/** Every identity header present and empty: what a request without an identity (a bypass path) answers. */
+const EMPTY_IDENTITY = ['remote-user', '', 'remote-groups', '', 'remote-email', '', 'remote-name', '', 'x-portcullis-assertion', ''];
+
+export async function authzAnswer(rt: Runtime, req: IncomingMessage, mode: AuthzMode, requestId?: string): Promise<AuthzAnswer> {
+  const cfg = rt.config;
+  const peer = peerAddress(req.socket);
+  if (!cfg.trustedProxies.contains(peer)) {
+    rt.logger.warn({ peer, mode }, 'forward-auth request from a peer not in trusted_proxies');
+    return { status: 400, headers: [...NO_STORE, 'content-type', JSON_TYPE], body: JSON.stringify({ error: 'forwarded headers are only accepted from trusted_proxies' }), result: null, original: null, ip: peer };
+  }
+  const o = originalOf(req, mode);
+  if (!o) return { status: 400, headers: [...NO_STORE, 'content-type', JSON_TYPE], body: JSON.stringify({ error: 'missing or malformed original request' }), result: null, original: null, ip: peer };
+  // only the client's address is needed here (the subrequest's own Host and scheme are not)
+  const info = { ip: resolveClient(peer, req.headers, cfg.trustedProxies, (req.socket as TLSSocket).encrypted ? 'https' : 'http').ip };
+  // the cookie of the host the client asked for (the portal's Domain cookie under session.domain)
+  const cookie = sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
+  const r = await gate(rt, cfg, {
+    method: o.method,
+    target: o.target,
+    host: o.host,
+    ip: info.ip,
+    proto: o.proto,
+    sessionId: readSessionCookie(req.headers.cookie, cookie.name),
+    sessionScope: cfg.session.domain === null ? undefined : cookie.domain,
+    authorization: req.headers.authorization,
+    requestId,
+  });
+  const answer = (status: number, headers: string[], body = ''): AuthzAnswer => ({ status, headers, body, result: r, original: o, ip: info.ip });
+  if (r.kind === 'proxy') {
+    // Every identity header is always present, empty when there is no identity (a bypass
+    // path) or no value: a proxy that copies them (Caddy's copy_headers, Traefik's
+    // authResponseHeaders, nginx auth_request_set) then overwrites whatever the client sent,
+    // and never forwards a literal placeholder for a missing one.
+    const h = ['cache-control', 'no-store'];
+    if (r.identity) {
+      const got = identityHeaders(rt, r.app, r.identity, info.ip);
+      const id = got instanceof Promise ? await got : got;
+      const p = id.prepared!;
+      h.push('remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', id.assertion ?? '');
+    } else h.push(...EMPTY_IDENTITY);
+    if (requestId) h.push('x-request-id', requestId);
+    return answer(200, h);
+  }
+  const origin = `${o.proto}://${o.host}`;
+  if (r.kind === 'signin' || r.kind === 'step') {
+    if (r.kind === 'signin' && r.basic) return answer(401, [...NO_STORE, 'www-authenticate', `Basic realm="${r.app.name}", charset="UTF-8"`]);
+    // under session.domain both lead to the portal (absolute already); else to this host's own pages
+    const location = r.kind === 'step' ? (r.location.startsWith('/') ? `${origin}${r.location}` : r.location) : loginLocation(cfg, o, true);
+    // nginx auth_request understands only 2xx/401/403: 401 + Location, and nginx redirects browsers
+    if (mode === 'auth-request') return answer(401, [...NO_STORE, 'location', location]);
+    if (wantsJson(req)) {
+      return answer(401, [...NO_STORE, 'location', location, 'www-authenticate', 'Portcullis realm="portcullis"', 'content-type', JSON_TYPE], JSON.stringify({ error: r.kind === 'step' ? 'step_up' : 'signed_out', login: location }));
+    }
+    if (wantsHtml(req) && (o.method === 'GET' || o.method === 'HEAD')) return answer(302, [...NO_STORE, 'location', location]);
+    return answer(401, [...NO_STORE, 'www-authenticate', 'Portcullis realm="portcullis"']);
+  }
+  const status = ERRORS[r.code].status;
+  if (mode === 'auth-request') return answer(status === 429 ? 429 : status === 400 ? 400 : 403, NO_STORE);
+  return answer(status, NO_STORE);
+}
+
+/** Which authz endpoint a request is for, when the plain path can serve it (GET or HEAD, no body); else null. */
+export function plainAuthzMode(req: IncomingMessage, url: string): AuthzMode | null {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return null;
+  const h = req.headers;
+  if (h['content-length'] !== undefined || h['transfer-encoding'] !== undefined) return null;
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  if (path === AUTH_REQUEST_PATH) return 'auth-request';
+  if (path === FORWARD_AUTH_PATH) return 'forward-auth';
+  return null;
+}
+
+/**
+ * Serve an authz subrequest on plain node:http: the head written once (status and a prepared
+ * header list), then the body if any. `done` learns the answer (access log, metrics).
+ */
+export function serveAuthz(rt: Runtime, req: IncomingMessage, res: ServerResponse, mode: AuthzMode, requestId: string | undefined, done?: (a: AuthzAnswer | null, status: number) => void): void {
+  authzAnswer(rt, req, mode, requestId).then(
+    (a) => {
+      const len = a.body === '' ? 0 : Buffer.byteLength(a.body);
+      a.headers.push('content-length', String(len));
+      res.writeHead(a.status, a.headers);
+      if (len === 0) res.end();
+      else res.end(a.body);
+      done?.(a, a.status);
+    },
+    (err: unknown) => {
+      // as the fastify app's error handler: a store outage keeps its 503, anything else is a 500
+      const status = isPortcullisError(err) ? err.status : 500;
+      if (status >= 500) rt.logger.error({ err: (err as Error).message, url: mode }, 'forward-auth request failed');
+      sendPage(res, status, status === 503 ? { 'retry-after': '5' } : undefined);
+      done?.(null, status);
+    },
+  );
+}
+
 export function authzRoutes(rt: Runtime) {
   return async function (app: FastifyInstance): Promise<void> {
-    async function decideFor(req: FastifyRequest, reply: FastifyReply, o: Original | null, mode: 'auth-request' | 'forward-auth') {
-      const cfg = rt.config;
-      reply.header('cache-control', 'no-store');
-      const peer = peerAddress(req.raw.socket);
-      if (!cfg.trustedProxies.contains(peer)) {
-        rt.logger.warn({ peer, mode }, 'forward-auth request from a peer not in trusted_proxies');
-        return reply.code(400).send({ error: 'forwarded headers are only accepted from trusted_proxies' });
-      }
-      if (!o) return reply.code(400).send({ error: 'missing or malformed original request' });
-      const info = clientInfo(req.raw, cfg);
-      // the cookie of the host the client asked for (the portal's Domain cookie under session.domain)
-      const cookie = sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
-      const r = await gate(rt, cfg, {
-        method: o.method,
-        target: o.target,
-        host: o.host,
-        ip: info.ip,
-        proto: o.proto,
-        sessionId: readSessionCookie(req.headers.cookie, cookie.name),
-        sessionScope: cfg.session.domain === null ? undefined : cookie.domain,
-        authorization: req.headers.authorization,
-      });
-      if (r.kind === 'proxy') {
-        // Every identity header is always present, empty when there is no identity (a bypass
-        // path) or no value: a proxy that copies them (Caddy's copy_headers, Traefik's
-        // authResponseHeaders, nginx auth_request_set) then overwrites whatever the client sent,
-        // and never forwards a literal placeholder for a missing one.
-        const id = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;
-        reply
-          .header('remote-user', id ? safe(id.user) : '')
-          .header('remote-groups', id ? safe(id.groups.join(',')) : '')
-          .header('remote-email', id?.email ? safe(id.email) : '')
-          .header('remote-name', id?.name ? safe(id.name) : '')
-          .header('x-portcullis-assertion', id ? id.assertion : '');
-        return reply.code(200).send();
-      }
-      const origin = `${o.proto}://${o.host}`;
-      if (r.kind === 'signin' || r.kind === 'step') {
-        if (r.kind === 'signin' && r.basic) return reply.code(401).header('www-authenticate', `Basic realm="${r.app.name}", charset="UTF-8"`).send();
-        // under session.domain both lead to the portal (absolute already); else to this host's own pages
-        const location = r.kind === 'step' ? (r.location.startsWith('/') ? `${origin}${r.location}` : r.location) : loginLocation(cfg, o, true);
-        // nginx auth_request understands only 2xx/401/403: 401 + Location, and nginx redirects browsers
-        if (mode === 'auth-request') return reply.code(401).header('location', location).send();
-        if (wantsJson(req.raw)) {
-          return reply.code(401).header('location', location).header('www-authenticate', 'Portcullis realm="portcullis"').type('application/json; charset=utf-8').send(JSON.stringify({ error: r.kind === 'step' ? 'step_up' : 'signed_out', login: location }));
-        }
-        if (wantsHtml(req.raw) && (o.method === 'GET' || o.method === 'HEAD')) return reply.code(302).header('location', location).send();
-        return reply.code(401).header('www-authenticate', 'Portcullis realm="portcullis"').send();
-      }
-      const status = ERRORS[r.code].status;
-      if (mode === 'auth-request') return reply.code(status === 429 ? 429 : status === 400 ? 400 : 403).send();
-      return reply.code(status).send();
-    }
-
-    app.get('/.portcullis/authz/auth-request', async (req, reply) =>
-      decideFor(req, reply, parseOriginalUrl(one(req.headers['x-original-url']), one(req.headers['x-original-method'])), 'auth-request'),
-    );
-
-    app.get('/.portcullis/authz/forward-auth', async (req, reply) => {
-      const proto = one(req.headers['x-forwarded-proto']);
-      const host = one(req.headers['x-forwarded-host']);
-      const uri = one(req.headers['x-forwarded-uri']);
-      const o = proto && host && uri ? checked(proto.toLowerCase(), host, uri, one(req.headers['x-forwarded-method'])) : null;
-      return decideFor(req, reply, o, 'forward-auth');
-    });
+    const route = (mode: AuthzMode) => async (req: { raw: IncomingMessage }, reply: FastifyReply) => {
+      const a = await authzAnswer(rt, req.raw, mode);
+      reply.code(a.status);
+      for (let i = 0; i + 1 < a.headers.length; i += 2) reply.header(a.headers[i]!, a.headers[i + 1]!);
+      return a.body === '' ? reply.send() : reply.send(a.body);
+    };
+    app.get(AUTH_REQUEST_PATH, route('auth-request'));
+    app.get(FORWARD_AUTH_PATH, route('forward-auth'));
   };
 }

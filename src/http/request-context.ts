@@ -42,7 +42,7 @@ export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInf
 }
 
 /** The gate's view of a request that came in directly (proxy and WebSocket paths). */
-export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateRequest {
+export function gateRequestOf(req: IncomingMessage, info: ClientInfo, requestId?: string): GateRequest {
   return {
     method: req.method ?? 'GET',
     target: req.url ?? '/',
@@ -52,6 +52,7 @@ export function gateRequestOf(req: IncomingMessage, info: ClientInfo): GateReque
     sessionId: readSessionCookie(req.headers.cookie, info.cookieName),
     sessionScope: sessionScopeOf(info),
     authorization: req.headers.authorization,
+    requestId,
   };
 }
 
@@ -63,7 +64,25 @@ export function sessionScopeOf(info: Pick<ClientInfo, 'cfg' | 'cookieDomain'>): 
 /** The Host header as routed (see ClientInfo.host); '' when there is none usable. */
 export function routedHost(host: string | undefined): string {
   if (!host) return '';
-  return validHost(host) ?? hostOnly(host) ?? '';
+  return checkedHost(host) ?? hostOnly(host) ?? '';
+}
+
+/**
+ * `validHost`, remembered for the last few distinct values: a gateway sees the same handful of
+ * Host headers on nearly every request. At most HOSTS_REMEMBERED entries, forgotten all at once
+ * when full, so a client sending a new Host on every request only makes the cache useless.
+ */
+const HOSTS_REMEMBERED = 64;
+const hostMemo = new Map<string, string | null>();
+
+export function checkedHost(host: string): string | null {
+  if (host.length > 261) return null; // validHost's own bound: nothing that long is kept
+  const hit = hostMemo.get(host);
+  if (hit !== undefined) return hit;
+  const v = validHost(host);
+  if (hostMemo.size >= HOSTS_REMEMBERED) hostMemo.clear();
+  hostMemo.set(host, v);
+  return v;
 }
 
 /**

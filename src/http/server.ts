@@ -31,8 +31,12 @@ import { createProxyHandler } from '../proxy/handler.js';
 import { createUpgradeHandler } from '../proxy/websocket.js';
 import { UpstreamPools } from '../proxy/upstreams.js';
 import { buildApp } from './app.js';
-import { hasDuplicateHost } from './request-context.js';
+import { clientInfo, hasDuplicateHost } from './request-context.js';
 import { sendPage } from '../proxy/forward.js';
+import { peerAddress } from '../net/listener.js';
+import { plainAuthzMode, serveAuthz, type AuthzAnswer, type AuthzMode } from './authz.js';
+import { outcomeOf, type AccessLog } from './access-log.js';
+import { carriesRequestId, RequestIds, requestIdFrom } from './request-id.js';
 
 const RESERVED = '/.portcullis/';
 
@@ -70,6 +74,10 @@ export interface ShutdownReport {
 
 export interface GatewayServerOptions {
   observe?: (app: string, status: number, seconds: number) => void;
+  /** Counts every decision of the gate, proxied and forward-auth (metrics). */
+  decision?: (app: string, policy: string, outcome: string) => void;
+  /** The access log (`access_log`); off when absent or not open. */
+  accessLog?: AccessLog | null;
   /** Default DEFAULT_CONNECTION_LIMITS (tests pass short ones). */
   limits?: Partial<ConnectionLimits>;
 }
@@ -79,15 +87,85 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
   const limits = connectionLimits(opts.limits);
   const pools = new UpstreamPools();
   let fastifyHandler: ((req: IncomingMessage, res: ServerResponse) => void) | null = null;
-  const proxy = createProxyHandler({ rt, pools, ...(opts.observe ? { observe: opts.observe } : {}), onError: (err) => rt.logger.error({ err: (err as Error).message }, 'proxy request failed') });
+  const accessLog = opts.accessLog ?? null;
+  const proxy = createProxyHandler({
+    rt,
+    pools,
+    ...(opts.observe ? { observe: opts.observe } : {}),
+    ...(opts.decision ? { decision: opts.decision } : {}),
+    accessLog,
+    onError: (err) => rt.logger.error({ err: (err as Error).message }, 'proxy request failed'),
+  });
+  const ids = new RequestIds(rt.random);
+  /** A trusted proxy's well-formed X-Request-Id or traceparent, else a new id. */
+  const requestIdOf = (req: IncomingMessage): string => {
+    if (carriesRequestId(req.headers) && rt.config.trustedProxies.contains(peerAddress(req.socket))) {
+      const theirs = requestIdFrom(req.headers);
+      if (theirs) return theirs;
+    }
+    return ids.next();
+  };
 
   const dispatch = (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
     if (hasDuplicateHost(req)) sendPage(res, 400, { connection: 'close' }); // RFC 9112 §3.2, on every path (upgrades: websocket.ts)
     else if (url.startsWith(RESERVED)) {
+      // forward-auth subrequests (GET or HEAD, no body) on plain node:http: no routing, no reply object
+      const mode = plainAuthzMode(req, url);
+      if (mode) return authz(req, res, url, mode);
       if (!req.complete) deadline(req, res);
+      if (accessLog?.on) logPortal(req, res, url);
       fastifyHandler!(req, res);
-    } else proxy(req, res);
+    } else proxy(req, res, requestIdOf(req));
+  };
+  const authz = (req: IncomingMessage, res: ServerResponse, url: string, mode: AuthzMode) => {
+    const requestId = requestIdOf(req);
+    const log = accessLog?.on ? accessLog : null;
+    const started = log ? performance.now() : 0;
+    const count = opts.decision;
+    const done = log || count
+      ? (a: AuthzAnswer | null, status: number) => {
+          const o = a?.result ? outcomeOf(a.result) : null;
+          if (o) count?.(o.app ?? '-', o.policy ?? '-', o.outcome);
+          log?.write({
+            requestId,
+            ip: a?.ip ?? peerAddress(req.socket),
+            host: a?.original?.host ?? req.headers.host ?? '',
+            method: a?.original?.method ?? req.method ?? '',
+            target: a?.original?.target ?? url,
+            mode,
+            app: o?.app ?? null,
+            decision: o?.outcome ?? (status === 400 ? 'refused' : null),
+            policy: o?.policy ?? null,
+            rule: o?.rule ?? null,
+            status,
+            started,
+            upstreamMs: null,
+          });
+        }
+      : undefined;
+    serveAuthz(rt, req, res, mode, requestId, done);
+  };
+  const logPortal = (req: IncomingMessage, res: ServerResponse, url: string) => {
+    const started = performance.now();
+    const requestId = requestIdOf(req);
+    res.once('close', () =>
+      accessLog?.write({
+        requestId,
+        ip: clientInfo(req, rt.config).ip,
+        host: req.headers.host ?? '',
+        method: req.method ?? '',
+        target: url,
+        mode: 'portal',
+        app: null,
+        decision: null,
+        policy: null,
+        rule: null,
+        status: res.writableFinished ? res.statusCode : 499,
+        started,
+        upstreamMs: null,
+      }),
+    );
   };
   /**
    * The rest of a portal/authz request (its body) must arrive within `requestMs` of its headers,
@@ -114,7 +192,7 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
   guardHttpServer(server, limits, { wholeRequest: false });
   server.maxHeadersCount = 200;
 
-  const upgrade = createUpgradeHandler(rt);
+  const upgrade = createUpgradeHandler(rt, requestIdOf);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if ((req.url ?? '').startsWith(RESERVED)) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');

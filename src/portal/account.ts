@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Form, PortalContext } from './context.js';
 import { accountPage } from './pages.js';
+import { knownUser } from '../directory/source.js';
 
 export function accountRoutes(portal: PortalContext) {
   const { rt, send, signedIn, afterStep, shortOfFactors, stepUpTo } = portal;
@@ -15,12 +16,12 @@ export function accountRoutes(portal: PortalContext) {
       if (!g) return reply;
       const { c, s } = g;
       if (s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
-      if (shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/account');
-      const user = rt.users.get(s.rec.user)!;
+      if (shortOfFactors(c, s)) return stepUpTo(reply, c, s, '/.portcullis/account');
+      const user = knownUser(rt, s.rec.user)!;
       const [totp, left, keys] = await Promise.all([
-        rt.stores.state.getTotp(user.name),
-        rt.stores.state.countRecoveryCodes(user.name),
-        c.cfg.webauthn ? rt.stores.state.listPasskeys(user.name) : Promise.resolve(null),
+        rt.stores.state.getTotp(s.rec.user),
+        rt.stores.state.countRecoveryCodes(s.rec.user),
+        c.cfg.webauthn ? rt.stores.state.listPasskeys(s.rec.user) : Promise.resolve(null),
       ]);
       const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
       const done = (req.query as Form).done;

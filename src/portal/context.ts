@@ -21,6 +21,7 @@ import { formExpiredPage } from './pages.js';
 import { appOfRd, domainCsp, portalHostApp, toPortal } from './portal-host.js';
 import { safeRedirect } from './redirect.js';
 import { formOf, type Form } from '../util/form.js';
+import { knownUser, lookupUser } from '../directory/source.js';
 
 export const GENERIC_CODE_ERROR = 'That code is not valid. Try the next one your app shows.';
 
@@ -76,7 +77,7 @@ export interface PortalContext {
   /** Whether a signed-in session's factors fall short of every rule that admits it from here. */
   shortOfFactors(c: Ctx, s: OpenSession): boolean;
   /** 303 to the second factor, coming back to `page`. */
-  stepUpTo(reply: FastifyReply, page: string): FastifyReply;
+  stepUpTo(reply: FastifyReply, c: Ctx, s: OpenSession, page: string): FastifyReply;
   /** The app and the (possibly half-signed-in) session, or null with a response already sent. */
   signedIn(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession } | null>;
   /** A POST within a session: the form parsed, its CSRF token and the Origin checked. */
@@ -177,7 +178,7 @@ export function portalContext(rt: Runtime): PortalContext {
     if (!s) return null;
     // on the portal host, a page that names no rd is judged for the app the sign-in is for
     if (c.portalRd === 'none' && s.rec.rd) c.app = appOfRd(c.cfg, s.rec.rd);
-    const u = rt.users.get(s.rec.user);
+    const u = await lookupUser(rt, s.rec.user);
     if (u && !u.disabled) return s;
     await rt.sessions.destroy(s);
     return null;
@@ -219,11 +220,20 @@ export function portalContext(rt: Runtime): PortalContext {
    * stepped up before it sees the account page, changes the password or ends other sessions.
    */
   function shortOfFactors(c: Ctx, s: OpenSession): boolean {
-    const user = rt.users.get(s.rec.user);
+    const user = knownUser(rt, s.rec.user);
     return !signInAdmits(c.app, { ip: c.info.ip, groups: user?.groups ?? [], factors: s.rec.amr });
   }
 
-  const stepUpTo = (reply: FastifyReply, page: string) => reply.code(303).header('location', `/.portcullis/mfa?rd=${encodeURIComponent(page)}`).send();
+  /**
+   * Step a session up to the factor a rule here asks for: a code (or passkey) where an `mfa`
+   * rule would admit it, else a passkey (only `passkey` rules admit it from here). Sending a
+   * TOTP session to the code page where only `passkey` rules apply would bounce it straight back.
+   */
+  const stepUpTo = (reply: FastifyReply, c: Ctx, s: OpenSession, page: string) => {
+    const user = knownUser(rt, s.rec.user);
+    const withCode = signInAdmits(c.app, { ip: c.info.ip, groups: user?.groups ?? [], factors: ['pwd', 'otp'] });
+    return reply.code(303).header('location', `/.portcullis/${withCode ? 'mfa' : 'passkey'}?rd=${encodeURIComponent(page)}`).send();
+  };
 
   /** The app and the (possibly half-signed-in) session, or null with a response already sent. */
   async function signedIn(req: FastifyRequest, reply: FastifyReply): Promise<{ c: Ctx; s: OpenSession } | null> {

@@ -14,6 +14,8 @@ import { ERRORS } from '../errors.js';
 import type { OpenSession } from '../session/sessions.js';
 import { GENERIC_CODE_ERROR, type Ctx, type Form, type PortalContext } from './context.js';
 import { enrolOfferPage, enrolPage, passkeyInsteadLink, reauthPage, recoveryCodesPage, removeTotpForm } from './pages.js';
+import { hasSecondFactor } from '../auth/passkey.js';
+import { knownUser } from '../directory/source.js';
 
 const qrOf = (uri: string) => QRCode.toDataURL(uri, { errorCorrectionLevel: 'M', margin: 2, width: 200 });
 
@@ -66,6 +68,11 @@ export function enrolRoutes(portal: PortalContext) {
     return fresh(s.rec.reauthAt) && (!hasTotp || fresh(s.rec.factorAt));
   };
 
+  const hasAnySecondFactor = async (user: string) => {
+    const f = await hasSecondFactor(rt, user);
+    return f.totp || f.passkey;
+  };
+
   return async (app: FastifyInstance): Promise<void> => {
     app.get('/.portcullis/enrol', async (req, reply) => {
       const g = await signedIn(req, reply);
@@ -75,9 +82,13 @@ export function enrolRoutes(portal: PortalContext) {
       if (!c.cfg.totp.enrolNetworks.contains(c.info.ip)) return enrolRefused(reply, c, s.rec.user);
       if (s.rec.pending === 'enrol') return showEnrol(reply, c, s);
       // self-service: offered after sign-in, or opened from the account page
-      const has = (await rt.stores.state.getTotp(s.rec.user)) !== null;
-      if ((req.query as Form).offer === '1' && !has) return send(reply, 200, enrolOfferPage({ next: s.rec.rd ?? '/' }));
-      if (!reauthFresh(s, has)) return send(reply, 200, reauthPage({ csrf: s.rec.csrf, hasTotp: has }));
+      const factors = await hasSecondFactor(rt, s.rec.user);
+      const has = factors.totp;
+      const any = factors.totp || factors.passkey;
+      if ((req.query as Form).offer === '1' && !any) return send(reply, 200, enrolOfferPage({ next: s.rec.rd ?? '/' }));
+      if (!reauthFresh(s, has) || !reauthFresh(s, false)) return send(reply, 200, reauthPage({ csrf: s.rec.csrf, hasTotp: has }));
+      // a user whose only factor is a passkey proves it before an authenticator app is added
+      if (!reauthFresh(s, any)) return reply.redirect('/.portcullis/passkey?confirm=enrol', 303);
       return showEnrol(reply, c, s);
     });
 
@@ -118,7 +129,7 @@ export function enrolRoutes(portal: PortalContext) {
             return enrolRefused(reply, c, s.rec.user);
         }
       }
-      if (selfService && !reauthFresh(s, (await rt.stores.state.getTotp(s.rec.user)) !== null)) return reply.code(303).header('location', '/.portcullis/enrol').send();
+      if (selfService && !reauthFresh(s, await hasAnySecondFactor(s.rec.user))) return reply.code(303).header('location', '/.portcullis/enrol').send();
       if (selfService && f.action === 'remove') {
         const r = await removeTotp(rt, c.cfg, { ip: c.info.ip, user: s.rec.user, app: c.app.name });
         if (r === 'network') return enrolRefused(reply, c, s.rec.user);
@@ -148,7 +159,7 @@ export function enrolRoutes(portal: PortalContext) {
       s = n;
       if (!selfService && n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: n.rec.user, app: c.app.name, amr: n.rec.amr });
       setSession(reply, c, n);
-      return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: selfService ? (n.rec.rd ?? '/.portcullis/account') : afterStep(n), issuer: c.cfg.totp.issuer, user: n.rec.user }));
+      return send(reply, 200, recoveryCodesPage({ codes: r.recoveryCodes, next: selfService ? (n.rec.rd ?? '/.portcullis/account') : afterStep(n), issuer: c.cfg.totp.issuer, user: knownUser(rt, n.rec.user)?.name ?? n.rec.user }));
     });
   };
 }

@@ -17,6 +17,7 @@ import { toPortal } from './portal-host.js';
 import { passwordlessAllowed } from '../auth/credential.js';
 import { CSP, withPasskeyScript } from '../http/html.js';
 import { domainCsp } from './portal-host.js';
+import { accountKey } from '../directory/source.js';
 
 const GENERIC_LOGIN_ERROR = 'Incorrect username or password.';
 
@@ -76,7 +77,7 @@ export function loginRoutes(portal: PortalContext) {
           const old = await session(req, c);
           if (old) await rt.sessions.destroy(old);
           const s = await rt.sessions.create({
-            user: r.user.name,
+            user: accountKey(r.user),
             amr: ['pwd'],
             pending: r.next,
             ip: c.info.ip,
@@ -87,7 +88,7 @@ export function loginRoutes(portal: PortalContext) {
             reauthAt: rt.clock.now(),
             scope: c.info.cookieDomain,
           });
-          if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: r.user.name, app: c.app.name, amr: s.rec.amr });
+          if (r.next === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: accountKey(r.user), app: c.app.name, amr: s.rec.amr });
           setSession(reply, c, s);
           const to = r.offerEnrol ? '/.portcullis/enrol?offer=1' : afterStep(s);
           return reply.code(303).header('location', to).header('cache-control', 'no-store').send();

@@ -55,7 +55,9 @@ export function mfaRoutes(portal: PortalContext) {
       const g = await sessionForm(req, reply);
       if (!g) return reply;
       const { c, s, f } = g;
-      if (s.rec.pending !== 'mfa' && !(s.rec.pending === 'none' && !s.rec.amr.includes('otp'))) return reply.redirect(afterStep(s), 303);
+      // a session whose factors already meet `mfa` (a code, or a passkey) gains nothing from a code: it
+      // would only trade its passkey for a code
+      if (s.rec.pending !== 'mfa' && !(s.rec.pending === 'none' && !factorsMeet('mfa', s.rec.amr))) return reply.redirect(afterStep(s), 303);
       if (!rt.stores.healthy()) return storeDown(reply);
       const code = (f.code ?? '').slice(0, 64);
       const recovery = /[a-z]/i.test(code);

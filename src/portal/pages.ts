@@ -263,12 +263,13 @@ ${o.hasTotp ? html`<label for="code">Code</label>
 }
 
 /** Before managing passkeys, for a user whose only factor is a passkey: that passkey. */
-export function passkeyConfirmPage(o: { csrf: string }): string {
+export function passkeyConfirmPage(o: { csrf: string; then?: 'manage' | 'enrol' }): string {
+  const then = o.then ?? 'manage';
   return page(
     'Confirm it is you',
-    html`<h1>Manage passkeys</h1>
+    html`<h1>${then === 'enrol' ? 'Add an authenticator app' : 'Manage passkeys'}</h1>
 <p class="note">Confirm with one of your current passkeys to continue.</p>
-${passkeyButton({ csrf: o.csrf, mode: 'authenticate', label: 'Use passkey', then: 'manage' })}`,
+${passkeyButton({ csrf: o.csrf, mode: 'authenticate', label: 'Use passkey', then })}`,
   );
 }
 

@@ -55,8 +55,10 @@ export function passkeyRoutes(portal: PortalContext) {
     if (gate === 'step') return reply.redirect(afterStep(s), 303);
     if (gate === 'network') return enrolRefused(reply, c, s.rec.user);
     const f = await hasSecondFactor(rt, s.rec.user);
-    if (gate === 'reauth' || (gate === 'factor' && f.totp)) return send(reply, extra.status ?? 200, passkeyReauthPage({ csrf: s.rec.csrf, hasTotp: f.totp, error: extra.error ?? null }));
-    if (gate === 'factor') return sendScripted(reply, c, 200, passkeyConfirmPage({ csrf: s.rec.csrf }));
+    // outside the enrol networks the existing passkey is what proves it is the user, not a code
+    const inEnrol = c.cfg.totp.enrolNetworks.contains(c.info.ip);
+    if (gate === 'reauth' || (gate === 'factor' && f.totp)) return send(reply, extra.status ?? 200, passkeyReauthPage({ csrf: s.rec.csrf, hasTotp: f.totp && inEnrol, error: extra.error ?? null }));
+    if (gate === 'factor' || gate === 'hwk') return sendScripted(reply, c, 200, passkeyConfirmPage({ csrf: s.rec.csrf }));
     const keys = await rt.stores.state.listPasskeys(s.rec.user);
     return sendScripted(
       reply,
@@ -83,6 +85,12 @@ export function passkeyRoutes(portal: PortalContext) {
       if (q.manage === '1') {
         const done = q.done === 'removed' ? 'The passkey was removed.' : q.done === 'renamed' ? 'The passkey was renamed.' : q.done === 'added' ? 'The passkey was added.' : undefined;
         return manage(reply, c, s, done ? { message: done } : {});
+      }
+      if (q.confirm === 'enrol') {
+        // adding an authenticator app for a user whose factor is a passkey: the passkey first
+        const f = await hasSecondFactor(rt, s.rec.user);
+        if (s.rec.pending !== 'none' || !f.passkey) return reply.redirect('/.portcullis/enrol', 303);
+        return sendScripted(reply, c, 200, passkeyConfirmPage({ csrf: s.rec.csrf, then: 'enrol' }));
       }
       const rd = rdOf(c, q.rd);
       if (s.rec.pending !== 'mfa' && s.rec.pending !== 'none') return reply.redirect(afterStep(s), 303);
@@ -128,12 +136,14 @@ export function passkeyRoutes(portal: PortalContext) {
           s = r.session;
           if (s.rec.pending === 'enrol') {
             // registering the first factor at sign-in completes it, as confirming a TOTP code does
-            const n = await rt.sessions.rotate(s, { amr: ['pwd', 'hwk'], pending: s.rec.mustChangePassword ? 'password' : 'none', enrolSecret: undefined, factorAt: rt.clock.now() });
+            const n = await rt.sessions.rotate(s, { amr: ['pwd', 'hwk'], pending: s.rec.mustChangePassword ? 'password' : 'none', enrolSecret: undefined, factorAt: rt.clock.now(), hwkAt: rt.clock.now() });
             if (n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user, app: c.app.name, amr: n.rec.amr });
             setSession(reply, c, n);
             return json(reply, 200, { next: afterStep(n) });
           }
-          // the new key was just proved present: managing keys goes on without asking for it again
+          // the new key was just proved present: managing keys goes on without asking for it again.
+          // Outside the enrol networks what counts there is `hwkAt` (an existing key), which this
+          // does not touch, so a newly added key never extends that window.
           await rt.sessions.update(s, { factorAt: rt.clock.now() });
           return json(reply, 200, { next: `${MANAGE}&done=added` });
         }
@@ -156,10 +166,11 @@ export function passkeyRoutes(portal: PortalContext) {
             amr: ['pwd', 'hwk'],
             pending: signIn && s.rec.mustChangePassword ? 'password' : 'none',
             factorAt: now,
+            hwkAt: now,
           });
           if (signIn && n.rec.pending === 'none') await completeSignIn(rt, c.cfg, { ip: c.info.ip, user, app: c.app.name, amr: n.rec.amr });
           setSession(reply, c, n);
-          return json(reply, 200, { next: f.then === 'manage' ? MANAGE : afterStep(n) });
+          return json(reply, 200, { next: f.then === 'manage' ? MANAGE : f.then === 'enrol' ? '/.portcullis/enrol' : afterStep(n) });
         }
         case undefined:
           break;
@@ -171,14 +182,15 @@ export function passkeyRoutes(portal: PortalContext) {
       if (s.rec.pending !== 'none' && s.rec.pending !== 'enrol') return reply.redirect(afterStep(s), 303);
       if (f.action === 'reauth') {
         const has = await hasSecondFactor(rt, user);
-        if (!has.totp && !has.passkey && !c.cfg.totp.enrolNetworks.contains(c.info.ip)) return enrolRefused(reply, c, user);
+        // outside the enrol networks only a user who already has a passkey manages them (see registrationGate)
+        if (!has.passkey && !c.cfg.totp.enrolNetworks.contains(c.info.ip)) return enrolRefused(reply, c, user);
         const r = await reauthenticate(rt, c.cfg, { app: c.app, ip: c.info.ip, user, password: f.password ?? '' });
         if (r === 'fail') return manage(reply, c, s, { error: 'The password is not correct.', status: 401 });
         if (r === 'throttled') return fail(reply, 429, ERRORS.PC_THROTTLED.message);
         if (r === 'busy') return fail(reply, 503, ERRORS.PC_BUSY.message, { 'retry-after': '1' });
         if (r === 'network') return enrolRefused(reply, c, user);
         const now = rt.clock.now();
-        if (has.totp) {
+        if (has.totp && c.cfg.totp.enrolNetworks.contains(c.info.ip)) {
           // an existing factor is proved with it (NIST 800-63B 6.1.2.1): the code too
           const m = await secondFactor(rt, c.cfg, { ip: c.info.ip, user, code: (f.code ?? '').slice(0, 64), app: c.app.name, session: s.idHash });
           if (m.kind === 'throttled') return fail(reply, 429, ERRORS.PC_THROTTLED.message, { 'retry-after': String(m.retryAfterSec) });
@@ -186,8 +198,8 @@ export function passkeyRoutes(portal: PortalContext) {
             await rt.sessions.update(s, { reauthAt: now });
             return send(reply, 401, passkeyReauthPage({ csrf: s.rec.csrf, hasTotp: true, error: GENERIC_CODE_ERROR }));
           }
-          await rt.sessions.update(s, { reauthAt: now, factorAt: now });
-        } else await rt.sessions.update(s, { reauthAt: now });
+          await rt.sessions.update(s, { reauthAt: now, reenteredAt: now, factorAt: now });
+        } else await rt.sessions.update(s, { reauthAt: now, reenteredAt: now });
         return reply.code(303).header('location', MANAGE).send();
       }
       if (f.action === 'rename' || f.action === 'remove') {
@@ -216,10 +228,10 @@ export function passkeyRoutes(portal: PortalContext) {
   function refuseRegistration(reply: FastifyReply, c: Ctx, s: OpenSession, gate: Awaited<ReturnType<typeof registrationGate>>): FastifyReply {
     const base = { ip: c.info.ip, user: s.rec.user, app: c.app.name };
     if (gate === 'network') {
-      rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: 'passkey registration outside enrol networks without a second factor' });
+      rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: 'first passkey outside enrol networks' });
       return json(reply, 403, { error: `${ERRORS.PC_ENROL_DENIED.message}. A first passkey can be registered only from your organisation's network.` });
     }
-    rt.audit.record({ ...base, event: 'passkey_failed', outcome: 'denied', reason: `registration refused: ${gate === 'reauth' ? 'password not proved recently' : gate === 'factor' ? 'existing second factor not proved recently' : gate === 'off' ? 'passkeys off' : 'sign-in step pending'}` });
+    rt.audit.record({ ...base, event: 'passkey_failed', outcome: 'denied', reason: `registration refused: ${gate === 'reauth' ? 'password not proved recently' : gate === 'factor' ? 'existing second factor not proved recently' : gate === 'hwk' ? 'existing passkey not proved recently (outside enrol networks)' : gate === 'off' ? 'passkeys off' : 'sign-in step pending'}` });
     return json(reply, 403, { error: 'Confirm your password (and current second factor) first', next: MANAGE });
   }
 }

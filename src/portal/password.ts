@@ -25,7 +25,7 @@ export function passwordRoutes(portal: PortalContext) {
       if (!s) return reply.redirect(`/.portcullis/login?rd=${encodeURIComponent('/.portcullis/password')}`, 303);
       if (!admitted(reply, c, s.rec.user)) return reply;
       if (s.rec.pending !== 'none' && s.rec.pending !== 'password') return reply.redirect(stepLocation(s.rec.pending), 303);
-      if (s.rec.pending === 'none' && shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/password');
+      if (s.rec.pending === 'none' && shortOfFactors(c, s)) return stepUpTo(reply, c, s, '/.portcullis/password');
       return send(reply, 200, passwordPage({ csrf: s.rec.csrf, required: s.rec.pending === 'password' }));
     });
 
@@ -34,7 +34,7 @@ export function passwordRoutes(portal: PortalContext) {
       if (!g) return reply;
       const { c, s, f } = g;
       if (s.rec.pending !== 'none' && s.rec.pending !== 'password') return reply.redirect(stepLocation(s.rec.pending), 303);
-      if (s.rec.pending === 'none' && shortOfFactors(c, s)) return stepUpTo(reply, '/.portcullis/password');
+      if (s.rec.pending === 'none' && shortOfFactors(c, s)) return stepUpTo(reply, c, s, '/.portcullis/password');
       const required = s.rec.pending === 'password';
       const again = (status: number, msg: string) => send(reply, status, passwordPage({ csrf: s.rec.csrf, required, error: msg }));
       if (!rt.stores.healthy()) return storeDown(reply);

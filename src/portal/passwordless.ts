@@ -15,6 +15,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { checkPasskey, passwordlessAllowed } from '../auth/credential.js';
 import { completeSignIn } from '../auth/login.js';
+import { accountKey } from '../directory/source.js';
 import { PRE_SESSION_MS, passwordlessOptions, preSessionKey } from '../auth/passwordless.js';
 import { ERRORS } from '../errors.js';
 import { readSessionCookie } from '../http/request-context.js';
@@ -74,10 +75,11 @@ export function passwordlessRoutes(portal: PortalContext) {
     const old = await session(req, c);
     if (old) await rt.sessions.destroy(old);
     const rd = rdOf(c, f.then);
-    let s = await rt.sessions.create({ user: r.user.name, amr: ['hwk'], pending: 'none', ip: c.info.ip, rd: rd ?? '/', scope: c.info.cookieDomain });
+    const account = accountKey(r.user);
+    let s = await rt.sessions.create({ user: account, amr: ['hwk'], pending: 'none', ip: c.info.ip, rd: rd ?? '/', scope: c.info.cookieDomain });
     // the passkey was proved just now: managing passkeys right after needs no second touch
-    s = await rt.sessions.update(s, { factorAt: rt.clock.now() });
-    await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: r.user.name, app: c.app.name, amr: s.rec.amr });
+    s = await rt.sessions.update(s, { factorAt: rt.clock.now(), hwkAt: rt.clock.now() });
+    await completeSignIn(rt, c.cfg, { ip: c.info.ip, user: account, app: c.app.name, amr: s.rec.amr });
     setSession(reply, c, s);
     return json(reply, 200, { next: rd ?? '/' });
   };

@@ -22,6 +22,8 @@ export interface ForwardContext {
   observe?: (app: string, status: number, seconds: number) => void;
   /** Told when the app could not be reached or timed out (the client gets the code's 502/504 page). */
   onUpstreamError?: (code: ErrorCode, err: unknown) => void;
+  /** Filled with the time to the app's response headers (ms), for the access log. */
+  timing?: { upstreamMs: number | null };
 }
 
 export function sendPage(res: ServerResponse, status: number, extra?: Record<string, string>, message?: string): void {
@@ -70,6 +72,7 @@ export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: st
       },
       ({ statusCode, headers: upHeaders }) => {
         status = statusCode;
+        if (ctx.timing) ctx.timing.upstreamMs = performance.now() - started;
         res.writeHead(statusCode, clientResponseHeaders(upHeaders as Record<string, string | string[]>, ctx.sessionCookie));
         return res;
       },

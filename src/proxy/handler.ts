@@ -14,6 +14,7 @@ import { forward, sendPage, type ForwardContext } from './forward.js';
 import { identityHeaders } from '../access/identity.js';
 import { appRequestHeaders, type IdentityHeaders } from './headers.js';
 import type { UpstreamPools } from './upstreams.js';
+import { outcomeOf, type AccessEntry, type AccessLog } from '../http/access-log.js';
 
 /**
  * Whether the request comes from an app's own script (XHR / fetch): it cannot follow a redirect
@@ -51,16 +52,37 @@ export interface ProxyHandlerDeps {
   pools: UpstreamPools;
   observe?: (app: string, status: number, seconds: number) => void;
   onError?: (err: unknown) => void;
+  /** Counts one decision (metrics): app and policy from the config, outcome from a fixed set. */
+  decision?: (app: string, policy: string, outcome: string) => void;
+  /** The access log: nothing is measured or kept for it while it is off. */
+  accessLog?: AccessLog | null;
 }
 
-export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+export type ProxyHandler = (req: IncomingMessage, res: ServerResponse, requestId?: string) => void;
+
+export function createProxyHandler(deps: ProxyHandlerDeps): ProxyHandler {
   const { rt } = deps;
-  return (req, res) => {
+  return (req, res, requestId) => {
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
+    const log = deps.accessLog?.on ? deps.accessLog : null;
+    const entry: AccessEntry | null = log
+      ? { requestId: requestId ?? '', ip: info.ip, host: info.host, method: req.method ?? '', target: req.url ?? '/', mode: 'proxy', app: null, decision: null, policy: null, rule: null, status: 0, started: performance.now(), upstreamMs: null }
+      : null;
+    if (entry) res.once('close', () => log!.write({ ...entry, status: res.writableFinished ? res.statusCode : 499 }));
     if (portalOnly(cfg, req.headers.host)) return portalHome(req, res);
-    gate(rt, cfg, gateRequestOf(req, info))
+    gate(rt, cfg, gateRequestOf(req, info, requestId))
       .then((r) => {
+        if (deps.decision || entry) {
+          const o = outcomeOf(r);
+          deps.decision?.(o.app ?? '-', o.policy ?? '-', o.outcome);
+          if (entry) {
+            entry.app = o.app;
+            entry.decision = o.outcome;
+            entry.policy = o.policy;
+            entry.rule = o.rule;
+          }
+        }
         if (r.kind !== 'proxy') return render(req, res, r, cfg, info.proto);
         const ctx: ForwardContext = {
           cfg,
@@ -68,11 +90,12 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
           pools: deps.pools,
           sessionCookie: info.cookieName,
           observe: deps.observe,
+          ...(entry ? { timing: entry } : {}),
           onUpstreamError: (code, err) => rt.logger.warn({ code, app: r.app.name, err: err instanceof Error ? err.message : String(err) }, 'upstream request failed'),
         };
         const viaAppPassword = !!r.identity && !r.identity.session;
         const go = (identity: IdentityHeaders | null) =>
-          forward(req, res, r.rawTarget, appRequestHeaders(req, info, identity, { viaAppPassword }), ctx);
+          forward(req, res, r.rawTarget, appRequestHeaders(req, info, identity, { viaAppPassword, requestId }), ctx);
         const identity = r.identity ? identityHeaders(rt, r.app, r.identity, info.ip) : null;
         return identity instanceof Promise ? identity.then(go) : go(identity);
       })

@@ -2,6 +2,7 @@
  * Header hygiene between client, gateway and app. Pure functions, run once per request.
  */
 import type { IdentityHeaders } from '../access/types.js';
+import { safe } from '../access/identity.js';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { ClientInfo } from '../http/request-context.js';
 
@@ -43,6 +44,8 @@ const RESERVED = new Set([
   'x-real-ip',
   'x-client-ip',
   'forwarded',
+  // the gateway's request id: a client's own is never passed on (see http/request-id.ts)
+  'x-request-id',
 ]);
 
 function fold(name: string): string {
@@ -52,6 +55,8 @@ function fold(name: string): string {
 /** Every header named by a Connection header (any instance), lower-cased. */
 export function connectionNamed(value: string | string[] | undefined): Set<string> | null {
   if (!value) return null;
+  // the common values name no header of their own (keep-alive is hop-by-hop anyway): no Set per message
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return null;
   const s = new Set<string>();
   for (const v of Array.isArray(value) ? value : [value]) {
     for (const t of v.split(',')) {
@@ -63,23 +68,14 @@ export function connectionNamed(value: string | string[] | undefined): Set<strin
 }
 
 
-/**
- * Header values must not carry CR/LF or other controls; user data is sanitised defensively. Text
- * outside Latin-1 (a display name in Greek) is sent as its UTF-8 bytes, as nginx would.
- */
-export function safe(v: string): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = v.replace(/[\u0000-\u001f\u007f]/g, '');
-  // eslint-disable-next-line no-control-regex
-  return /^[\u0000-\u007f]*$/.test(clean) ? clean : Buffer.from(clean, 'utf8').toString('latin1');
-}
+export { safe } from '../access/identity.js';
 
 /** The request headers for the app, from what the gateway resolved about the client (proxy and WebSocket paths). */
 export function appRequestHeaders(
   req: IncomingMessage,
   info: ClientInfo,
   identity: IdentityHeaders | null,
-  o: { viaAppPassword: boolean; keepUpgrade?: boolean },
+  o: { viaAppPassword: boolean; keepUpgrade?: boolean; requestId?: string },
 ): OutgoingHttpHeaders {
   return upstreamRequestHeaders(req.headers, {
     clientIp: info.ip,
@@ -89,6 +85,7 @@ export function appRequestHeaders(
     sessionCookie: info.cookieName,
     dropAuthorization: o.viaAppPassword,
     keepUpgrade: o.keepUpgrade ?? false,
+    requestId: o.requestId,
   });
 }
 
@@ -107,6 +104,8 @@ export function upstreamRequestHeaders(
     sessionCookie: string;
     dropAuthorization: boolean;
     keepUpgrade?: boolean;
+    /** Sent as X-Request-Id (a client's own never reaches the app). */
+    requestId?: string;
   },
 ): OutgoingHttpHeaders {
   const named = connectionNamed(inbound.connection);
@@ -116,7 +115,7 @@ export function upstreamRequestHeaders(
     if (value === undefined) continue;
     if (HOP_BY_HOP.has(key) && !(opts.keepUpgrade && (key === 'upgrade' || key === 'connection'))) continue;
     if (named?.has(key)) continue;
-    if (RESERVED.has(key) || RESERVED.has(fold(key))) continue;
+    if (RESERVED.has(key) || ((key.includes('_') || key.includes('.')) && RESERVED.has(fold(key)))) continue;
     if (key === 'authorization' && opts.dropAuthorization) continue;
     if (key === 'cookie') {
       const c = stripCookie(value as string, opts.sessionCookie);
@@ -133,13 +132,23 @@ export function upstreamRequestHeaders(
   out['x-forwarded-for'] = opts.clientIp;
   out['x-forwarded-proto'] = opts.proto;
   out['x-forwarded-host'] = opts.host;
+  if (opts.requestId) out['x-request-id'] = opts.requestId;
   const id = opts.identity;
   if (id) {
-    out['remote-user'] = safe(id.user);
-    out['remote-groups'] = safe(id.groups.join(','));
-    if (id.email) out['remote-email'] = safe(id.email);
-    if (id.name) out['remote-name'] = safe(id.name);
-    out['x-portcullis-assertion'] = id.assertion;
+    const p = id.prepared;
+    if (p) {
+      // sanitised once per user record (access/identity.ts)
+      out['remote-user'] = p.user;
+      out['remote-groups'] = p.groups;
+      if (p.email) out['remote-email'] = p.email;
+      if (p.name) out['remote-name'] = p.name;
+    } else {
+      out['remote-user'] = safe(id.user);
+      out['remote-groups'] = safe(id.groups.join(','));
+      if (id.email) out['remote-email'] = safe(id.email);
+      if (id.name) out['remote-name'] = safe(id.name);
+    }
+    if (id.assertion !== null) out['x-portcullis-assertion'] = id.assertion;
   }
   return out;
 }

@@ -19,6 +19,7 @@ import { gate } from '../access/gate.js';
 import { appRequestHeaders, upgradeResponseHead } from './headers.js';
 import { identityHeaders } from '../access/identity.js';
 import { CLOSE_GOING_AWAY, FrameBoundary } from './ws-frames.js';
+import { accountKey, knownUser, lookupUser } from '../directory/source.js';
 
 /** How often an open tunnel re-checks its session, in real time (a tuning knob and a test hook). */
 export const tunnelChecks = { everyMs: 15_000 };
@@ -49,7 +50,7 @@ function malformedUpgrade(req: IncomingMessage): { status: number; extra?: strin
   return null;
 }
 
-export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+export function createUpgradeHandler(rt: Runtime, requestIdOf?: (req: IncomingMessage) => string): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     socket.on('error', () => socket.destroy());
     const bad = malformedUpgrade(req);
@@ -57,17 +58,18 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
     // the gate decides on this request, and the app receives this request: same method and target
-    const asked = gateRequestOf(req, info);
+    const requestId = requestIdOf?.(req);
+    const asked = gateRequestOf(req, info, requestId);
     gate(rt, cfg, asked)
       .then(async (r) => {
         if (r.kind === 'error') return refuse(socket, ERRORS[r.code].status);
         if (r.kind === 'signin' || r.kind === 'step') return refuse(socket, 401);
         if (!r.app.websocket || r.app.upstream.kind !== 'http') {
-          rt.audit.record({ event: 'access_denied', ip: info.ip, app: r.app.name, user: r.identity?.user.name, outcome: 'denied', reason: 'websocket not enabled for this app' });
+          rt.audit.record({ event: 'access_denied', ip: info.ip, app: r.app.name, user: r.identity?.user.name, outcome: 'denied', reason: 'websocket not enabled for this app', request_id: requestId });
           return refuse(socket, 403);
         }
         const identity = r.identity ? await identityHeaders(rt, r.app, r.identity, info.ip) : null;
-        const headers = appRequestHeaders(req, info, identity, { viaAppPassword: !!r.identity && !r.identity.session, keepUpgrade: true });
+        const headers = appRequestHeaders(req, info, identity, { viaAppPassword: !!r.identity && !r.identity.session, keepUpgrade: true, requestId });
         const url = r.app.upstream.url;
         const t = cfg.upstreamTimeouts;
         const upReq = (url.protocol === 'https:' ? httpsRequest : httpRequest)({
@@ -104,7 +106,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
           let stopWatching = (): void => undefined;
           let goingAway = false;
           const conn: LiveConnection = {
-            user: r.identity?.user.name ?? null,
+            user: r.identity ? accountKey(r.identity.user) : null,
             sessionHash: session?.idHash ?? null,
             app: r.app.name,
             ip: info.ip,
@@ -136,7 +138,7 @@ export function createUpgradeHandler(rt: Runtime): (req: IncomingMessage, socket
           socket.pipe(upSocket);
           upSocket.pipe(socket);
           if (session && r.identity) {
-            stopWatching = watchSession(rt, session, r.identity.user.name, (reason) => {
+            stopWatching = watchSession(rt, session, accountKey(r.identity.user), (reason) => {
               rt.logger.info({ app: r.app.name, user: conn.user, reason }, 'WebSocket closed: its session ended');
               rt.live.delete(conn);
               conn.close(reason);
@@ -162,7 +164,13 @@ function watchSession(rt: Runtime, s: OpenSession, user: string, end: (reason: s
   let stopped = false;
 
   const check = async (): Promise<string | null> => {
-    const u = rt.users.get(user);
+    let u;
+    try {
+      u = await lookupUser(rt, user);
+    } catch {
+      // the directory unreachable: an established connection continues on the last record
+      u = knownUser(rt, user);
+    }
     if (!u || u.disabled) return 'user disabled or removed';
     try {
       const now = await rt.sessions.peek(s.idHash);

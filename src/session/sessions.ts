@@ -1,3 +1,4 @@
+import * as cryptoModule from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock, Random } from '../clock.js';
@@ -23,8 +24,11 @@ const ID_RE = /^[A-Za-z0-9_-]{43}$/;
 const TOUCH_EVERY_MS = 60_000;
 
 /** SHA-256 of the id: the only form in which an id is stored or indexed. */
+/** node:crypto's one-shot `hash` (Node >= 20.12): no Hash object per request on the hot path. */
+const oneShot = (cryptoModule as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
+
 export function hashSessionId(id: string): string {
-  return createHash('sha256').update(id).digest('base64url');
+  return oneShot ? oneShot('sha256', id, 'base64url') : createHash('sha256').update(id).digest('base64url');
 }
 
 /**
@@ -36,6 +40,13 @@ export function hashSessionId(id: string): string {
  */
 export class SessionManager {
   private readonly cache: LRUCache<string, { rec: SessionRecord; at: number }> | null;
+  /**
+   * Store reads in flight, by id hash (remote stores only): requests of one session that arrive
+   * together when its cached record has run out share one round trip instead of each making one.
+   */
+  private readonly reading = new Map<string, Promise<SessionRecord | null>>();
+  /** Revocations seen (any session): a read that a revocation overtook is not cached. */
+  private revocations = 0;
 
   constructor(
     private readonly deps: {
@@ -55,9 +66,15 @@ export class SessionManager {
     this.cache =
       deps.cacheMs && deps.cacheMs > 0 ? new LRUCache({ max: deps.cacheMax ?? 50_000 }) : null;
     deps.store.onRevoked((idHash) => {
+      this.revocations++;
       if (!this.cache) return;
-      if (idHash === '*') this.cache.clear();
-      else this.cache.delete(idHash);
+      if (idHash === '*') {
+        this.cache.clear();
+        this.reading.clear();
+      } else {
+        this.cache.delete(idHash);
+        this.reading.delete(idHash);
+      }
     });
   }
 
@@ -112,8 +129,9 @@ export class SessionManager {
     const cached = this.cache?.get(idHash);
     if (cached && now - cached.at < (this.deps.cacheMs ?? 0)) rec = cached.rec;
     else {
+      const seen = this.revocations;
       try {
-        rec = await this.deps.store.get(idHash);
+        rec = await this.read(idHash);
       } catch (err) {
         const grace = this.deps.graceMs?.() ?? 0;
         if (!cached || grace <= 0 || now - cached.at >= grace || !isPortcullisError(err, 'PC_STORE_UNAVAILABLE')) throw err;
@@ -122,7 +140,9 @@ export class SessionManager {
         if (now - cached.rec.createdAt >= t.absoluteMs || now - cached.rec.lastSeenAt >= t.idleMs) throw err;
         return { id, idHash, rec: cached.rec };
       }
-      if (rec && this.cache) this.cache.set(idHash, { rec, at: now });
+      // a revocation broadcast while the read was in flight may concern this session: the record
+      // read before it is not kept (the next request reads again)
+      if (rec && this.cache && seen === this.revocations) this.cache.set(idHash, { rec, at: now });
     }
     if (!rec) return null;
     const t = this.deps.timeouts();
@@ -141,6 +161,21 @@ export class SessionManager {
       this.cache?.set(idHash, { rec, at: now });
     }
     return { id, idHash, rec };
+  }
+
+  /** One store read per id hash at a time when records are cached (see `reading`). */
+  private read(idHash: string): Promise<SessionRecord | null> {
+    if (!this.cache) return this.deps.store.get(idHash);
+    let p = this.reading.get(idHash);
+    if (!p) {
+      p = this.deps.store.get(idHash);
+      this.reading.set(idHash, p);
+      const done = () => {
+        if (this.reading.get(idHash) === p) this.reading.delete(idHash);
+      };
+      p.then(done, done);
+    }
+    return p;
   }
 
   /**

@@ -38,6 +38,10 @@ export interface SessionRecord {
    * The WebAuthn ceremony in flight for this session (src/auth/passkey.ts): its challenge
    * (base64url), what it is for, and when it lapses. Single-use: the first answer consumes it.
    */
+  /** When the holder last proved a passkey (hwk) in this session: managing passkeys outside `enrol.networks` needs it fresh. */
+  hwkAt?: number | undefined;
+  /** When the holder last re-entered the password on a factor-management page (not at sign-in). */
+  reenteredAt?: number | undefined;
   passkeyChallenge?: { challenge: string; kind: 'register' | 'authenticate'; expiresAt: number } | undefined;
 }
 

@@ -178,7 +178,7 @@ function parseSessionRecord(json: string): SessionRecord | null {
     return null;
   }
   if (!isRecord(v)) return null;
-  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword, reauthAt, factorAt, scope, passkeyChallenge } = v;
+  const { user, amr, pending, createdAt, lastSeenAt, ip, csrf, rd, enrolSecret, mustChangePassword, reauthAt, factorAt, scope, passkeyChallenge, hwkAt, reenteredAt } = v;
   if (typeof user !== 'string' || typeof ip !== 'string' || typeof csrf !== 'string') return null;
   if (!Array.isArray(amr) || !amr.every((f) => typeof f === 'string' && FACTORS.has(f))) return null;
   if (typeof pending !== 'string' || !PENDING.has(pending)) return null;
@@ -188,6 +188,8 @@ function parseSessionRecord(json: string): SessionRecord | null {
   if (mustChangePassword !== undefined && typeof mustChangePassword !== 'boolean') return null;
   if (reauthAt !== undefined && typeof reauthAt !== 'number') return null;
   if (factorAt !== undefined && typeof factorAt !== 'number') return null;
+  if (hwkAt !== undefined && typeof hwkAt !== 'number') return null;
+  if (reenteredAt !== undefined && typeof reenteredAt !== 'number') return null;
   if (scope !== undefined && typeof scope !== 'string') return null;
   if (passkeyChallenge !== undefined && !(isRecord(passkeyChallenge) && typeof passkeyChallenge.challenge === 'string' && typeof passkeyChallenge.expiresAt === 'number')) return null;
   return v as unknown as SessionRecord;

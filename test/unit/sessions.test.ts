@@ -324,6 +324,28 @@ describe('local cache with revocation', () => {
     assert.equal(store.gets, g + 1, 'read again once the cache time is over');
   });
 
+  it('requests of one session arriving together when its cache has run out share one store read (issue 17)', async () => {
+    const s = await signIn();
+    await sessions.lookup(s.id);
+    clock.advance(2_000);
+    const g = store.gets;
+    const all = await Promise.all(Array.from({ length: 32 }, () => sessions.lookup(s.id)));
+    assert.ok(all.every((x) => x && x.rec.user === 'alice'));
+    assert.equal(store.gets, g + 1, 'one round trip for 32 concurrent requests');
+  });
+
+  it('a revocation while a shared read is in flight: the next request reads again and finds nothing', async () => {
+    const s = await signIn();
+    clock.advance(2_000);
+    // the session is revoked (on another instance) between the read and its answer
+    store.afterGet = async (h) => {
+      await store.inner.delete(h);
+    };
+    const first = sessions.lookup(s.id);
+    await first;
+    assert.equal(await sessions.lookup(s.id), null, 'a lookup after the broadcast must not reuse the old read');
+  });
+
   it('a revocation anywhere (the store broadcast) evicts at once: no cached grace for a revoked session', async () => {
     const s = await signIn();
     assert.ok(await sessions.lookup(s.id));

@@ -6,9 +6,10 @@
  */
 import { allowFlags, UsageError, type Command } from '../args.js';
 import { formatIssues, loadConfigFile } from '../../config/load.js';
+import { probeDirectory } from '../directory-probe.js';
 
 export const run: Command = async (args, io) => {
-  allowFlags(args, []);
+  allowFlags(args, ['connect', 'user']);
   if (args.positionals.length > 0) throw new UsageError(`unexpected argument "${args.positionals[0]}"`);
   const result = await loadConfigFile(args.config, { checkFiles: true });
   if (!result.ok) {
@@ -16,5 +17,13 @@ export const run: Command = async (args, io) => {
     return 1;
   }
   io.stdout.write(`${args.config}: ok (${result.config.apps.length} apps)\n`);
+  if (args.flags.get('connect') === 'true') {
+    // bind with the service account and run user_filter for a test name
+    if (!result.config.ldap) {
+      io.stdout.write('--connect: no ldap section, nothing to connect to\n');
+      return 0;
+    }
+    return probeDirectory(result.config.ldap, args.flags.get('user') ?? 'portcullis-check', io, false);
+  }
   return 0;
 };

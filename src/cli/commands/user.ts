@@ -5,6 +5,7 @@
  *   user passwd NAME --password-stdin
  *   user disable|enable|remove NAME
  *   user list [--json]                  name, email, groups, disabled (never hashes)
+ *   user list --source ldap NAME        what the directory returns for NAME (issue 12)
  *
  * Passwords come only from stdin (one line), never from argv, where `ps` and shell history
  * would show them. Edits keep the file's comments, are validated before they are written, and
@@ -14,6 +15,7 @@
  * suite sets it to stay fast; never set it on a real gateway).
  */
 import type { CompiledConfig } from '../../config/types.js';
+import { probeDirectory } from '../directory-probe.js';
 import { PasswordGuidance } from '../../auth/guidance.js';
 import { allowFlags, readPasswordStdin, UsageError, type CliIO, type Command, type ParsedArgs } from '../args.js';
 import { formatIssues, loadConfigFile } from '../../config/index.js';
@@ -108,7 +110,20 @@ async function remove(args: ParsedArgs, rest: string[], io: CliIO): Promise<numb
 }
 
 async function list(args: ParsedArgs, rest: string[], io: CliIO): Promise<number> {
-  allowFlags(args, ['json']);
+  allowFlags(args, ['json', 'source']);
+  const source = args.flags.get('source') ?? 'file';
+  if (source !== 'file' && source !== 'ldap') throw new UsageError(`--source is file or ldap, not "${source}"`);
+  if (source === 'ldap') {
+    // what the directory returns for one name (a directory is not listed whole)
+    if (rest.length !== 1) throw new UsageError('user list --source ldap takes one NAME: what the directory returns for it');
+    const cfg = await configOf(args, io);
+    if (!cfg) return 1;
+    if (!cfg.ldap) {
+      io.stderr.write('no ldap section in the configuration\n');
+      return 1;
+    }
+    return probeDirectory(cfg.ldap, rest[0]!, io, args.flags.get('json') === 'true');
+  }
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
   const usersFile = await usersFileOf(args, io);
   if (usersFile === null) return 1;

@@ -39,7 +39,7 @@ export function compileApp(
   v: Val,
   networks: ReadonlyMap<string, CidrSet>,
 ): { compiled: CompiledApp; nameVal: Val; hostVals: Val[] } | null {
-  const a = r.object(v, ['name', 'hosts', 'upstream', 'websocket', 'case_insensitive_paths', 'rules', 'basic_auth'], ['name', 'hosts', 'upstream', 'rules']);
+  const a = r.object(v, ['name', 'hosts', 'upstream', 'websocket', 'case_insensitive_paths', 'rules', 'basic_auth', 'assertion'], ['name', 'hosts', 'upstream', 'rules']);
   if (!a) return null;
   const nameVal = a.name ?? v;
   const name = opt(
@@ -97,7 +97,7 @@ export function compileApp(
   }
 
   return {
-    compiled: { name, hosts, upstream, websocket, rules, basicAuthPaths, caseInsensitivePaths: ci, pos: r.pos(v.node) },
+    compiled: { name, hosts, upstream, websocket, rules, basicAuthPaths, caseInsensitivePaths: ci, assertion: opt(a.assertion, (x) => r.bool(x), defaultBool('apps[].assertion')), pos: r.pos(v.node) },
     nameVal,
     hostVals,
   };

@@ -40,3 +40,12 @@ export function compileUpstreamTimeouts(r: Reader, v: Val | undefined): Compiled
     idleMs: opt(u.idle, (x) => r.duration(x), d.idleMs),
   };
 }
+
+/** `access_log: { file: PATH | null }`: off (null) by default; a relative path is read as audit.file's is. */
+export function compileAccessLog(r: Reader, v: Val | undefined, cwd: string): CompiledConfig['accessLog'] {
+  const off = { file: null };
+  if (!v || r.isNull(v)) return off;
+  const a = r.object(v, ['file']);
+  if (!a?.file || r.isNull(a.file)) return off;
+  return { file: opt(a.file, (x) => r.filePath(x, cwd), null as string | null) };
+}

@@ -1,0 +1,35 @@
+/**
+ * Where users come from: the users file first (a break-glass admin is never shadowed by the
+ * directory), then the directory when `ldap` is configured. Narrow deps, no Runtime.
+ */
+import type { UserRecord } from '../auth/users.js';
+import { directoryKey, type LdapDirectory } from './ldap.js';
+
+/**
+ * What a user's sessions, second factors, app passwords and familiar networks are keyed by: the
+ * name for a users-file user, `ldap:` + the stable id for a directory user (a rename keeps them).
+ */
+export function accountKey(user: UserRecord): string {
+  return user.source === 'ldap' && user.directoryId ? directoryKey(user.directoryId) : user.name;
+}
+
+export interface UserSourceDeps {
+  users: ReadonlyMap<string, UserRecord>;
+  directory?: LdapDirectory | null;
+}
+
+/** Sync: the file user, else the directory's last word on a signed-in user (name or account key; however old). */
+export function knownUser(d: UserSourceDeps, name: string): UserRecord | undefined {
+  return d.users.get(name) ?? d.directory?.cached(name) ?? undefined;
+}
+
+/**
+ * The file user, else the directory's record at most `ldap.cache` old. Throws
+ * PC_DIRECTORY_UNAVAILABLE when the directory cannot answer and has never described this user.
+ */
+export async function lookupUser(d: UserSourceDeps, name: string): Promise<UserRecord | undefined> {
+  const f = d.users.get(name);
+  if (f) return f;
+  if (!d.directory) return undefined;
+  return (await d.directory.lookup(name)) ?? undefined;
+}
