@@ -63,6 +63,9 @@ export class SimStateStore implements StateStore {
   async removePasskey(_user: string, _id: string): Promise<boolean> {
     return false;
   }
+  async passkeyOwner(_id: string): Promise<string | null> {
+    return null;
+  }
   async knownNetworks(user: string): Promise<string[]> {
     return this.networks.get(user) ?? [];
   }

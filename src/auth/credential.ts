@@ -32,8 +32,10 @@ import type { AuditEventName } from '../audit/events.js';
 import { lockdownRefuses, signInAdmits } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
+import { passkeyRuleAdmits } from '../policy/admission.js';
+import { assertionFingerprint, assertionId, verifyPasswordless } from './passwordless.js';
 import { isPortcullisError } from '../errors.js';
-import { accountKey } from '../directory/source.js';
+import { accountKey, knownUser, lookupUser } from '../directory/source.js';
 import { isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
 
 /**
@@ -355,4 +357,106 @@ export function sprayedReason(count: number, accounts: readonly string[], window
   }
   const rest = count - shown.length;
   return `${head}${shown.join(', ')}${rest > 0 ? ` (+${rest} more)` : ''}`;
+}
+
+// ---- passwordless passkey sign-in (issue 13) ----
+
+export interface PasskeyCredentialRequest {
+  app: CompiledApp;
+  ip: string;
+  /** The pre-session the challenge was issued to (see src/auth/passwordless.ts). */
+  preKey: string;
+  /** The credential JSON the portal's script posted (unchecked). */
+  response: unknown;
+}
+
+export type PasskeyCredentialResult =
+  | { kind: 'ok'; user: UserRecord; familiar: boolean; accept(): Promise<void> }
+  /** Any refusal after admission: one answer for all of them, as for a wrong password. */
+  | { kind: 'fail' }
+  | { kind: 'throttled'; retryAfterSec: number }
+  /** Passwordless off, lockdown, or no `passkey` rule could admit this network. */
+  | { kind: 'network' };
+
+/** Whether a passkey alone may be tried from here: `passwordless` on, lockdown, then a `passkey` rule. */
+export function passwordlessAllowed(rt: Pick<Runtime, 'lockdown'>, cfg: CompiledConfig, app: CompiledApp, ip: string): boolean {
+  return !!cfg.webauthn?.passwordless && !lockdownRefuses(rt.lockdown, cfg, ip) && passkeyRuleAdmits(app, { ip });
+}
+
+/**
+ * The credential check for a passkey alone, the same steps as {@link checkCredential}:
+ *
+ *   admission (passwordless on, lockdown, a `passkey` rule for this network) -> atomic
+ *   reservation -> verify (src/auth/passwordless.ts) -> record -> audit
+ *
+ * No hash-budget slot (an ECDSA/EdDSA check costs microseconds). The reservation is the password
+ * one: counted per source network (and the distinct accounts it tries), and per user, found from
+ * the credential id (an id no one registered is counted as an account of its own, so spraying
+ * made-up ids meets the per-source spray limit), with the same in-flight cap: parallel answers
+ * for one account are refused while two are being checked. Failures count towards the attack
+ * posture. A disabled user, a user no `passkey` rule admits from here, and every failed check give
+ * the one generic failure; the reason goes to the audit (`passkey_failed`).
+ */
+export async function checkPasskey(rt: Runtime, cfg: CompiledConfig, a: PasskeyCredentialRequest): Promise<PasskeyCredentialResult> {
+  const base = { ip: a.ip, app: a.app.name };
+  if (!passwordlessAllowed(rt, cfg, a.app, a.ip)) {
+    rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: 'passkey sign-in from a network no passkey rule admits (or passwordless off, or lockdown)' });
+    return { kind: 'network' };
+  }
+  const id = assertionId(a.response);
+  const owner = id ? await rt.stores.state.passkeyOwner(id) : null;
+  // the owner is an account key: a users-file name, or `ldap:` + a directory user's stable id
+  const known = owner !== null ? knownUser(rt, owner) : undefined;
+  const audited = { ...base, user: owner ?? undefined };
+  // counted under the owner; a credential id no one registered under an account named after it
+  const account = owner ?? `\u0000passkey:${rt.box.hmac('passwordless-unknown-credential', id).slice(0, 16)}`;
+  const familiar = owner !== null ? await rt.throttle.isFamiliar(owner, a.ip) : false;
+  const r = await rt.throttle.reservePassword({
+    ip: a.ip,
+    user: account,
+    passwordFingerprint: `${assertionFingerprint(rt, a.response)}.${stateTag(known, rt.attack.active)}`,
+    familiar,
+    inFlightCap: true,
+    enforceSprayed: false,
+  });
+  if (!r.allowed) {
+    if (r.kind === 'repeat') {
+      rt.audit.record({ ...audited, event: 'passkey_failed', outcome: 'failure', reason: 'passwordless: the same refused answer again (not checked again)' });
+      return { kind: 'fail' };
+    }
+    rt.audit.record({ ...audited, event: 'passkey_failed', outcome: 'denied', reason: `passwordless: throttled (${r.kind})` });
+    return { kind: 'throttled', retryAfterSec: r.retryAfterSec };
+  }
+  const ticket = r.ticket;
+  let check;
+  let user: UserRecord | undefined;
+  try {
+    check = owner === null ? { ok: false as const, reason: id ? 'unknown credential' : 'no credential id' } : await verifyPasswordless(rt, cfg, { preKey: a.preKey, response: a.response, user: owner });
+    // fresh from the directory for a directory user (disabled, groups): unreachable fails closed
+    if (check.ok && owner !== null) user = await lookupUser(rt, owner);
+  } catch (e) {
+    await ticket.cancel();
+    throw e;
+  }
+  const failed = async (reason: string, outcome: 'failure' | 'denied' = 'failure'): Promise<PasskeyCredentialResult> => {
+    const [f] = await Promise.all([ticket.failed(), rt.attack.recordFailure(networkKey(a.ip, ATTACK_IPV6_PREFIX))]);
+    rt.audit.record({ ...audited, event: 'passkey_failed', outcome, reason: `passwordless: ${reason}` });
+    if (f.lockedOut && owner !== null) rt.audit.record({ ...audited, event: 'locked_out', outcome: 'denied', reason: familiar ? 'familiar networks' : 'unfamiliar networks' });
+    if (f.ipBlocked) rt.audit.record({ ...base, event: 'ip_blocked', outcome: 'denied', reason: 'too many failures from this source' });
+    return { kind: 'fail' };
+  };
+  if (!check.ok) return failed(check.reason);
+  if (!user) return failed('the credential\'s owner is not a configured user', 'denied');
+  if (user.disabled) return failed('user disabled', 'denied');
+  if (!passkeyRuleAdmits(a.app, { ip: a.ip, groups: user.groups })) return failed('no passkey rule admits this user from this network', 'denied');
+  return {
+    kind: 'ok',
+    user,
+    familiar,
+    accept: async () => {
+      // a passkey proves nothing about the password: the password failures counted stay counted
+      await ticket.succeeded({ reset: false });
+      rt.audit.record({ ...base, user: user.name, event: 'login_succeeded', outcome: 'success', reason: 'passkey (passwordless)' });
+    },
+  };
 }

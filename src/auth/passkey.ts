@@ -30,6 +30,7 @@ import type { Runtime } from '../runtime.js';
 import type { OpenSession } from '../session/sessions.js';
 import type { PasskeyRecord, SessionRecord } from '../store/ports.js';
 import { REAUTH_MS } from './login.js';
+import { userHandle } from './passwordless.js';
 import { knownUser } from '../directory/source.js';
 
 /** At most this many passkeys per user. */
@@ -112,10 +113,6 @@ export async function registrationGate(
   return 'ok';
 }
 
-/** A stable, opaque user handle for the authenticator: no user name inside. */
-function userHandle(rt: Runtime, user: string): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(Buffer.from(rt.box.hmac('webauthn-user-handle', user), 'base64url').subarray(0, 32));
-}
 
 async function setChallenge(rt: Runtime, s: OpenSession, kind: CeremonyKind, challenge: string): Promise<OpenSession> {
   return rt.sessions.update(s, { passkeyChallenge: { challenge, kind, expiresAt: rt.clock.now() + CHALLENGE_MS } });

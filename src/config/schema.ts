@@ -166,7 +166,7 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
       rp_id: { type: 'string', description: 'the relying party id: a domain every app host is under (required unless session.domain is set; with it, it is that domain)', example: 'example.org' },
       rp_name: { type: 'string', description: 'the name shown by the authenticator', default: 'portcullis', example: 'Example Mail' },
       origins: { type: 'list', description: 'https origins the ceremonies may come from', items: { type: 'url', description: 'an https origin', example: 'https://mail.example.org' }, example: ['https://mail.example.org'] },
-      passwordless: { type: 'boolean', description: 'a passkey alone signs in where a `passkey` rule applies (not available in this version: true is refused at load)', default: false, example: false },
+      passwordless: { type: 'boolean', description: 'a discoverable passkey with user verification signs in alone (no password) from networks where some `passkey` rule could admit the client; registration then asks for a discoverable credential', default: false, example: false },
     },
     { optionalSection: true },
   ),

@@ -92,3 +92,21 @@ export function signInAdmits(app: CompiledApp, q: AdmissionQuery): boolean {
 export function lockdownRefuses(lockdown: { on: boolean }, cfg: Pick<CompiledConfig, 'lockdown'>, ip: string): boolean {
   return lockdown.on && !cfg.lockdown.networks.contains(ip);
 }
+
+/**
+ * Whether some `passkey` rule could admit this client (passwordless sign-in, issue 13): the rules
+ * walked as for {@link admittingRule}, from the address alone (and the groups once known), but
+ * only a `passkey` rule admits; any earlier rule that matches every request from here (a
+ * `password` or `mfa` rule as much as a `deny` or `bypass`) hides the rules after it, since no
+ * request from here could ever reach them.
+ */
+export function passkeyRuleAdmits(app: CompiledApp, q: { ip: string; groups?: readonly string[] | undefined }): boolean {
+  const groupsKnown = q.groups !== undefined;
+  for (const rule of app.rules) {
+    if (rule.networks && !rule.networks.contains(q.ip)) continue;
+    if (rule.groups && groupsKnown && !rule.groups.some((g) => q.groups!.includes(g))) continue;
+    if (rule.policy === 'passkey') return true;
+    if (unconditional(rule, groupsKnown)) return false;
+  }
+  return false;
+}

@@ -14,6 +14,9 @@ import { readSessionCookie } from '../http/request-context.js';
 import { formOf, type Ctx, type Form, type PortalContext } from './context.js';
 import { loginPage } from './pages.js';
 import { toPortal } from './portal-host.js';
+import { passwordlessAllowed } from '../auth/credential.js';
+import { CSP, withPasskeyScript } from '../http/html.js';
+import { domainCsp } from './portal-host.js';
 import { accountKey } from '../directory/source.js';
 
 const GENERIC_LOGIN_ERROR = 'Incorrect username or password.';
@@ -38,6 +41,11 @@ export function loginRoutes(portal: PortalContext) {
       const rd = rdOf(c, q.rd);
       // decided on the client's network alone, never on `rd` (a bypass target admits nobody)
       if (!admitted(reply, c)) return reply;
+      // passwordless (issue 13): the passkey button and its one script, allowed by hash
+      if (passwordlessAllowed(rt, c.cfg, c.app, c.info.ip)) {
+        const csp = withPasskeyScript(domainCsp(c.cfg)['content-security-policy'] ?? CSP);
+        return send(reply, 200, loginPage({ csrf: loginCsrf(req, reply, c), rd, passkey: true }), { 'content-security-policy': csp });
+      }
       return send(reply, 200, loginPage({ csrf: loginCsrf(req, reply, c), rd }));
     });
 

@@ -6,7 +6,10 @@ const hidden = (name: string, value: string | null | undefined): Raw =>
 
 const error = (msg: string | null | undefined): Raw => (msg ? html`<p class="error" role="alert">${msg}</p>` : raw(''));
 
-export function loginPage(o: { csrf: string; rd: string | null; error?: string | null; username?: string }): string {
+export function loginPage(o: { csrf: string; rd: string | null; error?: string | null; username?: string; passkey?: boolean }): string {
+  // passwordless (issue 13): a passkey alone, offered where some `passkey` rule admits this network
+  const pk = o.passkey ? html`<p class="note" id="passwordless">Or, without a password:</p>
+${passkeyButton({ csrf: o.csrf, mode: 'passwordless', label: 'Sign in with a passkey', then: o.rd ?? '' })}` : raw('');
   return page(
     'Sign in',
     html`<h1>Sign in</h1>${error(o.error)}
@@ -17,7 +20,7 @@ ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
-</form>`,
+</form>${pk}`,
   );
 }
 
@@ -210,7 +213,7 @@ export function messagePage(title: string, text: string): string {
  * The passkey button and its status line, with the portal's one script. `mode`: `authenticate`
  * (sign in, step up, or confirm before managing keys) or `register` (with a name field).
  */
-export function passkeyButton(o: { csrf: string; mode: 'authenticate' | 'register'; label: string; then?: string }): Raw {
+export function passkeyButton(o: { csrf: string; mode: 'authenticate' | 'register' | 'passwordless'; label: string; then?: string }): Raw {
   const name =
     o.mode === 'register'
       ? html`<label for="pk-name">Name for this passkey</label>

@@ -27,7 +27,8 @@ import { completeSignIn, reauthenticate, secondFactor } from '../auth/login.js';
 import { CSP, withPasskeyScript } from '../http/html.js';
 import { ERRORS } from '../errors.js';
 import type { OpenSession } from '../session/sessions.js';
-import { GENERIC_CODE_ERROR, type Ctx, type Form, type PortalContext } from './context.js';
+import { GENERIC_CODE_ERROR, formOf, type Ctx, type Form, type PortalContext } from './context.js';
+import { passwordlessRoutes } from './passwordless.js';
 import { enrolRefuser } from './enrol.js';
 import { passkeyConfirmPage, passkeyManagePage, passkeyMissingPage, passkeyReauthPage, passkeySignInPage } from './pages.js';
 import { domainCsp } from './portal-host.js';
@@ -37,6 +38,7 @@ const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
 export function passkeyRoutes(portal: PortalContext) {
   const { rt, send, fail, signedIn, sessionForm, rdOf, storeDown, afterStep, setSession } = portal;
+  const passwordless = passwordlessRoutes(portal);
   const enrolRefused = enrolRefuser(portal);
 
   /** A page running the passkey script: its CSP allows that one script. */
@@ -106,6 +108,9 @@ export function passkeyRoutes(portal: PortalContext) {
     });
 
     app.post('/.portcullis/passkey', async (req, reply) => {
+      // a passkey alone, before any session (issue 13): its own CSRF and pre-session checks
+      const pf = formOf(req.body);
+      if (pf && (pf.op === 'passwordless-options' || pf.op === 'passwordless')) return passwordless(req, reply, pf);
       const g = await sessionForm(req, reply);
       if (!g) return reply;
       const { c, f } = g;

@@ -187,9 +187,22 @@ export class FileStateStore implements StateStore {
     return this.updateUser(user, (u) => {
       const list = u.passkeys ?? [];
       if (list.length >= Math.min(max, MAX_PASSKEYS) || list.some((p) => p.id === rec.id)) return { changed: false, result: false };
+      // one owner per credential id: passwordless sign-in finds the user by it
+      if (this.ownerIn(this.data, rec.id) !== null) return { changed: false, result: false };
       u.passkeys = [...list, copy];
       return { changed: true, result: true };
     });
+  }
+
+  async passkeyOwner(id: string): Promise<string | null> {
+    return this.read((d) => this.ownerIn(d, id));
+  }
+
+  /** A scan of the users in memory (each holds at most MAX_PASSKEYS): no index to keep in step. */
+  private ownerIn(d: StateData, id: string): string | null {
+    if (!id) return null;
+    for (const [name, u] of d.users) if (u.passkeys?.some((p) => p.id === id)) return name;
+    return null;
   }
 
   async usePasskey(user: string, id: string, counter: number, now: number): Promise<'ok' | 'cloned' | 'gone'> {

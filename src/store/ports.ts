@@ -176,6 +176,12 @@ export interface StateStore {
   usePasskey(user: string, id: string, counter: number, now: number): Promise<'ok' | 'cloned' | 'gone'>;
   renamePasskey(user: string, id: string, name: string): Promise<boolean>;
   removePasskey(user: string, id: string): Promise<boolean>;
+  /**
+   * The user a credential id is registered to, or null (passwordless sign-in: the assertion names
+   * the credential, not the user). A credential id belongs to one user at most: `addPasskey`
+   * refuses an id another user registered. Bounded by the credentials stored.
+   */
+  passkeyOwner(id: string): Promise<string | null>;
   /** Network keys (e.g. `192.0.2.0/24`, `2001:db8::/64`) the user has signed in from. */
   knownNetworks(user: string): Promise<string[]>;
   addKnownNetwork(user: string, key: string): Promise<boolean>;

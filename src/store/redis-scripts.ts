@@ -408,16 +408,48 @@ return 1
 // ---- passkeys (issue 13) ----
 
 /**
- * Add a passkey unless its id is taken or the user has `max`.
- * KEYS: [1] the user's passkey hash. ARGV: [1] credential id, [2] JSON record, [3] max.
- * Returns 1 when added, 0 otherwise.
+ * Add a passkey unless its id is taken (by this user or, in the owner index, by another) or the
+ * user has `max`; the index (credential id -> user, for passwordless sign-in) is written with it.
+ * KEYS: [1] the user's passkey hash, [2] the owner index. ARGV: [1] credential id, [2] JSON
+ * record, [3] max, [4] user. Returns 1 when added, 0 otherwise.
  */
 const passkeyAdd: ScriptDef = {
-  numberOfKeys: 1,
+  numberOfKeys: 2,
   lua: `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if owner and owner ~= ARGV[4] then return 0 end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+return 1
+`,
+};
+
+/**
+ * Remove a passkey and its owner-index entry (only when the index names this user).
+ * KEYS: [1] the user's passkey hash, [2] the owner index. ARGV: [1] credential id, [2] user.
+ * Returns 1 when removed.
+ */
+const passkeyRemove: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
+return n
+`,
+};
+
+/**
+ * Drop every owner-index entry of a user's passkeys (before the user's keys are deleted).
+ * KEYS: [1] the user's passkey hash, [2] the owner index. ARGV: [1] user.
+ */
+const passkeyForget: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if redis.call('HGET', KEYS[2], id) == ARGV[1] then redis.call('HDEL', KEYS[2], id) end
+end
 return 1
 `,
 };
@@ -457,7 +489,7 @@ return 1
 `,
 };
 
-export const PASSKEY_SCRIPTS = { pcPasskeyAdd: passkeyAdd, pcPasskeyUse: passkeyUse, pcPasskeyRename: passkeyRename } as const;
+export const PASSKEY_SCRIPTS = { pcPasskeyAdd: passkeyAdd, pcPasskeyUse: passkeyUse, pcPasskeyRename: passkeyRename, pcPasskeyRemove: passkeyRemove, pcPasskeyForget: passkeyForget } as const;
 
 export const SCRIPTS = {
   pcSessionSet: sessionSet,

@@ -16,6 +16,7 @@
  *   P ap:<user>       hash label -> JSON AppPasswordRecord (keyed hash)   durable
  *   P kn:<user>       zset network -> last seen, capped                   durable
  *   P pk:<user>       hash credential id -> JSON PasskeyRecord (key sealed) durable
+ *   P pkid            hash credential id -> user (passwordless lookup)    durable
  *   P lockdown:state  JSON {on, since, by}                                durable
  * Channels: `P revoked` (session deletions), `P lockdown` (lockdown changes).
  *
@@ -314,6 +315,9 @@ class Keys {
   }
   passkeys(user: string): string {
     return `${this.prefix}pk:${user}`;
+  }
+  get passkeyOwners(): string {
+    return `${this.prefix}pkid`;
   }
 }
 
@@ -1114,7 +1118,7 @@ class RedisStateStore implements StateStore {
   async addPasskey(user: string, rec: PasskeyRecord, max: number): Promise<boolean> {
     nonEmpty(user, 'user');
     nonEmpty(rec.id, 'credential id');
-    const r = await this.b.write((cmd) => this.b.script(cmd, 'pcPasskeyAdd', [this.b.keys.passkeys(user)], [rec.id, passkeyJson(rec), max]));
+    const r = await this.b.write((cmd) => this.b.script(cmd, 'pcPasskeyAdd', [this.b.keys.passkeys(user), this.b.keys.passkeyOwners], [rec.id, passkeyJson(rec), max, user]));
     return Number(r) === 1;
   }
 
@@ -1122,6 +1126,8 @@ class RedisStateStore implements StateStore {
     nonEmpty(user, 'user');
     nonEmpty(id, 'credential id');
     const r = await this.b.write((cmd) => this.b.script(cmd, 'pcPasskeyUse', [this.b.keys.passkeys(user)], [id, counter, epochMs(now, 'now')]));
+    // a credential stored before the owner index existed is indexed at its next use
+    if (r === 'ok') await this.b.write((cmd) => cmd.hsetnx(this.b.keys.passkeyOwners, id, user));
     return r === 'ok' || r === 'cloned' ? r : 'gone';
   }
 
@@ -1133,8 +1139,13 @@ class RedisStateStore implements StateStore {
 
   async removePasskey(user: string, id: string): Promise<boolean> {
     nonEmpty(user, 'user');
-    const n = await this.b.write((cmd) => cmd.hdel(this.b.keys.passkeys(user), id));
-    return n === 1;
+    const n = await this.b.write((cmd) => this.b.script(cmd, 'pcPasskeyRemove', [this.b.keys.passkeys(user), this.b.keys.passkeyOwners], [id, user]));
+    return Number(n) === 1;
+  }
+
+  async passkeyOwner(id: string): Promise<string | null> {
+    if (!id) return null;
+    return this.b.run((cmd) => cmd.hget(this.b.keys.passkeyOwners, id));
   }
 
   /** Most recently seen last. */
@@ -1171,6 +1182,7 @@ class RedisStateStore implements StateStore {
   async forgetUser(user: string): Promise<void> {
     nonEmpty(user, 'user');
     const k = this.b.keys;
+    await this.b.write((cmd) => this.b.script(cmd, 'pcPasskeyForget', [k.passkeys(user), k.passkeyOwners], [user]));
     await this.b.write((cmd) => cmd.del(k.totp(user), k.recovery(user), k.appPasswords(user), k.knownNetworks(user), k.passkeys(user)));
   }
 }

@@ -12,6 +12,8 @@
  *   with her password and the passkey and reaches `/ecp/`, whose rule is `passkey`: amr pwd+hwk.
  * - Dave (authenticator app only) signs in remotely with a code: `/ecp/` is not opened; he is
  *   stepped up to the passkey page, which says a passkey is required.
+ * - Erin (`webauthn.passwordless: true`) registers a passkey at the office, then, remotely, signs
+ *   in with the passkey alone ("Sign in with a passkey": discoverable, user verified): amr hwk.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,7 +30,7 @@ const skip = chromiumSkip();
 const OFFICE = '10.1.2.3';
 const REMOTE = '203.0.113.9';
 const HOST = 'mail.localhost';
-const PW = { alice: 'amber lantern orchid gravel 1987', dave: 'copper harbour violet thistle 7' };
+const PW = { alice: 'amber lantern orchid gravel 1987', dave: 'copper harbour violet thistle 7', erin: 'silver quarry kettle meadow 42' };
 const DAVE_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
 const clock = new ManualClock(Date.UTC(2026, 0, 5, 9, 0, 0));
 let gw: TestGateway;
@@ -45,7 +47,7 @@ listen: "127.0.0.1:${port}"
 trusted_proxies: ["127.0.0.1/32"]
 networks: { office: ["10.1.0.0/16"] }
 enrol: { networks: [office] }
-webauthn: { rp_id: ${HOST}, rp_name: "Example Mail", origins: ["${base}"] }
+webauthn: { rp_id: ${HOST}, rp_name: "Example Mail", origins: ["${base}"], passwordless: true }
 apps:
   - name: mail
     hosts: ["${HOST}"]
@@ -92,7 +94,7 @@ async function signIn(page: Page, user: keyof typeof PW): Promise<void> {
   assert.equal(path(page), '/.portcullis/login');
   await page.getByLabel('Username').fill(user);
   await page.getByLabel('Password').fill(PW[user]);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
 
 test('a passkey registered at the office signs in remotely after the password and opens the passkey rule', { skip, timeout: 90_000 }, async (t) => {
@@ -150,4 +152,31 @@ test('a TOTP-only session is refused at the passkey rule and stepped up to the p
   assert.deepEqual(await whoami(page), { path: '/inbox', user: 'dave', amr: ['pwd', 'otp'] });
   await page.goto(`${base}/ecp/`);
   assert.equal(path(page), '/.portcullis/passkey');
+});
+
+test('passwordless: a passkey alone signs in remotely and opens the passkey rule (amr hwk)', { skip, timeout: 90_000 }, async (t) => {
+  const b = await browser();
+  t.after(() => b.close());
+  const { context, page } = await person(b, OFFICE);
+  const consoleErrors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  await page.goto(`${base}/inbox`);
+  await signIn(page, 'erin');
+  await page.goto(`${base}/.portcullis/passkey?manage=1`);
+  await page.getByLabel('Name for this passkey').fill('Phone');
+  await page.getByRole('button', { name: 'Add passkey' }).click();
+  await page.waitForURL(/done=added/);
+
+  await context.clearCookies();
+  await context.setExtraHTTPHeaders({ 'x-forwarded-for': REMOTE });
+  await page.goto(`${base}/ecp/mailboxes`);
+  assert.equal(path(page), '/.portcullis/login');
+  // no user name, no password: the browser offers the resident passkey, verified on the device
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await page.waitForURL(`${base}/ecp/mailboxes`);
+  assert.deepEqual(await whoami(page), { path: '/ecp/mailboxes', user: 'erin', amr: ['hwk'] });
+  assert.deepEqual(consoleErrors, [], 'the script ran under the login page CSP without errors');
+  assert.ok(events.some((e) => e.event === 'login_succeeded' && e.user === 'erin' && e.reason === 'passkey (passwordless)'));
 });

@@ -59,6 +59,12 @@ export class SoftAuthenticator {
   private readonly cose: Buffer;
   /** The signature counter the next assertion carries (incremented before signing). */
   counter = 0;
+  /** Whether the UV flag is set (a PIN or biometric checked); a test may clear it. */
+  uv = true;
+  /** Whether the credential is discoverable (resident): it then returns the user handle. */
+  discoverable = true;
+  /** The user handle given at registration (kept by a discoverable credential). */
+  userHandle: string | undefined;
 
   constructor(
     /** The origin the "browser" puts in the client data. */
@@ -85,7 +91,7 @@ export class SoftAuthenticator {
   }
 
   private authData(rpId: string, attested: boolean): Buffer {
-    const flags = 0x01 | 0x04 | (attested ? 0x40 : 0); // UP, UV, AT
+    const flags = 0x01 | (this.uv ? 0x04 : 0) | (attested ? 0x40 : 0); // UP, UV, AT
     const ctr = Buffer.alloc(4);
     ctr.writeUInt32BE(this.counter >>> 0, 0);
     const parts: Buffer[] = [sha256(rpId), Buffer.from([flags]), ctr];
@@ -104,6 +110,7 @@ export class SoftAuthenticator {
   /** navigator.credentials.create(), as the portal's script posts it. */
   register(o: CreationOptions, rpId = o.rp.id!): Record<string, unknown> {
     if (this.counting) this.counter++;
+    if (this.discoverable) this.userHandle = o.user.id;
     const clientDataJSON = this.clientData('webauthn.create', o.challenge);
     const attestationObject = cbor(new Map<Cbor, Cbor>([['fmt', 'none'], ['attStmt', new Map()], ['authData', this.authData(rpId, true)]]));
     return {
@@ -125,7 +132,12 @@ export class SoftAuthenticator {
       id: this.id,
       rawId: this.id,
       type: 'public-key',
-      response: { clientDataJSON: b64u(clientDataJSON), authenticatorData: b64u(authenticatorData), signature: b64u(signature) },
+      response: {
+        clientDataJSON: b64u(clientDataJSON),
+        authenticatorData: b64u(authenticatorData),
+        signature: b64u(signature),
+        ...(this.discoverable && this.userHandle ? { userHandle: this.userHandle } : {}),
+      },
       clientExtensionResults: {},
     };
   }

@@ -74,7 +74,9 @@ test('enrol networks: the top-level enrol: is shared by TOTP and passkeys; totp.
   assert.match(messages(`${nets}enrol: { networks: [office] }\ntotp: { enrol: { networks: [office] } }\n${APPS}`)[0]!, /set either enrol or totp.enrol, not both/);
 });
 
-test('passwordless: true is refused (not available yet) rather than silently ignored', () => {
-  assert.match(messages(`webauthn: { rp_id: example.org, origins: ["https://mail.example.org"], passwordless: true }\n${APPS}`)[0]!, /webauthn\.passwordless: passwordless sign-in .* is not available/);
+test('passwordless: true compiles (a passkey alone, where a passkey rule admits)', () => {
+  const r = load(`webauthn: { rp_id: example.org, origins: ["https://mail.example.org"], passwordless: true }\n${APPS}`);
+  assert.ok(r.ok);
+  assert.equal(r.config.webauthn?.passwordless, true);
   assert.ok(load(`webauthn: { rp_id: example.org, origins: ["https://mail.example.org"], passwordless: false }\n${APPS}`).ok);
 });

@@ -3,7 +3,8 @@
  * and Redis (two instances on one Redis, db from $REDIS_URL, a random key prefix). The same
  * contract: bounded per user, ids unique, the counter compared and moved atomically (a counter
  * that does not move forward is `cloned` and changes nothing), rename, remove, forgetUser; and a
- * session record carrying a ceremony's challenge survives the Redis round trip.
+ * session record carrying a ceremony's challenge survives the Redis round trip; each credential id
+ * has one owner, found by `passkeyOwner` (passwordless sign-in).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -87,6 +88,24 @@ function contract(name: string, open: () => { a: StateStore; b: StateStore }) {
     assert.deepEqual((await b.listPasskeys('u3')).map((p) => p.id), ['r2']);
     await a.forgetUser('u3');
     assert.deepEqual(await b.listPasskeys('u3'), []);
+  });
+
+  test(`${name}: the owner of a credential id (passwordless), one owner per id`, async () => {
+    const { a, b } = open();
+    assert.equal(await a.addPasskey('u5', key('o1'), 10), true);
+    assert.equal(await a.addPasskey('u5', key('o2'), 10), true);
+    assert.equal(await b.passkeyOwner('o1'), 'u5');
+    assert.equal(await b.passkeyOwner('nope'), null);
+    assert.equal(await b.passkeyOwner(''), null);
+    assert.equal(await b.addPasskey('u6', key('o1'), 10), false, 'another user cannot register the same credential id');
+    assert.equal(await a.passkeyOwner('o1'), 'u5', 'and the owner stays');
+    assert.equal(await a.removePasskey('u5', 'o1'), true);
+    assert.equal(await b.passkeyOwner('o1'), null, 'removed: no owner');
+    assert.equal(await b.addPasskey('u6', key('o1'), 10), true, 'a free id may be registered again');
+    assert.equal(await a.passkeyOwner('o1'), 'u6');
+    await a.forgetUser('u5');
+    assert.equal(await b.passkeyOwner('o2'), null, 'a forgotten user owns nothing');
+    assert.equal(await b.passkeyOwner('o1'), 'u6', 'another user\'s entry is kept');
   });
 }
 

@@ -85,10 +85,8 @@ export function compileWebauthn(r: Reader, v: Val | undefined, session: Compiled
     }
     if (!origins.includes(u.origin)) origins.push(u.origin);
   }
+  // a passkey alone (discoverable, user verification required) on the login page, where some
+  // `passkey` rule could admit the client's network (src/auth/passwordless.ts)
   const passwordless = opt(w.passwordless, (x) => r.bool(x), false);
-  if (passwordless && w.passwordless) {
-    // fail closed rather than accept a setting that would do nothing
-    r.issue(w.passwordless.node, w.passwordless.path, 'passwordless sign-in (a passkey alone) is not available in this version; passkeys work after the password. Leave it false or out');
-  }
   return { rpId, rpName, origins, passwordless };
 }
