@@ -44,7 +44,7 @@ export function appForHost(cfg: CompiledConfig, host: string | undefined): Compi
   return h === null ? null : cfg.appsByHost.get(h) ?? null;
 }
 
-export function lockedOut(rt: Runtime, cfg: CompiledConfig, ip: string): boolean {
+export function lockedOut(rt: Pick<Runtime, 'lockdown'>, cfg: CompiledConfig, ip: string): boolean {
   return lockdownRefuses(rt.lockdown, cfg, ip);
 }
 
@@ -52,7 +52,7 @@ export function subjectOf(u: UserRecord): Subject {
   return { name: u.name, groups: u.groups };
 }
 
-function audit(rt: Runtime, event: AuditEventName, req: GateRequest, app: CompiledApp | null, reason: string, user?: string): void {
+function audit(rt: Pick<Runtime, 'audit'>, event: AuditEventName, req: GateRequest, app: CompiledApp | null, reason: string, user?: string): void {
   rt.audit.record({ event, ip: req.ip, app: app?.name, user, outcome: 'denied', reason, ...(req.requestId ? { request_id: req.requestId } : {}) });
 }
 
@@ -122,7 +122,7 @@ export async function gate(rt: Runtime, cfg: CompiledConfig, req: GateRequest): 
   return { kind: 'proxy', app, rawTarget: req.target, identity, decision: d };
 }
 
-function denied(rt: Runtime, req: GateRequest, app: CompiledApp, d: Decision, user?: string): GateResult {
+function denied(rt: Pick<Runtime, 'audit'>, req: GateRequest, app: CompiledApp, d: Decision, user?: string): GateResult {
   if (d.networkDenied) {
     audit(rt, 'network_denied', req, app, d.reason, user);
     return { kind: 'error', code: 'PC_NETWORK_DENIED', app, reason: d.reason, decision: d };

@@ -34,7 +34,7 @@ export function preparedIdentity(u: UserRecord): PreparedIdentity {
  * ~100 µs, so a token is signed at most once per session, app and client address per minute.
  * An app with `assertion: false` gets no assertion (null), and nothing is signed for it.
  */
-export function identityHeaders(rt: Runtime, app: CompiledApp, id: Identity, ip: string): IdentityHeaders | Promise<IdentityHeaders> {
+export function identityHeaders(rt: Pick<Runtime, 'assertions' | 'clock' | 'signer'>, app: CompiledApp, id: Identity, ip: string): IdentityHeaders | Promise<IdentityHeaders> {
   const u = id.user;
   const values = preparedIdentity(u);
   if (app.assertion === false) return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: null, prepared: values };
@@ -46,7 +46,7 @@ export function identityHeaders(rt: Runtime, app: CompiledApp, id: Identity, ip:
   return signFresh(rt, app, id, ip, key, now, values);
 }
 
-async function signFresh(rt: Runtime, app: CompiledApp, id: Identity, ip: string, key: string, now: number, values: PreparedIdentity): Promise<IdentityHeaders> {
+async function signFresh(rt: Pick<Runtime, 'assertions' | 'signer'>, app: CompiledApp, id: Identity, ip: string, key: string, now: number, values: PreparedIdentity): Promise<IdentityHeaders> {
   const u = id.user;
   const signed = await rt.signer.sign({
       aud: app.name,

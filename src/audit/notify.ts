@@ -351,7 +351,7 @@ export class Notifier {
  * Wire a notifier to the audit trail: every recorded event is offered to it. The caller closes it
  * at shutdown (`await notifier.close()`), which also unsubscribes it.
  */
-export function attachNotifier(rt: Pick<Runtime, 'audit' | 'logger' | 'clock' | 'config'>, opts: Partial<Omit<NotifierDeps, 'config' | 'logger' | 'clock'>> = {}): Notifier {
+export function attachNotifier(rt: Pick<Runtime, 'audit' | 'clock' | 'config' | 'logger'>, opts: Partial<Omit<NotifierDeps, 'config' | 'logger' | 'clock'>> = {}): Notifier {
   const notifier = new Notifier({
     userEmail: (u) => {
       const r = rt as Partial<Pick<Runtime, 'users' | 'directory'>>;

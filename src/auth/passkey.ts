@@ -58,12 +58,12 @@ export function passkeyView(p: PasskeyRecord): PasskeyView {
   return { id: p.id, name: p.name, createdAt: p.createdAt, lastUsedAt: p.lastUsedAt ?? null, transports: [...p.transports] };
 }
 
-export async function hasPasskey(rt: Runtime, user: string): Promise<boolean> {
+export async function hasPasskey(rt: Pick<Runtime, 'stores'>, user: string): Promise<boolean> {
   return (await rt.stores.state.listPasskeys(user)).length > 0;
 }
 
 /** Whether the user has any second factor (an authenticator app or a passkey). */
-export async function hasSecondFactor(rt: Runtime, user: string): Promise<{ totp: boolean; passkey: boolean }> {
+export async function hasSecondFactor(rt: Pick<Runtime, 'stores'>, user: string): Promise<{ totp: boolean; passkey: boolean }> {
   const [t, p] = await Promise.all([rt.stores.state.getTotp(user), rt.stores.state.listPasskeys(user)]);
   return { totp: t !== null, passkey: p.length > 0 };
 }
@@ -90,7 +90,7 @@ export function cleanName(raw: string | undefined, fallback: string): string {
  * - `ok`.
  */
 export async function registrationGate(
-  rt: Runtime,
+  rt: Pick<Runtime, 'clock' | 'stores'>,
   cfg: CompiledConfig,
   s: OpenSession,
   ip: string,
@@ -114,7 +114,7 @@ export async function registrationGate(
 }
 
 
-async function setChallenge(rt: Runtime, s: OpenSession, kind: CeremonyKind, challenge: string): Promise<OpenSession> {
+async function setChallenge(rt: Pick<Runtime, 'clock' | 'sessions'>, s: OpenSession, kind: CeremonyKind, challenge: string): Promise<OpenSession> {
   return rt.sessions.update(s, { passkeyChallenge: { challenge, kind, expiresAt: rt.clock.now() + CHALLENGE_MS } });
 }
 
@@ -122,7 +122,7 @@ async function setChallenge(rt: Runtime, s: OpenSession, kind: CeremonyKind, cha
  * Take the session's challenge for `kind`: null when there is none, it is for the other
  * ceremony, it has lapsed, or another request took it first. Either way it is gone afterwards.
  */
-async function takeChallenge(rt: Runtime, s: OpenSession, kind: CeremonyKind): Promise<{ challenge: string | null; session: OpenSession }> {
+async function takeChallenge(rt: Pick<Runtime, 'clock' | 'sessions' | 'stores'>, s: OpenSession, kind: CeremonyKind): Promise<{ challenge: string | null; session: OpenSession }> {
   const c: SessionRecord['passkeyChallenge'] = s.rec.passkeyChallenge;
   if (!c) return { challenge: null, session: s };
   const session = await rt.sessions.update(s, { passkeyChallenge: undefined });
@@ -140,7 +140,7 @@ function config(cfg: CompiledConfig): WebauthnConfig {
 
 /** Options for navigator.credentials.create(), the challenge stored in the session. */
 export async function registrationOptions(
-  rt: Runtime,
+  rt: Pick<Runtime, 'box' | 'clock' | 'directory' | 'random' | 'sessions' | 'stores' | 'users'>,
   cfg: CompiledConfig,
   s: OpenSession,
 ): Promise<{ options: PublicKeyCredentialCreationOptionsJSON; session: OpenSession }> {
@@ -178,7 +178,7 @@ export type RegistrationResult =
  * credential (public key sealed). The caller has checked {@link registrationGate}.
  */
 export async function finishRegistration(
-  rt: Runtime,
+  rt: Pick<Runtime, 'audit' | 'box' | 'clock' | 'sessions' | 'stores'>,
   cfg: CompiledConfig,
   a: { session: OpenSession; response: unknown; name: string | undefined; ip: string; app: string },
 ): Promise<RegistrationResult> {
@@ -228,7 +228,7 @@ export async function finishRegistration(
 
 /** Options for navigator.credentials.get(): the user's own credentials only. */
 export async function authenticationOptions(
-  rt: Runtime,
+  rt: Pick<Runtime, 'clock' | 'random' | 'sessions' | 'stores'>,
   cfg: CompiledConfig,
   s: OpenSession,
 ): Promise<{ options: PublicKeyCredentialRequestOptionsJSON; session: OpenSession } | null> {
@@ -255,7 +255,7 @@ export type AuthenticationResult =
  * in the throttle first (as a TOTP code is); success resets the user's MFA failures.
  */
 export async function finishAuthentication(
-  rt: Runtime,
+  rt: Pick<Runtime, 'audit' | 'box' | 'clock' | 'sessions' | 'stores' | 'throttle'>,
   cfg: CompiledConfig,
   a: { session: OpenSession; response: unknown; ip: string; app: string },
 ): Promise<AuthenticationResult> {
@@ -318,7 +318,7 @@ export async function finishAuthentication(
 }
 
 /** Remove one of the user's passkeys (the caller checked who may). */
-export async function removePasskey(rt: Runtime, a: { user: string; id: string; ip: string; app?: string | undefined; by: string }): Promise<boolean> {
+export async function removePasskey(rt: Pick<Runtime, 'audit' | 'stores'>, a: { user: string; id: string; ip: string; app?: string | undefined; by: string }): Promise<boolean> {
   const ok = await rt.stores.state.removePasskey(a.user, a.id);
   if (ok) rt.audit.record({ event: 'passkey_removed', ip: a.ip, user: a.user, app: a.app, outcome: 'success', reason: a.by });
   return ok;

@@ -48,7 +48,7 @@ function mac(rt: Pick<Runtime, 'box'>, preKey: string, body: Buffer): Buffer {
 }
 
 /** Options for navigator.credentials.get() with no credential named: discoverable, UV required. */
-export async function passwordlessOptions(rt: Runtime, cfg: CompiledConfig, preKey: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+export async function passwordlessOptions(rt: Pick<Runtime, 'box' | 'clock' | 'random'>, cfg: CompiledConfig, preKey: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
   const wa = cfg.webauthn;
   if (!wa) throw new Error('webauthn is not configured');
   const time = Buffer.alloc(8);
@@ -71,7 +71,7 @@ export function assertionId(response: unknown): string {
 }
 
 /** Check a challenge's MAC and age against this pre-session; null when good, else why not. */
-function challengeProblem(rt: Runtime, preKey: string, challenge: string): string | null {
+function challengeProblem(rt: Pick<Runtime, 'box' | 'clock'>, preKey: string, challenge: string): string | null {
   const raw = Buffer.from(challenge, 'base64url');
   if (raw.length !== NONCE + 8 + MAC || raw.toString('base64url') !== challenge) return 'malformed challenge';
   const body = raw.subarray(0, NONCE + 8);
@@ -99,7 +99,7 @@ export type PasswordlessCheck = { ok: true } | { ok: false; reason: string };
  * user verification; the counter. The caller holds a throttle reservation.
  */
 export async function verifyPasswordless(
-  rt: Runtime,
+  rt: Pick<Runtime, 'box' | 'clock' | 'stores'>,
   cfg: CompiledConfig,
   a: { preKey: string; response: unknown; user: string },
 ): Promise<PasswordlessCheck> {
