@@ -105,11 +105,11 @@ runAsJob<HotPathInput, HotPathResult>(async (input) => {
     await add('response headers for the client', 'src/proxy/headers.ts clientResponseHeaders()', () => clientResponseHeaders(upHeaders, SESSION_COOKIE));
     await add('client address and scheme', 'src/http/request-context.ts clientInfo()', () => clientInfo(fakeReq(), cfg));
     await add('session cookie from the Cookie header', 'src/http/request-context.ts readSessionCookie()', () => readSessionCookie(inbound.cookie, SESSION_COOKIE));
-    await add('abort signal (EventEmitter) + close listener per request', 'src/proxy/forward.ts forward()', () => {
-      const abort = new EventEmitter();
-      const onAbort = () => undefined;
-      abort.on('abort', onAbort);
-      abort.off('abort', onAbort);
+    await add('dispatch handler object + close listener per request', 'src/proxy/forward.ts forward()', () => {
+      const handler = { started: performance.now(), status: 0, onClose: () => undefined };
+      const emitter = new EventEmitter();
+      emitter.on('close', handler.onClose);
+      emitter.off('close', handler.onClose);
     });
     const { cookie: _c, connection: _k, ...bareInbound } = inbound;
     return {

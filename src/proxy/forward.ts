@@ -3,9 +3,8 @@
  * back-pressure (constant memory for any size), maps upstream failures to 502/504 pages, and
  * leaves other apps unaffected by one app's trouble.
  */
-import { EventEmitter } from 'node:events';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { errors as undiciErrors } from 'undici';
+import { errors as undiciErrors, type Dispatcher } from 'undici';
 import type { CompiledApp, CompiledConfig } from '../config/types.js';
 import type { UpstreamPools } from './upstreams.js';
 import { clientResponseHeaders } from './headers.js';
@@ -48,53 +47,95 @@ export function forward(req: IncomingMessage, res: ServerResponse, rawTarget: st
     return;
   }
   const pool = ctx.pools.get(ctx.cfg, up.origin);
-  // undici accepts an EventEmitter as the abort signal: far cheaper per request than an
-  // AbortController (a DOM EventTarget), and it ends the upstream request when the client leaves
-  const abort = new EventEmitter();
-  let aborted = false;
-  const onClose = () => {
-    if (!res.writableFinished) {
-      aborted = true;
-      abort.emit('abort');
-    }
+  const h = new Forwarding(res, ctx);
+  res.on('close', h.onClose);
+  pool.dispatch(
+    {
+      path: rawTarget,
+      method: req.method as 'GET',
+      headers: headers as Record<string, string>,
+      body: hasBody(req) ? req : null,
+    },
+    h,
+  );
+}
+
+/**
+ * One request to the app, as an undici dispatch handler: no promise, no Readable wrapper around the
+ * app's answer and no abort signal per request. The app's body is written straight to the client
+ * with back-pressure (undici's parser is paused while the client's socket is full); the upstream
+ * request is aborted when the client goes away.
+ */
+class Forwarding implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  /** The client went away before the response was complete. */
+  private aborted = false;
+  private status = 0;
+  private readonly started = performance.now();
+  private draining = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly ctx: ForwardContext,
+  ) {}
+
+  readonly onClose = (): void => {
+    if (this.res.writableFinished) return;
+    this.aborted = true;
+    // before the request reached a connection there is no controller yet: onRequestStart aborts it
+    this.controller?.abort(new undiciErrors.RequestAbortedError());
   };
-  res.on('close', onClose);
-  const started = performance.now();
-  let status = 0;
-  pool
-    .stream(
-      {
-        path: rawTarget,
-        method: req.method as 'GET',
-        headers: headers as Record<string, string>,
-        body: hasBody(req) ? req : null,
-        signal: abort,
-      },
-      ({ statusCode, headers: upHeaders }) => {
-        status = statusCode;
-        if (ctx.timing) ctx.timing.upstreamMs = performance.now() - started;
-        res.writeHead(statusCode, clientResponseHeaders(upHeaders as Record<string, string | string[]>, ctx.sessionCookie));
-        return res;
-      },
-    )
-    .then(
-      () => {
-        ctx.observe?.(ctx.app.name, status, (performance.now() - started) / 1000);
-      },
-      (err: unknown) => {
-        res.off('close', onClose);
-        ctx.observe?.(ctx.app.name, status || 502, (performance.now() - started) / 1000);
-        if (aborted) return; // the client went away
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError;
-        const code = timeout ? 'PC_UPSTREAM_TIMEOUT' : 'PC_UPSTREAM_UNREACHABLE';
-        ctx.onUpstreamError?.(code, err);
-        sendPage(res, ERRORS[code].status);
-      },
-    );
+
+  private readonly onDrain = (): void => {
+    this.draining = false;
+    this.controller?.resume();
+  };
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.aborted) controller.abort(new undiciErrors.RequestAbortedError());
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx informational heads are not passed on (node:http writes its own 100-continue)
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    if (this.ctx.timing) this.ctx.timing.upstreamMs = performance.now() - this.started;
+    this.res.writeHead(statusCode, clientResponseHeaders(headers, this.ctx.sessionCookie));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk) && !this.aborted) {
+      controller.pause();
+      if (!this.draining) {
+        this.draining = true;
+        this.res.once('drain', this.onDrain);
+      }
+    }
+  }
+
+  onResponseEnd(): void {
+    const { res, ctx } = this;
+    res.off('close', this.onClose);
+    res.end();
+    ctx.observe?.(ctx.app.name, this.status, (performance.now() - this.started) / 1000);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    const { res, ctx } = this;
+    res.off('close', this.onClose);
+    if (this.draining) res.off('drain', this.onDrain);
+    ctx.observe?.(ctx.app.name, this.status || 502, (performance.now() - this.started) / 1000);
+    if (this.aborted) return; // the client went away
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError;
+    const code = timeout ? 'PC_UPSTREAM_TIMEOUT' : 'PC_UPSTREAM_UNREACHABLE';
+    ctx.onUpstreamError?.(code, err);
+    sendPage(res, ERRORS[code].status);
+  }
 }
 
 /** builtin:whoami: echoes what an app behind the gateway receives. */
