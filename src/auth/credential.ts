@@ -34,7 +34,7 @@ import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
 import { isPortcullisError } from '../errors.js';
 import { accountKey } from '../directory/source.js';
-import { isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
+import { bindUnanswered, isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
 
 /**
  * The network a failure is counted under for the attack posture: the /24 of an IPv4 address, the
@@ -278,16 +278,22 @@ async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, di
   const key = `ldap-bind:${entry.id}`;
   const member = rt.box.hmac('ldap-bind', `${entry.id}\u0000${entry.passwordTag}\u0000${a.secret}`).slice(0, 22);
   const now = rt.clock.now();
-  const r = await rt.stores.rates.reserve({ blocks: [], counters: [{ key, windowMs: BIND_BUDGET_WINDOW_MS, member, max: limit }], seen: { key, member } }, now);
+  // the directory's own count is part of the atomic reservation: parallel attempts that all read
+  // the same count share what is left of the budget (limit - that count), they do not each get
+  // it. The gateway's own recent failures are then counted twice (in the budget and in the
+  // directory's count): the safe direction.
+  const max = limit - entry.directoryFailures;
+  const r = await rt.stores.rates.reserve({ blocks: [], counters: [{ key, windowMs: BIND_BUDGET_WINDOW_MS, member, max }], seen: { key, member } }, now);
   if (!r.ok) {
     if (r.seen) return { ok: false, user, reason: 'directory: the same wrong password for this account again (no bind)' };
-    return { ok: false, user, reason: `directory: bind budget spent (${limit} failed binds${familiar ? '' : ' from unfamiliar networks'}); no bind (lockout at ${threshold})` };
+    return { ok: false, user, reason: `directory: bind budget spent (${limit} failed binds${familiar ? '' : ' from unfamiliar networks'}, ${entry.directoryFailures} counted by the directory); no bind (lockout at ${threshold})` };
   }
   let out;
   try {
     out = await dir.bind(entry.dn, a.secret);
   } catch (e) {
-    await rt.stores.rates.unhit(key, now, member).catch(() => undefined);
+    // a bind sent and not answered may have been counted by the directory: it stays in the budget
+    if (!bindUnanswered(e)) await rt.stores.rates.unhit(key, now, member).catch(() => undefined);
     throw e;
   }
   if (out.kind === 'wrong') return { ok: false, user, reason: 'wrong' };

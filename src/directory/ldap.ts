@@ -162,6 +162,21 @@ export function guidBytes(uuid: string): string | null {
   return `${rev(m[1]!)}${rev(m[2]!)}${rev(m[3]!)}${m[4]}${m[5]}`.toLowerCase();
 }
 
+/** The cause of a PC_DIRECTORY_UNAVAILABLE thrown when a sent bind got no answer (it may have been counted). */
+const BIND_UNANSWERED = Symbol('ldap-bind-unanswered');
+/** Whether `e` says a bind was sent and not answered: the directory may have counted it as a failure. */
+export function bindUnanswered(e: unknown): boolean {
+  return e instanceof PortcullisError && e.cause === BIND_UNANSWERED;
+}
+
+/** A connection that failed before anything was sent (refused, unreachable, TLS refused, connect timeout). */
+function neverConnected(e: unknown): boolean {
+  const code = String((e as { code?: unknown } | null)?.code ?? '');
+  if (['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'].includes(code)) return true;
+  if (/CERT|TLS|SELF_SIGNED|UNABLE_TO|ERR_SSL/.test(code)) return true;
+  return e instanceof Error && e.message === 'Connection timeout';
+}
+
 /** Thrown inside this module for trouble reaching a server (try the next URL). */
 class Unreachable extends Error {}
 
@@ -405,6 +420,11 @@ export class LdapDirectory {
         await c.bind(dn, password);
         return { kind: 'ok' } as const;
       } catch (e) {
+        // the bind was sent and not answered (a timeout, a dropped connection): the directory may
+        // have counted it. Never retried on another server, and the caller never takes it back.
+        if (!(e instanceof ResultCodeError) && !neverConnected(e)) {
+          throw new PortcullisError('PC_DIRECTORY_UNAVAILABLE', 'the directory did not answer a bind', { cause: BIND_UNANSWERED });
+        }
         if (e instanceof InvalidCredentialsError) {
           // AD tells a right-but-expired password apart: "data 532" expired, "data 773" must change
           const m = /data ([0-9a-f]{3})/i.exec(e.message);
