@@ -33,7 +33,7 @@ import { lockdownRefuses, signInAdmits } from '../policy/admission.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from './users.js';
 import { isPortcullisError } from '../errors.js';
-import { accountKey } from '../directory/source.js';
+import { accountKey, fileUserLike } from '../directory/source.js';
 import { bindUnanswered, isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
 
 /**
@@ -121,8 +121,10 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     return { kind: 'network' };
   }
   const fileUser = rt.users.get(name);
-  // the directory is asked only for names the users file does not hold (file users first)
-  const directory = !fileUser && rt.directory ? rt.directory : null;
+  // the directory is asked only for names the users file does not hold (file users first), also
+  // ignoring case: `Alice` must not reach a directory alice when the file holds alice
+  const shadowed = !fileUser && rt.directory ? fileUserLike(rt.users, name) : undefined;
+  const directory = !fileUser && !shadowed && rt.directory ? rt.directory : null;
   // what the gateway last knew of a directory user (for the state tag); the directory itself is
   // asked only after the reservation, so a throttled or blocked client never causes a search
   const user = fileUser ?? (directory ? (directory.cached(name) ?? undefined) : undefined);
@@ -173,7 +175,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     ticket = r.ticket;
     try {
       v = !directory
-        ? { ok: await verify(rt, a, name, user, digest), user }
+        ? { ok: await verify(rt, a, name, user, digest), user, ...(shadowed ? { reason: `unknown user (differs only in case from the users-file user ${shadowed.name}; the directory is not asked)` } : {}) }
         : a.via === 'basic'
           ? await verifyDirectoryAppPassword(rt, directory, a, name)
           : await verifyDirectory(rt, directory, a, name, familiar);
@@ -262,11 +264,13 @@ interface Verified {
  *   failures made elsewhere (a Windows logon) are respected too;
  * - a locked, disabled or expired account is never bound.
  */
-async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
+async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores' | 'users'>, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
   // a signed-in user's own password (change, re-entry) names the account by its key; a name typed
   // at the form or over Basic is always searched as a name (escaped), never as a key
   const entry = isDirectoryKey(name) && (a.via === 'password-change' || a.via === 'reauth') ? await dir.findByKey(name) : await dir.find(name);
   if (!entry) return { ok: false, user: undefined, reason: 'unknown user' };
+  // an entry named as a users-file user (ignoring case) would act under the file user's name
+  if (fileUserLike(rt.users, entry.record.name)) return { ok: false, user: undefined, reason: `directory: the entry ${entry.record.name} has the name of a users-file user (refused; the file user is never shadowed)` };
   const user = entry.record;
   if (entry.refused) return { ok: false, user, reason: entry.refused };
   if (a.secret === '') return { ok: false, user, reason: 'empty password (no bind)' };
@@ -308,7 +312,8 @@ async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, di
  * bind: an app password never reaches the directory.
  */
 async function verifyDirectoryAppPassword(rt: Runtime, dir: LdapDirectory, a: CredentialRequest, name: string): Promise<Verified> {
-  const user = (await dir.lookup(name)) ?? undefined;
+  const found = (await dir.lookup(name)) ?? undefined;
+  const user = found && !fileUserLike(rt.users, found.name) ? found : undefined;
   const key = user ? accountKey(user) : name;
   return { ok: await verify(rt, a, key, user, secretFingerprint(rt, 'basic', key, a.secret)), user };
 }

@@ -4,6 +4,21 @@
  */
 import type { UserRecord } from '../auth/users.js';
 import { directoryKey, type LdapDirectory } from './ldap.js';
+import { userKeyFor } from '../auth/throttle.js';
+
+/**
+ * The users-file user whose name equals `name` when both are folded as a directory compares
+ * names (case, compatibility forms, RFC 4518 characters mapped to nothing), or undefined. A
+ * directory user of such a name would shadow the file user (the directory's search ignores case,
+ * the users file does not): such a name never goes to the directory, and such an entry is refused.
+ */
+export function fileUserLike(users: ReadonlyMap<string, UserRecord>, name: string): UserRecord | undefined {
+  const exact = users.get(name);
+  if (exact) return exact;
+  const k = userKeyFor(name);
+  for (const u of users.values()) if (userKeyFor(u.name) === k) return u;
+  return undefined;
+}
 
 /**
  * What a user's sessions, second factors, app passwords and familiar networks are keyed by: the
