@@ -207,6 +207,13 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   };
 
   const found = v.user;
+  if (!v.ok && v.suspended) {
+    // a right app password suspended for now: answered as a wrong one, but neither counted nor
+    // remembered as one (it must work again as soon as the suspension ends)
+    await ticket.cancel();
+    rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: v.suspended });
+    return { kind: 'fail' };
+  }
   if (!v.ok || !found) {
     const why = v.reason ?? (!found ? 'unknown user' : 'wrong');
     await failed('login_failed', why === 'wrong' ? `wrong ${what}` : a.via === 'form' ? why : `${why} (${what})`);
@@ -249,6 +256,8 @@ interface Verified {
   /** The directory says the (right) password must be changed now. */
   mustChange?: boolean;
   dn?: string;
+  /** A right secret suspended for now (why): refused, not counted as a failure. */
+  suspended?: string;
 }
 
 /**
@@ -308,14 +317,20 @@ async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores' | 'u
 
 /**
  * An app password of a directory user: the user looked up (cache first, at most `ldap.cache`
- * old), the app password checked by the gateway under the account key (a rename keeps it). No
- * bind: an app password never reaches the directory.
+ * old; a cached record older than that is unusable, so an outage is a 503 once `cache` has
+ * passed), the app password checked by the gateway under the account key (a rename keeps it). No
+ * bind: an app password never reaches the directory. While the directory says the account's
+ * password must be changed (ppolicy pwdReset, AD pwdLastSet=0, expired) its app passwords are
+ * suspended: a right one is refused (audited), as for a disabled account.
  */
 async function verifyDirectoryAppPassword(rt: Runtime, dir: LdapDirectory, a: CredentialRequest, name: string): Promise<Verified> {
-  const found = (await dir.lookup(name)) ?? undefined;
-  const user = found && !fileUserLike(rt.users, found.name) ? found : undefined;
+  // a name typed over Basic is a name, never an account key
+  const entry = isDirectoryKey(name) ? null : await dir.lookupEntry(name, false);
+  const user = entry && !fileUserLike(rt.users, entry.record.name) ? entry.record : undefined;
   const key = user ? accountKey(user) : name;
-  return { ok: await verify(rt, a, key, user, secretFingerprint(rt, 'basic', key, a.secret)), user };
+  const ok = await verify(rt, a, key, user, secretFingerprint(rt, 'basic', key, a.secret));
+  if (ok && entry?.mustChange) return { ok: false, user, suspended: 'app password suspended: the directory says the password must be changed' };
+  return { ok, user };
 }
 
 /** How long a failed bind stays in an account's bind budget (unless a bind succeeds first). */
@@ -344,7 +359,8 @@ async function verify(rt: Runtime, a: CredentialRequest, name: string, user: Use
 
 /** A short tag of what decides a right password's fate: the stored hash, disabled, the posture. */
 function stateTag(user: UserRecord | undefined, posture: boolean): string {
-  const state = `${user ? user.passwordHash : ''}\u0000${user?.disabled ? 1 : 0}\u0000${posture ? 1 : 0}`;
+  // (a directory user's "must change" too: it suspends app passwords, and its end re-checks them)
+  const state = `${user ? user.passwordHash : ''}\u0000${user?.disabled ? 1 : 0}\u0000${posture ? 1 : 0}${user?.mustChange ? '\u0000c' : ''}`;
   return createHash('sha256').update(state).digest('base64url').slice(0, 8);
 }
 

@@ -366,6 +366,7 @@ export class LdapDirectory {
       disabled: refused !== null,
       source: 'ldap',
       directoryId: id,
+      ...(mustChange ? { mustChange: true } : {}),
     };
     return { dn: e.dn, id, record, refused, mustChange, directoryFailures: failures, passwordTag };
   }
@@ -533,9 +534,19 @@ export class LdapDirectory {
    * longer finds is null.
    */
   async lookup(nameOrKey: string): Promise<UserRecord | null> {
+    return (await this.lookupEntry(nameOrKey, true))?.record ?? null;
+  }
+
+  /**
+   * The entry for a name or key: the cache while younger than `cache`, else the directory. While
+   * the directory is unreachable `staleOk` returns the last entry however old (established
+   * sessions); without it an entry older than `cache` is unusable: PC_DIRECTORY_UNAVAILABLE
+   * (an app password is a new request each time, not an established session).
+   */
+  async lookupEntry(nameOrKey: string, staleOk: boolean): Promise<DirectoryEntry | null> {
     const k = this.keyOf(nameOrKey);
     const hit = k ? this.cache.get(k) : undefined;
-    if (hit && this.deps.clock.now() - hit.at < this.cfg.cacheMs) return hit.entry.record;
+    if (hit && this.deps.clock.now() - hit.at < this.cfg.cacheMs) return hit.entry;
     try {
       // one refresh per account at a time: a burst of a session's requests searches once
       let p = this.refreshing.get(nameOrKey);
@@ -548,9 +559,9 @@ export class LdapDirectory {
         if (k) this.cache.delete(k);
         return null;
       }
-      return e.record;
+      return e;
     } catch (err) {
-      if (hit && err instanceof PortcullisError && err.code === 'PC_DIRECTORY_UNAVAILABLE') return hit.entry.record;
+      if (staleOk && hit && err instanceof PortcullisError && err.code === 'PC_DIRECTORY_UNAVAILABLE') return hit.entry;
       throw err;
     }
   }
