@@ -355,8 +355,12 @@ export class LdapDirectory {
     }
     const email = first(e, a.email);
     const name = first(e, a.name);
-    const groups = await this.groupsOf(e);
-    const { refused, mustChange, failures, passwordTag } = accountState(this.cfg.implementation, e, this.deps.clock.now());
+    const { groups, truncated } = await this.groupsOf(e);
+    const state = accountState(this.cfg.implementation, e, this.deps.clock.now());
+    const { mustChange, failures, passwordTag } = state;
+    // a partial group list fails closed: the account is refused (sign-in) or disabled (session refresh)
+    const refused = state.refused ?? (truncated ? `directory: the group list is incomplete (more than ${MAX_GROUPS} groups, a size limit, or nesting deeper than ${MAX_GROUP_DEPTH}); refused rather than judged on part of it` : null);
+    if (truncated) this.deps.logger.warn({ dn: e.dn }, 'ldap: the group list of an entry is incomplete; the account is refused');
     const record: UserRecord = {
       name: username,
       passwordHash: '',
@@ -372,33 +376,51 @@ export class LdapDirectory {
   }
 
   /** Group short names (the RDN value of each group DN), nested groups followed where needed. */
-  private async groupsOf(e: Entry): Promise<string[]> {
+  private async groupsOf(e: Entry): Promise<{ groups: string[]; truncated: boolean }> {
     let dns: string[];
+    // a group list that is not whole (a size limit, more than MAX_GROUPS, nesting deeper than
+    // followed) is never used as if it were: a deny-by-group rule would fail open
+    let truncated = false;
     if (!this.cfg.groupFilter) {
       dns = all(e, this.cfg.attributes.groups);
+      if (dns.length > MAX_GROUPS) truncated = true;
     } else {
       const template = this.cfg.groupFilter;
       // AD evaluates LDAP_MATCHING_RULE_IN_CHAIN itself; other directories are walked here
       const chained = template.includes('1.2.840.113556.1.4.1941');
       const seen = new Set<string>();
       let frontier = [e.dn];
-      for (let depth = 0; depth < (chained ? 1 : MAX_GROUP_DEPTH) && frontier.length > 0 && seen.size < MAX_GROUPS; depth++) {
+      let depth = 0;
+      for (; depth < (chained ? 1 : MAX_GROUP_DEPTH) && frontier.length > 0 && !truncated; depth++) {
         const next: string[] = [];
         for (const dn of frontier) {
           const filter = fillFilter(template, { dn, username: first(e, this.cfg.attributes.username) ?? '' });
-          const r = await this.asService((c) => c.search(this.cfg.baseDn, { scope: 'sub', filter, attributes: ['1.1'], sizeLimit: MAX_GROUPS }).catch((err) => {
-            if (err instanceof ResultCodeError && err.code === 4) return { searchEntries: [], searchReferences: [] };
+          const r = await this.asService((c) => c.search(this.cfg.baseDn, { scope: 'sub', filter, attributes: ['1.1'], sizeLimit: MAX_GROUPS + 1 }).catch((err) => {
+            // the size limit exceeded (code 4): more groups than are read (ldapts returns the
+            // partial result instead when a sizeLimit was asked for: one more than kept tells)
+            if (err instanceof ResultCodeError && err.code === 4) return null;
             throw err;
           }));
+          if (r === null || r.searchEntries.length > MAX_GROUPS) {
+            truncated = true;
+            break;
+          }
           for (const g of r.searchEntries) {
             const key = g.dn.toLowerCase();
-            if (seen.has(key) || seen.size >= MAX_GROUPS) continue;
+            if (seen.has(key)) continue;
+            if (seen.size >= MAX_GROUPS) {
+              truncated = true;
+              break;
+            }
             seen.add(key);
             next.push(g.dn);
           }
+          if (truncated) break;
         }
         frontier = next;
       }
+      // nesting deeper than followed: the groups further up are unknown
+      if (!chained && depth >= MAX_GROUP_DEPTH && frontier.length > 0) truncated = true;
       dns = [...seen];
     }
     const names = new Set<string>();
@@ -406,7 +428,7 @@ export class LdapDirectory {
       const v = rdnValue(dn);
       if (v !== null && checkGroupName(v) === null) names.add(v);
     }
-    return [...names].sort();
+    return { groups: [...names].sort().slice(0, MAX_GROUPS), truncated };
   }
 
   /**
