@@ -177,6 +177,15 @@ function neverConnected(e: unknown): boolean {
   return e instanceof Error && e.message === 'Connection timeout';
 }
 
+/** A DN compared loosely: lower case, no spaces around `,` and `=`. */
+function normDn(dn: string): string {
+  return dn.trim().toLowerCase().replace(/\s*([,=])\s*/g, '$1');
+}
+/** Whether DN `dn` is `base` or below it (both normDn'd). */
+function isUnder(dn: string, base: string): boolean {
+  return dn === base || dn.endsWith(`,${base}`);
+}
+
 /** Thrown inside this module for trouble reaching a server (try the next URL). */
 class Unreachable extends Error {}
 
@@ -381,8 +390,11 @@ export class LdapDirectory {
     // a group list that is not whole (a size limit, more than MAX_GROUPS, nesting deeper than
     // followed) is never used as if it were: a deny-by-group rule would fail open
     let truncated = false;
+    const under = this.cfg.groupBaseDn ? normDn(this.cfg.groupBaseDn) : null;
     if (!this.cfg.groupFilter) {
       dns = all(e, this.cfg.attributes.groups);
+      // groups outside group_base_dn are not the rules' groups (a `admins` made in another OU)
+      if (under !== null) dns = dns.filter((dn) => isUnder(normDn(dn), under));
       if (dns.length > MAX_GROUPS) truncated = true;
     } else {
       const template = this.cfg.groupFilter;
@@ -395,7 +407,7 @@ export class LdapDirectory {
         const next: string[] = [];
         for (const dn of frontier) {
           const filter = fillFilter(template, { dn, username: first(e, this.cfg.attributes.username) ?? '' });
-          const r = await this.asService((c) => c.search(this.cfg.baseDn, { scope: 'sub', filter, attributes: ['1.1'], sizeLimit: MAX_GROUPS + 1 }).catch((err) => {
+          const r = await this.asService((c) => c.search(this.cfg.groupBaseDn ?? this.cfg.baseDn, { scope: 'sub', filter, attributes: ['1.1'], sizeLimit: MAX_GROUPS + 1 }).catch((err) => {
             // the size limit exceeded (code 4): more groups than are read (ldapts returns the
             // partial result instead when a sizeLimit was asked for: one more than kept tells)
             if (err instanceof ResultCodeError && err.code === 4) return null;
@@ -407,7 +419,7 @@ export class LdapDirectory {
           }
           for (const g of r.searchEntries) {
             const key = g.dn.toLowerCase();
-            if (seen.has(key)) continue;
+            if (seen.has(key) || (under !== null && !isUnder(normDn(g.dn), under))) continue;
             if (seen.size >= MAX_GROUPS) {
               truncated = true;
               break;
