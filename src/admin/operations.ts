@@ -78,7 +78,12 @@ function existingUser(rt: Runtime, user: unknown): string {
 async function accountOf(rt: Runtime, user: unknown, mustExist: boolean): Promise<string> {
   // an account key as `sessions list` shows it (`ldap:<id>`) is taken as given, strictly checked:
   // a directory user's state is kept under it, and it works while the directory is down
-  if (typeof user === 'string' && isDirectoryKey(user)) return checkAccountKey(rt, user);
+  if (typeof user === 'string' && isDirectoryKey(user)) {
+    const key = checkAccountKey(rt, user);
+    // creating state (a TOTP secret, an app password) needs an account the directory knows
+    if (mustExist && !(await rt.directory!.findByKey(key))) throw new PortcullisError('PC_USER_UNKNOWN', `no directory user with the account key ${key}`);
+    return key;
+  }
   const name = checkUser(user);
   if (rt.users.has(name) || !rt.directory) {
     if (mustExist) return existingUser(rt, name);
@@ -280,7 +285,7 @@ export async function addAppPassword(rt: Runtime, user: unknown, label: unknown,
   const rec: AppPasswordRecord = { label: l, hash: rt.box.hmac(APP_PASSWORD_PURPOSE, `${name}\u0000${password}`), createdAt: rt.clock.now() };
   await rt.stores.state.addAppPassword(name, rec);
   rt.logger.info({ user: name, label: l, admin: actor.ip }, 'admin issued an app password');
-  return { user: checkUser(user), label: l, password };
+  return { user: user as string, label: l, password }; // checked by accountOf (a name, or an account key)
 }
 
 export async function listAppPasswords(rt: Runtime, user: unknown): Promise<AppPasswordView[]> {

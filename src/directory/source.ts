@@ -15,10 +15,16 @@ import { userKeyFor } from '../auth/throttle.js';
 export function fileUserLike(users: ReadonlyMap<string, UserRecord>, name: string): UserRecord | undefined {
   const exact = users.get(name);
   if (exact) return exact;
-  const k = userKeyFor(name);
-  for (const u of users.values()) if (userKeyFor(u.name) === k) return u;
-  return undefined;
+  let folded = FOLDED.get(users);
+  if (!folded) {
+    // the users map is replaced, never changed, on reload: fold it once
+    folded = new Map();
+    for (const u of users.values()) folded.set(userKeyFor(u.name), u);
+    FOLDED.set(users, folded);
+  }
+  return folded.get(userKeyFor(name));
 }
+const FOLDED = new WeakMap<ReadonlyMap<string, UserRecord>, Map<string, UserRecord>>();
 
 /**
  * What a user's sessions, second factors, app passwords and familiar networks are keyed by: the

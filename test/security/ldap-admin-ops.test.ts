@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { echoOf, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
-import { listPasskeysOf, listSessions, removePasskeyOf, revokeSessions } from '../../src/admin/operations.js';
+import { addAppPassword, listPasskeysOf, listSessions, removePasskeyOf, revokeSessions } from '../../src/admin/operations.js';
 import { isPortcullisError } from '../../src/errors.js';
 import { directoryKey } from '../../src/directory/ldap.js';
 import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
@@ -113,6 +113,9 @@ test('an account key is taken as given only in its strict form', { skip: missing
   const key = directoryKey(entry!.id);
   assert.deepEqual(await listPasskeysOf(rt, key), []);
   assert.ok(Array.isArray(await listSessions(rt, key)));
+  // creating state needs an account the directory knows
+  await assert.rejects(addAppPassword(rt, 'ldap:00000000-0000-0000-0000-000000000000', 'phone', actor), (e) => isPortcullisError(e, 'PC_USER_UNKNOWN'));
+  assert.ok((await addAppPassword(rt, key, 'phone', actor)).password.length > 0);
   for (const badKey of ['ldap:', 'ldap:*', 'ldap:a b', 'ldap:a\nb', 'ldap:(uid=*)', `ldap:${'a'.repeat(129)}`, 'ldap:-x']) {
     await assert.rejects(revokeSessions(rt, { user: badKey }, actor), (e) => isPortcullisError(e, 'PC_BAD_REQUEST'), JSON.stringify(badKey));
   }
