@@ -9,13 +9,14 @@
 import type { Runtime } from '../runtime.js';
 import type { AppPasswordRecord, SessionRecord } from '../store/ports.js';
 import type { BlockInfo } from '../auth/throttle.js';
-import { PortcullisError } from '../errors.js';
+import { isPortcullisError, PortcullisError } from '../errors.js';
 import { parseIp } from '../net/ip.js';
 import { normaliseSecret } from '../auth/totp.js';
 import { checkUserName } from '../auth/users.js';
 import { APP_PASSWORD_PURPOSE } from '../access/basic-auth.js';
 import { closeLiveConnections, revokeAndClose } from '../access/lockdown.js';
-import { directoryKey } from '../directory/ldap.js';
+import { directoryKey, isDirectoryKey } from '../directory/ldap.js';
+import { accountKey } from '../directory/source.js';
 
 /** Characters of the id hash shown as a session's handle (96 bits). */
 export const HANDLE_CHARS = 16;
@@ -75,15 +76,41 @@ function existingUser(rt: Runtime, user: unknown): string {
  * neither knows is PC_USER_UNKNOWN; otherwise it is used as given (removing what a gone user left).
  */
 async function accountOf(rt: Runtime, user: unknown, mustExist: boolean): Promise<string> {
+  // an account key as `sessions list` shows it (`ldap:<id>`) is taken as given, strictly checked:
+  // a directory user's state is kept under it, and it works while the directory is down
+  if (typeof user === 'string' && isDirectoryKey(user)) {
+    const key = checkAccountKey(rt, user);
+    // creating state (a TOTP secret, an app password) needs an account the directory knows
+    if (mustExist && !(await rt.directory!.findByKey(key))) throw new PortcullisError('PC_USER_UNKNOWN', `no directory user with the account key ${key}`);
+    return key;
+  }
   const name = checkUser(user);
   if (rt.users.has(name) || !rt.directory) {
     if (mustExist) return existingUser(rt, name);
     return name;
   }
-  const entry = await rt.directory.find(name);
+  let entry;
+  try {
+    entry = await rt.directory.find(name);
+  } catch (e) {
+    // the directory down: established sessions continue on the cached record, so the admin must
+    // still be able to end them by name: the key the directory last gave for it (its cache)
+    const cached = isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE') ? rt.directory.cached(name) : null;
+    if (cached) return accountKey(cached);
+    throw e;
+  }
   if (entry) return directoryKey(entry.id);
   if (mustExist) throw new PortcullisError('PC_USER_UNKNOWN', `no user "${name}" in the users file or the directory`);
   return name;
+}
+
+/** `ldap:` + a stable id (entryUUID, objectGUID, or a plain id attribute): nothing else. */
+const ACCOUNT_KEY_RE = /^ldap:[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}$/;
+
+function checkAccountKey(rt: Runtime, key: string): string {
+  if (!rt.directory) throw bad('an account key (ldap:<id>) names a directory user, and no directory is configured');
+  if (!ACCOUNT_KEY_RE.test(key)) throw bad('an account key is ldap: followed by the stable id (letters, digits, . _ @ + = -; at most 128)');
+  return key;
 }
 
 function checkLabel(label: unknown): string {
@@ -98,7 +125,8 @@ function checkLabel(label: unknown): string {
 // ---- sessions
 
 export async function listSessions(rt: Runtime, user?: string): Promise<SessionView[]> {
-  const rows = await rt.stores.sessions.list(user === undefined ? undefined : checkUser(user));
+  // a directory user's sessions are kept under the account key, not the name
+  const rows = await rt.stores.sessions.list(user === undefined ? undefined : await accountOf(rt, user, false));
   return rows
     .sort((a, b) => a.rec.createdAt - b.rec.createdAt || (a.idHash < b.idHash ? -1 : 1))
     .map(({ idHash, rec }) => ({
@@ -257,7 +285,7 @@ export async function addAppPassword(rt: Runtime, user: unknown, label: unknown,
   const rec: AppPasswordRecord = { label: l, hash: rt.box.hmac(APP_PASSWORD_PURPOSE, `${name}\u0000${password}`), createdAt: rt.clock.now() };
   await rt.stores.state.addAppPassword(name, rec);
   rt.logger.info({ user: name, label: l, admin: actor.ip }, 'admin issued an app password');
-  return { user: checkUser(user), label: l, password };
+  return { user: user as string, label: l, password }; // checked by accountOf (a name, or an account key)
 }
 
 export async function listAppPasswords(rt: Runtime, user: unknown): Promise<AppPasswordView[]> {

@@ -35,8 +35,8 @@ import type { UserRecord } from './users.js';
 import { passkeyRuleAdmits } from '../policy/admission.js';
 import { assertionFingerprint, assertionId, verifyPasswordless } from './passwordless.js';
 import { isPortcullisError } from '../errors.js';
-import { accountKey, knownUser, lookupUser } from '../directory/source.js';
-import { isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
+import { accountKey, fileUserLike, knownUser, lookupUser } from '../directory/source.js';
+import { bindUnanswered, isDirectoryKey, type LdapDirectory } from '../directory/ldap.js';
 
 /**
  * The network a failure is counted under for the attack posture: the /24 of an IPv4 address, the
@@ -123,8 +123,10 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     return { kind: 'network' };
   }
   const fileUser = rt.users.get(name);
-  // the directory is asked only for names the users file does not hold (file users first)
-  const directory = !fileUser && rt.directory ? rt.directory : null;
+  // the directory is asked only for names the users file does not hold (file users first), also
+  // ignoring case: `Alice` must not reach a directory alice when the file holds alice
+  const shadowed = !fileUser && rt.directory ? fileUserLike(rt.users, name) : undefined;
+  const directory = !fileUser && !shadowed && rt.directory ? rt.directory : null;
   // what the gateway last knew of a directory user (for the state tag); the directory itself is
   // asked only after the reservation, so a throttled or blocked client never causes a search
   const user = fileUser ?? (directory ? (directory.cached(name) ?? undefined) : undefined);
@@ -175,7 +177,7 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
     ticket = r.ticket;
     try {
       v = !directory
-        ? { ok: await verify(rt, a, name, user, digest), user }
+        ? { ok: await verify(rt, a, name, user, digest), user, ...(shadowed ? { reason: `unknown user (differs only in case from the users-file user ${shadowed.name}; the directory is not asked)` } : {}) }
         : a.via === 'basic'
           ? await verifyDirectoryAppPassword(rt, directory, a, name)
           : await verifyDirectory(rt, directory, a, name, familiar);
@@ -207,6 +209,13 @@ export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: Crede
   };
 
   const found = v.user;
+  if (!v.ok && v.suspended) {
+    // a right app password suspended for now: answered as a wrong one, but neither counted nor
+    // remembered as one (it must work again as soon as the suspension ends)
+    await ticket.cancel();
+    rt.audit.record({ ...base, event: 'login_failed', outcome: 'denied', reason: v.suspended });
+    return { kind: 'fail' };
+  }
   if (!v.ok || !found) {
     const why = v.reason ?? (!found ? 'unknown user' : 'wrong');
     await failed('login_failed', why === 'wrong' ? `wrong ${what}` : a.via === 'form' ? why : `${why} (${what})`);
@@ -249,6 +258,8 @@ interface Verified {
   /** The directory says the (right) password must be changed now. */
   mustChange?: boolean;
   dn?: string;
+  /** A right secret suspended for now (why): refused, not counted as a failure. */
+  suspended?: string;
 }
 
 /**
@@ -264,11 +275,13 @@ interface Verified {
  *   failures made elsewhere (a Windows logon) are respected too;
  * - a locked, disabled or expired account is never bound.
  */
-async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
+async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores' | 'users'>, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
   // a signed-in user's own password (change, re-entry) names the account by its key; a name typed
   // at the form or over Basic is always searched as a name (escaped), never as a key
   const entry = isDirectoryKey(name) && (a.via === 'password-change' || a.via === 'reauth') ? await dir.findByKey(name) : await dir.find(name);
   if (!entry) return { ok: false, user: undefined, reason: 'unknown user' };
+  // an entry named as a users-file user (ignoring case) would act under the file user's name
+  if (fileUserLike(rt.users, entry.record.name)) return { ok: false, user: undefined, reason: `directory: the entry ${entry.record.name} has the name of a users-file user (refused; the file user is never shadowed)` };
   const user = entry.record;
   if (entry.refused) return { ok: false, user, reason: entry.refused };
   if (a.secret === '') return { ok: false, user, reason: 'empty password (no bind)' };
@@ -280,16 +293,22 @@ async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, di
   const key = `ldap-bind:${entry.id}`;
   const member = rt.box.hmac('ldap-bind', `${entry.id}\u0000${entry.passwordTag}\u0000${a.secret}`).slice(0, 22);
   const now = rt.clock.now();
-  const r = await rt.stores.rates.reserve({ blocks: [], counters: [{ key, windowMs: BIND_BUDGET_WINDOW_MS, member, max: limit }], seen: { key, member } }, now);
+  // the directory's own count is part of the atomic reservation: parallel attempts that all read
+  // the same count share what is left of the budget (limit - that count), they do not each get
+  // it. The gateway's own recent failures are then counted twice (in the budget and in the
+  // directory's count): the safe direction.
+  const max = limit - entry.directoryFailures;
+  const r = await rt.stores.rates.reserve({ blocks: [], counters: [{ key, windowMs: BIND_BUDGET_WINDOW_MS, member, max }], seen: { key, member } }, now);
   if (!r.ok) {
     if (r.seen) return { ok: false, user, reason: 'directory: the same wrong password for this account again (no bind)' };
-    return { ok: false, user, reason: `directory: bind budget spent (${limit} failed binds${familiar ? '' : ' from unfamiliar networks'}); no bind (lockout at ${threshold})` };
+    return { ok: false, user, reason: `directory: bind budget spent (${limit} failed binds${familiar ? '' : ' from unfamiliar networks'}, ${entry.directoryFailures} counted by the directory); no bind (lockout at ${threshold})` };
   }
   let out;
   try {
     out = await dir.bind(entry.dn, a.secret);
   } catch (e) {
-    await rt.stores.rates.unhit(key, now, member).catch(() => undefined);
+    // a bind sent and not answered may have been counted by the directory: it stays in the budget
+    if (!bindUnanswered(e)) await rt.stores.rates.unhit(key, now, member).catch(() => undefined);
     throw e;
   }
   if (out.kind === 'wrong') return { ok: false, user, reason: 'wrong' };
@@ -300,13 +319,20 @@ async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores'>, di
 
 /**
  * An app password of a directory user: the user looked up (cache first, at most `ldap.cache`
- * old), the app password checked by the gateway under the account key (a rename keeps it). No
- * bind: an app password never reaches the directory.
+ * old; a cached record older than that is unusable, so an outage is a 503 once `cache` has
+ * passed), the app password checked by the gateway under the account key (a rename keeps it). No
+ * bind: an app password never reaches the directory. While the directory says the account's
+ * password must be changed (ppolicy pwdReset, AD pwdLastSet=0, expired) its app passwords are
+ * suspended: a right one is refused (audited), as for a disabled account.
  */
 async function verifyDirectoryAppPassword(rt: Runtime, dir: LdapDirectory, a: CredentialRequest, name: string): Promise<Verified> {
-  const user = (await dir.lookup(name)) ?? undefined;
+  // a name typed over Basic is a name, never an account key
+  const entry = isDirectoryKey(name) ? null : await dir.lookupEntry(name, false);
+  const user = entry && !fileUserLike(rt.users, entry.record.name) ? entry.record : undefined;
   const key = user ? accountKey(user) : name;
-  return { ok: await verify(rt, a, key, user, secretFingerprint(rt, 'basic', key, a.secret)), user };
+  const ok = await verify(rt, a, key, user, secretFingerprint(rt, 'basic', key, a.secret));
+  if (ok && entry?.mustChange) return { ok: false, user, suspended: 'app password suspended: the directory says the password must be changed' };
+  return { ok, user };
 }
 
 /** How long a failed bind stays in an account's bind budget (unless a bind succeeds first). */
@@ -335,7 +361,8 @@ async function verify(rt: Runtime, a: CredentialRequest, name: string, user: Use
 
 /** A short tag of what decides a right password's fate: the stored hash, disabled, the posture. */
 function stateTag(user: UserRecord | undefined, posture: boolean): string {
-  const state = `${user ? user.passwordHash : ''}\u0000${user?.disabled ? 1 : 0}\u0000${posture ? 1 : 0}`;
+  // (a directory user's "must change" too: it suspends app passwords, and its end re-checks them)
+  const state = `${user ? user.passwordHash : ''}\u0000${user?.disabled ? 1 : 0}\u0000${posture ? 1 : 0}${user?.mustChange ? '\u0000c' : ''}`;
   return createHash('sha256').update(state).digest('base64url').slice(0, 8);
 }
 

@@ -17,7 +17,7 @@ import { editUsersFile, setPassword } from './users.js';
 import { networkKeyFor } from './throttle.js';
 import { generateSecret, otpauthUri, verifyCode } from './totp.js';
 import { generateRecoveryCodes, hashRecoveryCode, normaliseRecoveryCode } from './recovery.js';
-import { accountKey, knownUser } from '../directory/source.js';
+import { accountKey, fileUserLike, knownUser } from '../directory/source.js';
 
 export type NextStep = 'mfa' | 'enrol' | 'password' | 'none';
 
@@ -71,7 +71,7 @@ export async function firstFactor(
   if (c.kind !== 'ok') return c;
   const { user } = c;
   // a second factor: an authenticator app, or a passkey (where passkeys are configured)
-  const hasTotp = c.hasTotp || (cfg.webauthn !== null && (await rt.stores.state.listPasskeys(user.name)).length > 0);
+  const hasTotp = c.hasTotp || (cfg.webauthn !== null && (await rt.stores.state.listPasskeys(accountKey(user))).length > 0);
   const base = { ip: a.ip, app: a.app.name, user: user.name };
 
   const who = { ip: a.ip, groups: user.groups };
@@ -389,7 +389,9 @@ export async function completeSignIn(
   // a directory user's networks are kept under its account key; the throttle, which picks the
   // familiar or unfamiliar bucket before the directory is asked who a typed name is, reads them
   // under the name, so the name gets them too (an attacker elsewhere never locks the office out)
-  if (user.source === 'ldap' && user.name !== a.user) await rt.stores.state.addKnownNetwork(user.name, key);
+  // (never under a users-file user's name: such directory entries are refused at sign-in, and
+  // this is the second line)
+  if (user.source === 'ldap' && user.name !== a.user && !fileUserLike(rt.users, user.name)) await rt.stores.state.addKnownNetwork(user.name, key);
   const known = await rt.stores.state.knownNetworks(a.user);
   if (!known.includes(key)) {
     await rt.stores.state.addKnownNetwork(a.user, key);

@@ -230,7 +230,10 @@ export const networkKeyFor = networkKey;
 
 /** The user component of throttle keys: case- and compatibility-folded, long names hashed. */
 export function userKeyFor(user: string): string {
-  const u = user.normalize('NFKC').toLowerCase();
+  // folded as a directory compares names (RFC 4518): characters mapped to nothing dropped, and
+  // U+0130 (whose lower case is i + U+0307) taken as i, spaces insignificant at the ends and
+  // collapsed inside, so variants of one name share one bucket
+  const u = user.normalize('NFKC').toLowerCase().replace(/[\u00ad\u034f\u1806\u180b-\u180e\u200b-\u200d\u2060\ufe00-\ufe0f\ufeff\ufffc]/g, '').replace(/i\u0307/g, 'i').replace(/ +/g, ' ').replace(/^ | $/g, '');
   if (u.length <= MAX_USER_KEY && !/[\u0000-\u001f\u007f]/.test(u)) return u;
   return `#${createHash('sha256').update(u).digest().toString('base64url', 0, 24)}`;
 }

@@ -34,6 +34,8 @@ export interface UserRecord {
   source?: 'file' | 'ldap';
   /** The directory's stable id (entryUUID / objectGUID) of a directory user. */
   directoryId?: string;
+  /** A directory user whose password the directory says must be changed (app passwords suspended). */
+  mustChange?: boolean;
 }
 
 export type LoadUsersResult = { ok: true; users: ReadonlyMap<string, UserRecord> } | { ok: false; issues: ConfigIssue[] };

@@ -183,6 +183,7 @@ export const CONFIG_SCHEMA: Readonly<Record<string, KeySchema>> = {
       base_dn: { type: 'string', description: 'where users are searched', required: true, example: 'DC=example,DC=org' },
       user_filter: { type: 'string', description: 'search filter; {username} is replaced (escaped)', defaultText: 'per implementation', example: '(&(objectClass=user)(sAMAccountName={username}))' },
       group_filter: { type: 'string', description: 'search filter for groups; null: read the groups attribute', nullable: true, default: null, example: null },
+      group_base_dn: { type: 'string', description: 'groups count only under this DN (searched there; memberOf values elsewhere ignored); null: anywhere', nullable: true, default: null, example: 'OU=Gateway Groups,DC=example,DC=org' },
       attributes: obj('attribute names', {
         username: { type: 'string', description: 'user name', defaultText: 'per implementation', example: 'sAMAccountName' },
         email: { type: 'string', description: 'e-mail address', defaultText: 'per implementation', example: 'mail' },

@@ -226,6 +226,8 @@ export interface LdapConfig {
   userFilter: string;
   /** Filter over `baseDn` finding a user's groups, with `{dn}` and `{username}` (escaped); null: read `attributes.groups` from the entry. */
   groupFilter: string | null;
+  /** Groups are read only under this DN (searched there; `memberOf` values outside it ignored); null: anywhere. */
+  groupBaseDn?: string | null;
   attributes: { username: string; email: string; name: string; groups: string; id: string };
   /** The directory's own bad-bind lockout; the per-user limits stay below it. */
   lockoutThreshold: number;

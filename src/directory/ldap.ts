@@ -162,6 +162,30 @@ export function guidBytes(uuid: string): string | null {
   return `${rev(m[1]!)}${rev(m[2]!)}${rev(m[3]!)}${m[4]}${m[5]}`.toLowerCase();
 }
 
+/** The cause of a PC_DIRECTORY_UNAVAILABLE thrown when a sent bind got no answer (it may have been counted). */
+const BIND_UNANSWERED = Symbol('ldap-bind-unanswered');
+/** Whether `e` says a bind was sent and not answered: the directory may have counted it as a failure. */
+export function bindUnanswered(e: unknown): boolean {
+  return e instanceof PortcullisError && e.cause === BIND_UNANSWERED;
+}
+
+/** A connection that failed before anything was sent (refused, unreachable, TLS refused, connect timeout). */
+function neverConnected(e: unknown): boolean {
+  const code = String((e as { code?: unknown } | null)?.code ?? '');
+  if (['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'].includes(code)) return true;
+  if (/CERT|TLS|SELF_SIGNED|UNABLE_TO|ERR_SSL/.test(code)) return true;
+  return e instanceof Error && e.message === 'Connection timeout';
+}
+
+/** A DN compared loosely: lower case, no spaces around `,` and `=`. */
+function normDn(dn: string): string {
+  return dn.trim().toLowerCase().replace(/\s*([,=])\s*/g, '$1');
+}
+/** Whether DN `dn` is `base` or below it (both normDn'd). */
+function isUnder(dn: string, base: string): boolean {
+  return dn === base || dn.endsWith(`,${base}`);
+}
+
 /** Thrown inside this module for trouble reaching a server (try the next URL). */
 class Unreachable extends Error {}
 
@@ -340,8 +364,12 @@ export class LdapDirectory {
     }
     const email = first(e, a.email);
     const name = first(e, a.name);
-    const groups = await this.groupsOf(e);
-    const { refused, mustChange, failures, passwordTag } = accountState(this.cfg.implementation, e, this.deps.clock.now());
+    const { groups, truncated } = await this.groupsOf(e);
+    const state = accountState(this.cfg.implementation, e, this.deps.clock.now());
+    const { mustChange, failures, passwordTag } = state;
+    // a partial group list fails closed: the account is refused (sign-in) or disabled (session refresh)
+    const refused = state.refused ?? (truncated ? `directory: the group list is incomplete (more than ${MAX_GROUPS} groups, a size limit, or nesting deeper than ${MAX_GROUP_DEPTH}); refused rather than judged on part of it` : null);
+    if (truncated) this.deps.logger.warn({ dn: e.dn }, 'ldap: the group list of an entry is incomplete; the account is refused');
     const record: UserRecord = {
       name: username,
       passwordHash: '',
@@ -351,38 +379,60 @@ export class LdapDirectory {
       disabled: refused !== null,
       source: 'ldap',
       directoryId: id,
+      ...(mustChange ? { mustChange: true } : {}),
     };
     return { dn: e.dn, id, record, refused, mustChange, directoryFailures: failures, passwordTag };
   }
 
   /** Group short names (the RDN value of each group DN), nested groups followed where needed. */
-  private async groupsOf(e: Entry): Promise<string[]> {
+  private async groupsOf(e: Entry): Promise<{ groups: string[]; truncated: boolean }> {
     let dns: string[];
+    // a group list that is not whole (a size limit, more than MAX_GROUPS, nesting deeper than
+    // followed) is never used as if it were: a deny-by-group rule would fail open
+    let truncated = false;
+    const under = this.cfg.groupBaseDn ? normDn(this.cfg.groupBaseDn) : null;
     if (!this.cfg.groupFilter) {
       dns = all(e, this.cfg.attributes.groups);
+      // groups outside group_base_dn are not the rules' groups (a `admins` made in another OU)
+      if (under !== null) dns = dns.filter((dn) => isUnder(normDn(dn), under));
+      if (dns.length > MAX_GROUPS) truncated = true;
     } else {
       const template = this.cfg.groupFilter;
       // AD evaluates LDAP_MATCHING_RULE_IN_CHAIN itself; other directories are walked here
       const chained = template.includes('1.2.840.113556.1.4.1941');
       const seen = new Set<string>();
       let frontier = [e.dn];
-      for (let depth = 0; depth < (chained ? 1 : MAX_GROUP_DEPTH) && frontier.length > 0 && seen.size < MAX_GROUPS; depth++) {
+      let depth = 0;
+      for (; depth < (chained ? 1 : MAX_GROUP_DEPTH) && frontier.length > 0 && !truncated; depth++) {
         const next: string[] = [];
         for (const dn of frontier) {
           const filter = fillFilter(template, { dn, username: first(e, this.cfg.attributes.username) ?? '' });
-          const r = await this.asService((c) => c.search(this.cfg.baseDn, { scope: 'sub', filter, attributes: ['1.1'], sizeLimit: MAX_GROUPS }).catch((err) => {
-            if (err instanceof ResultCodeError && err.code === 4) return { searchEntries: [], searchReferences: [] };
+          const r = await this.asService((c) => c.search(this.cfg.groupBaseDn ?? this.cfg.baseDn, { scope: 'sub', filter, attributes: ['1.1'], sizeLimit: MAX_GROUPS + 1 }).catch((err) => {
+            // the size limit exceeded (code 4): more groups than are read (ldapts returns the
+            // partial result instead when a sizeLimit was asked for: one more than kept tells)
+            if (err instanceof ResultCodeError && err.code === 4) return null;
             throw err;
           }));
+          if (r === null || r.searchEntries.length > MAX_GROUPS) {
+            truncated = true;
+            break;
+          }
           for (const g of r.searchEntries) {
             const key = g.dn.toLowerCase();
-            if (seen.has(key) || seen.size >= MAX_GROUPS) continue;
+            if (seen.has(key) || (under !== null && !isUnder(normDn(g.dn), under))) continue;
+            if (seen.size >= MAX_GROUPS) {
+              truncated = true;
+              break;
+            }
             seen.add(key);
             next.push(g.dn);
           }
+          if (truncated) break;
         }
         frontier = next;
       }
+      // nesting deeper than followed: the groups further up are unknown
+      if (!chained && depth >= MAX_GROUP_DEPTH && frontier.length > 0) truncated = true;
       dns = [...seen];
     }
     const names = new Set<string>();
@@ -390,7 +440,7 @@ export class LdapDirectory {
       const v = rdnValue(dn);
       if (v !== null && checkGroupName(v) === null) names.add(v);
     }
-    return [...names].sort();
+    return { groups: [...names].sort().slice(0, MAX_GROUPS), truncated };
   }
 
   /**
@@ -405,6 +455,11 @@ export class LdapDirectory {
         await c.bind(dn, password);
         return { kind: 'ok' } as const;
       } catch (e) {
+        // the bind was sent and not answered (a timeout, a dropped connection): the directory may
+        // have counted it. Never retried on another server, and the caller never takes it back.
+        if (!(e instanceof ResultCodeError) && !neverConnected(e)) {
+          throw new PortcullisError('PC_DIRECTORY_UNAVAILABLE', 'the directory did not answer a bind', { cause: BIND_UNANSWERED });
+        }
         if (e instanceof InvalidCredentialsError) {
           // AD tells a right-but-expired password apart: "data 532" expired, "data 773" must change
           const m = /data ([0-9a-f]{3})/i.exec(e.message);
@@ -513,9 +568,19 @@ export class LdapDirectory {
    * longer finds is null.
    */
   async lookup(nameOrKey: string): Promise<UserRecord | null> {
+    return (await this.lookupEntry(nameOrKey, true))?.record ?? null;
+  }
+
+  /**
+   * The entry for a name or key: the cache while younger than `cache`, else the directory. While
+   * the directory is unreachable `staleOk` returns the last entry however old (established
+   * sessions); without it an entry older than `cache` is unusable: PC_DIRECTORY_UNAVAILABLE
+   * (an app password is a new request each time, not an established session).
+   */
+  async lookupEntry(nameOrKey: string, staleOk: boolean): Promise<DirectoryEntry | null> {
     const k = this.keyOf(nameOrKey);
     const hit = k ? this.cache.get(k) : undefined;
-    if (hit && this.deps.clock.now() - hit.at < this.cfg.cacheMs) return hit.entry.record;
+    if (hit && this.deps.clock.now() - hit.at < this.cfg.cacheMs) return hit.entry;
     try {
       // one refresh per account at a time: a burst of a session's requests searches once
       let p = this.refreshing.get(nameOrKey);
@@ -528,9 +593,9 @@ export class LdapDirectory {
         if (k) this.cache.delete(k);
         return null;
       }
-      return e.record;
+      return e;
     } catch (err) {
-      if (hit && err instanceof PortcullisError && err.code === 'PC_DIRECTORY_UNAVAILABLE') return hit.entry.record;
+      if (staleOk && hit && err instanceof PortcullisError && err.code === 'PC_DIRECTORY_UNAVAILABLE') return hit.entry;
       throw err;
     }
   }

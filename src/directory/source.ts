@@ -4,6 +4,27 @@
  */
 import type { UserRecord } from '../auth/users.js';
 import { directoryKey, type LdapDirectory } from './ldap.js';
+import { userKeyFor } from '../auth/throttle.js';
+
+/**
+ * The users-file user whose name equals `name` when both are folded as a directory compares
+ * names (case, compatibility forms, RFC 4518 characters mapped to nothing), or undefined. A
+ * directory user of such a name would shadow the file user (the directory's search ignores case,
+ * the users file does not): such a name never goes to the directory, and such an entry is refused.
+ */
+export function fileUserLike(users: ReadonlyMap<string, UserRecord>, name: string): UserRecord | undefined {
+  const exact = users.get(name);
+  if (exact) return exact;
+  let folded = FOLDED.get(users);
+  if (!folded) {
+    // the users map is replaced, never changed, on reload: fold it once
+    folded = new Map();
+    for (const u of users.values()) folded.set(userKeyFor(u.name), u);
+    FOLDED.set(users, folded);
+  }
+  return folded.get(userKeyFor(name));
+}
+const FOLDED = new WeakMap<ReadonlyMap<string, UserRecord>, Map<string, UserRecord>>();
 
 /**
  * What a user's sessions, second factors, app passwords and familiar networks are keyed by: the

@@ -621,7 +621,8 @@ describe('the identity the app sees is the owner of the credential, as spelled i
     for (const typed of [' alice ', 'alice\t', 'ALICE', 'Alice', '\uff41\uff4c\uff49\uff43\uff45', 'alice\u200b', 'al\u0131ce']) {
       const c = new InjectClient(pa.app, 'mail.test', OFFICE);
       const r = await c.login(typed, PW.alice);
-      assert.ok(r.status === 303 || r.status === 401, `${JSON.stringify(typed)}: ${r.status}`);
+      // 429: the per-user throttle folds names as a directory does (alice\u200b is alice's bucket)
+      assert.ok(r.status === 303 || r.status === 401 || r.status === 429, `${JSON.stringify(typed)}: ${r.status}`);
       if (r.status !== 303) {
         assert.equal(c.cookie(COOKIE), undefined);
         continue;

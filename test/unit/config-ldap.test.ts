@@ -104,3 +104,11 @@ test('ca_file must be a readable PEM certificate', async () => {
     await dir.cleanup();
   }
 });
+
+test('group_base_dn: a DN, or null / absent (groups anywhere)', () => {
+  assert.equal(ok(load(ldap() + app)).ldap!.groupBaseDn ?? null, null);
+  assert.equal(ok(load(ldap('  group_base_dn: null\n') + app)).ldap!.groupBaseDn ?? null, null);
+  assert.equal(ok(load(ldap('  group_base_dn: "ou=gateway,dc=example,dc=org"\n') + app)).ldap!.groupBaseDn, 'ou=gateway,dc=example,dc=org');
+  const list = issues(load(ldap('  group_base_dn: "not a dn"\n') + app));
+  assert.equal(list[0]!.path, 'ldap.group_base_dn');
+});

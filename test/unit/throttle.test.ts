@@ -379,3 +379,13 @@ describe('HashBudget', () => {
     assert.throws(() => new HashBudget(1.5), (e) => isPortcullisError(e, 'PC_CONFIG_INVALID'));
   });
 });
+
+describe('userKeyFor folds a name as a directory compares it (review F1: one bucket per account name)', () => {
+  it('case, compatibility forms, dotted I, characters mapped to nothing, insignificant spaces', () => {
+    for (const v of ['alice', 'ALICE', '\uff41lice', 'AL\u0130CE', 'al\u0130ce', 'al\u00adice', 'al\u200bice', 'alice ', ' alice', 'alice\u00a0', '\u212alice'.replace('\u212a', 'a')]) {
+      assert.equal(userKeyFor(v), 'alice', JSON.stringify(v));
+    }
+    assert.notEqual(userKeyFor('a lice'), 'alice', 'a space inside a name is significant');
+    assert.equal(userKeyFor('a  lice'), userKeyFor('a lice'));
+  });
+});

@@ -55,7 +55,7 @@ export function compileLdap(
   limitsAt: Val | undefined,
   limits: LoginLimits,
 ): LdapConfig | null {
-  const keys = ['implementation', 'url', 'start_tls', 'ca_file', 'insecure', 'bind_dn', 'bind_password', 'base_dn', 'user_filter', 'group_filter', 'attributes', 'lockout_threshold', 'timeout', 'cache'] as const;
+  const keys = ['implementation', 'url', 'start_tls', 'ca_file', 'insecure', 'bind_dn', 'bind_password', 'base_dn', 'user_filter', 'group_filter', 'group_base_dn', 'attributes', 'lockout_threshold', 'timeout', 'cache'] as const;
   const o = r.object(v, keys, ['url', 'bind_dn', 'bind_password', 'base_dn']);
   if (!o) return null;
   const n0 = r.issues.length;
@@ -121,6 +121,15 @@ export function compileLdap(
   };
   const userFilter = filter(o.user_filter, d.userFilter, '{username}', 'user_filter');
   const groupFilter = filter(o.group_filter, d.groupFilter, '{dn}', 'group_filter');
+  // groups count only under this DN (a group named `admins` elsewhere is not the rules' admins)
+  let groupBaseDn: string | null = null;
+  if (o.group_base_dn && !(isScalar(o.group_base_dn.node) && o.group_base_dn.node.value === null)) {
+    const g = r.name(o.group_base_dn, 'the DN groups are read under');
+    if (g !== undefined) {
+      if (/[\u0000-\u001f\u007f]/.test(g) || !/^[^=,]+=[^,]/.test(g.trim())) r.issue(o.group_base_dn.node, o.group_base_dn.path, `"${g}" is not a DN`);
+      else groupBaseDn = g.trim();
+    }
+  }
   const attributes = { ...d.attributes };
   if (o.attributes) {
     const a = r.object(o.attributes, ['username', 'email', 'name', 'groups', 'id'] as const);
@@ -175,5 +184,5 @@ export function compileLdap(
     (limits.perUser.ceiling as { maxFailures: number }).maxFailures = lockoutThreshold - 1;
   }
   if (r.issues.length > n0 || bindDn === undefined || !secret || baseDn === undefined || userFilter === null || urls.length === 0) return null;
-  return { implementation, urls, startTls, caFile, insecure, bindDn, bindPassword: secret.value, baseDn, userFilter, groupFilter, attributes, lockoutThreshold, timeoutMs, cacheMs };
+  return { implementation, urls, startTls, caFile, insecure, bindDn, bindPassword: secret.value, baseDn, userFilter, groupFilter, groupBaseDn, attributes, lockoutThreshold, timeoutMs, cacheMs };
 }

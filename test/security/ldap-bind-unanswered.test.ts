@@ -1,0 +1,87 @@
+/**
+ * Review note on F1: a bind that was sent and never answered (a timeout: the directory frozen
+ * mid-bind) may still be counted by the directory once it wakes up. It must stay in the
+ * account's bind budget, never be taken back (only a connection that failed before anything was
+ * sent is). Here the directory is frozen for exactly the bind; the budget (1 bind at
+ * lockout_threshold 2) is then spent by the unanswered bind, and the next guess is answered
+ * without a bind.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startCoreRuntime, type CoreRuntime } from '../helpers/core-runtime.js';
+import { firstFactor } from '../../src/auth/login.js';
+import { isPortcullisError } from '../../src/errors.js';
+import { bindUnanswered } from '../../src/directory/ldap.js';
+import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
+
+const missing = slapdMissing();
+let slapd: Slapd;
+let core: CoreRuntime;
+
+before(async () => {
+  if (missing) return;
+  slapd = await startSlapd();
+  core = await startCoreRuntime(`
+networks:
+  office: ["127.0.0.1/32"]
+login_limits: { hash_concurrency: 16, per_user: { max_failures: 1, ceiling: { max_failures: 1 } } }
+ldap:
+  implementation: openldap
+  url: "${slapd.url}"
+  insecure: true
+  bind_dn: "${SERVICE_DN}"
+  bind_password: "${SERVICE_PW}"
+  base_dn: "${BASE_DN}"
+  lockout_threshold: 2
+  timeout: 500ms
+apps:
+  - name: mail
+    hosts: ["mail.test"]
+    upstream: "http://127.0.0.1:9"
+    rules:
+      - { policy: password }
+`, { users: [] });
+});
+after(async () => {
+  await core?.rt.directory?.close();
+  await core?.close();
+  await slapd?.close();
+});
+
+test('an unanswered bind stays in the bind budget', { skip: missing ?? false }, async (t) => {
+  const rt = core.rt;
+  const dir = rt.directory!;
+  const app = core.app('mail');
+  const bind = dir.bind.bind(dir);
+  // the directory freezes for the bind alone (the search before it is answered)
+  dir.bind = async (dn, pw) => {
+    slapd.freeze();
+    try {
+      return await bind(dn, pw);
+    } finally {
+      slapd.thaw();
+    }
+  };
+  let ip = 0;
+  const attempt = (password: string) => firstFactor(rt, rt.config, { app, ip: `10.${++ip}.0.1`, username: 'alice', password, rd: null });
+  for (let i = 0; i < 1; i++) {
+    // the right password, so the directory (once thawed) counts nothing itself: what is left is the gateway's own budget
+    const e = await attempt('Wonderland-Rabbit-1865').then(() => null, (err: unknown) => err);
+    assert.ok(isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE') && bindUnanswered(e), `attempt ${i}: ${String(e)}`);
+  }
+  dir.bind = bind;
+  const before = await slapd.failures('alice');
+  const r = await attempt('a wrong guess 1');
+  const after = await slapd.failures('alice');
+  t.diagnostic(`next attempt: ${r.kind}; failed binds in the directory ${before} -> ${after}`);
+  assert.equal(r.kind, 'fail');
+  assert.equal(after, before, 'no bind: the unanswered bind spent the budget');
+  // a connection refused before anything was sent is not an unanswered bind
+  await slapd.stop();
+  try {
+    const e = await dir.bind(`uid=alice,ou=people,${BASE_DN}`, 'x').then(() => null, (err: unknown) => err);
+    assert.ok(isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE') && !bindUnanswered(e), String(e));
+  } finally {
+    await slapd.start();
+  }
+});
