@@ -64,7 +64,7 @@ export function checkUser(user: unknown): string {
   return user;
 }
 
-function existingUser(rt: Runtime, user: unknown): string {
+function existingUser(rt: Pick<Runtime, 'users'>, user: unknown): string {
   const name = checkUser(user);
   if (!rt.users.has(name)) throw new PortcullisError('PC_USER_UNKNOWN', `no user "${name}" in the users file`);
   return name;
@@ -186,7 +186,7 @@ export async function revokeSessions(rt: Runtime, target: RevokeTarget, actor: A
 export type UnblockTarget = { user: string } | { ip: string };
 
 /** Lift every block on a user name or a source address; returns how many were lifted. */
-export async function unblock(rt: Runtime, target: UnblockTarget, actor: Actor): Promise<{ lifted: number }> {
+export async function unblock(rt: Pick<Runtime, 'audit' | 'logger' | 'throttle'>, target: UnblockTarget, actor: Actor): Promise<{ lifted: number }> {
   let lifted: number;
   if ('user' in target) {
     const u = target.user;
@@ -210,7 +210,7 @@ export interface BlockView extends Omit<BlockInfo, 'until'> {
   until: string;
 }
 
-export async function listBlocks(rt: Runtime): Promise<BlockView[]> {
+export async function listBlocks(rt: Pick<Runtime, 'throttle'>): Promise<BlockView[]> {
   return (await rt.throttle.listBlocks()).map((b) => ({ ...b, until: iso(b.until) }));
 }
 

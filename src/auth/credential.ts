@@ -114,7 +114,7 @@ export function samePasswordFingerprint(rt: Pick<Runtime, 'box'>, secret: string
   return Buffer.from(rt.box.hmac(SAME_PASSWORD_PURPOSE, secret), 'base64url').subarray(0, SAME_PASSWORD_BYTES).toString('base64url');
 }
 
-export async function checkCredential(rt: Runtime, cfg: CompiledConfig, a: CredentialRequest): Promise<CredentialResult> {
+export async function checkCredential(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, a: CredentialRequest): Promise<CredentialResult> {
   const name = a.via === 'basic' ? a.username : a.username.trim();
   const base = { ip: a.ip, app: a.app.name, user: name };
   const what = a.via === 'basic' ? 'app password' : a.via === 'password-change' ? 'current password on password change' : a.via === 'reauth' ? 'password re-entered' : 'password';
@@ -325,7 +325,7 @@ async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores' | 'u
  * password must be changed (ppolicy pwdReset, AD pwdLastSet=0, expired) its app passwords are
  * suspended: a right one is refused (audited), as for a disabled account.
  */
-async function verifyDirectoryAppPassword(rt: Runtime, dir: LdapDirectory, a: CredentialRequest, name: string): Promise<Verified> {
+async function verifyDirectoryAppPassword(rt: Pick<Runtime, 'box' | 'hasher' | 'stores' | 'users'>, dir: LdapDirectory, a: CredentialRequest, name: string): Promise<Verified> {
   // a name typed over Basic is a name, never an account key
   const entry = isDirectoryKey(name) ? null : await dir.lookupEntry(name, false);
   const user = entry && !fileUserLike(rt.users, entry.record.name) ? entry.record : undefined;
@@ -343,7 +343,7 @@ export function ownerReserve(threshold: number): number {
   return Math.min(3, Math.floor((threshold - 1) / 3));
 }
 
-async function verify(rt: Runtime, a: CredentialRequest, name: string, user: UserRecord | undefined, digest: string): Promise<boolean> {
+async function verify(rt: Pick<Runtime, 'hasher' | 'stores'>, a: CredentialRequest, name: string, user: UserRecord | undefined, digest: string): Promise<boolean> {
   if (a.via === 'basic') {
     // app passwords are random 160-bit secrets stored as keyed HMACs: the fingerprint is the
     // stored digest. The store is asked whether or not the user exists, so a remote store's round
@@ -424,7 +424,7 @@ export function passwordlessAllowed(rt: Pick<Runtime, 'lockdown'>, cfg: Compiled
  * posture. A disabled user, a user no `passkey` rule admits from here, and every failed check give
  * the one generic failure; the reason goes to the audit (`passkey_failed`).
  */
-export async function checkPasskey(rt: Runtime, cfg: CompiledConfig, a: PasskeyCredentialRequest): Promise<PasskeyCredentialResult> {
+export async function checkPasskey(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'lockdown' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, a: PasskeyCredentialRequest): Promise<PasskeyCredentialResult> {
   const base = { ip: a.ip, app: a.app.name };
   if (!passwordlessAllowed(rt, cfg, a.app, a.ip)) {
     rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: 'passkey sign-in from a network no passkey rule admits (or passwordless off, or lockdown)' });

@@ -63,7 +63,7 @@ function targetPath(rd: string | null): string {
  * hash): it leads to a password change, as a weak one under `on_weak: change` does.
  */
 export async function firstFactor(
-  rt: Runtime,
+  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'guidance' | 'hashBudget' | 'hasher' | 'lockdown' | 'stores' | 'throttle' | 'users'>,
   cfg: CompiledConfig,
   a: { app: CompiledApp; ip: string; username: string; password: string; rd: string | null },
 ): Promise<FirstFactor> {
@@ -162,7 +162,7 @@ export type PasswordChange =
  * fresh one for this browser).
  */
 export async function changePassword(
-  rt: Runtime,
+  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'guidance' | 'hashBudget' | 'hasher' | 'live' | 'lockdown' | 'reloadUsers' | 'stores' | 'throttle' | 'users'>,
   cfg: CompiledConfig,
   a: { app: CompiledApp; ip: string; user: string; current: string; next: string; confirm: string },
 ): Promise<PasswordChange> {
@@ -215,7 +215,7 @@ export async function changePassword(
  */
 const verdicts = new WeakMap<object, LRUCache<string, Assessment>>();
 
-function assess(rt: Runtime, user: UserRecord, password: string): Assessment {
+function assess(rt: Pick<Runtime, 'box' | 'guidance'>, user: UserRecord, password: string): Assessment {
   const g = rt.guidance();
   let cache = verdicts.get(g);
   if (!cache) {
@@ -239,7 +239,7 @@ export type SecondFactor = { kind: 'ok'; method: 'totp' | 'recovery' } | { kind:
  * session verifies one code at a time.
  */
 export async function secondFactor(
-  rt: Runtime,
+  rt: Pick<Runtime, 'audit' | 'box' | 'clock' | 'stores' | 'throttle'>,
   cfg: CompiledConfig,
   a: { ip: string; user: string; code: string; app: string; session?: string | undefined },
 ): Promise<SecondFactor> {
@@ -284,7 +284,7 @@ export async function secondFactor(
 }
 
 /** A fresh candidate secret for enrolment, sealed for the session record. */
-export function startEnrolment(rt: Runtime, cfg: CompiledConfig, user: string): { sealed: string; secret: string; uri: string } {
+export function startEnrolment(rt: Pick<Runtime, 'box' | 'directory' | 'random' | 'users'>, cfg: CompiledConfig, user: string): { sealed: string; secret: string; uri: string } {
   const c = cfg.totp;
   const secret = generateSecret(rt.random, c.algorithm);
   // the authenticator shows the user's name (a directory user's key is its stable id)
@@ -292,7 +292,7 @@ export function startEnrolment(rt: Runtime, cfg: CompiledConfig, user: string): 
   return { sealed: rt.box.seal(secret, `enrol:${user}`), secret, uri };
 }
 
-export function enrolmentDetails(rt: Runtime, cfg: CompiledConfig, user: string, sealed: string): { secret: string; uri: string } {
+export function enrolmentDetails(rt: Pick<Runtime, 'box' | 'directory' | 'users'>, cfg: CompiledConfig, user: string, sealed: string): { secret: string; uri: string } {
   const c = cfg.totp;
   const secret = rt.box.open(sealed, `enrol:${user}`);
   return { secret, uri: otpauthUri({ issuer: c.issuer, account: knownUser(rt, user)?.name ?? user, secret, period: c.period, digits: c.digits, algorithm: c.algorithm }) };
@@ -303,7 +303,7 @@ export function enrolmentDetails(rt: Runtime, cfg: CompiledConfig, user: string,
  * return ten single-use recovery codes to show once.
  */
 export async function confirmEnrolment(
-  rt: Runtime,
+  rt: Pick<Runtime, 'audit' | 'box' | 'clock' | 'random' | 'stores' | 'throttle'>,
   cfg: CompiledConfig,
   a: { ip: string; user: string; sealed: string; code: string; app: string; session?: string | undefined; replace?: boolean },
 ): Promise<{ kind: 'ok'; recoveryCodes: string[] } | { kind: 'fail' } | { kind: 'network' } | { kind: 'exists' } | { kind: 'throttled'; retryAfterSec: number }> {
@@ -342,7 +342,7 @@ export const REAUTH_MS = 5 * 60_000;
  * reservation, verification), so a stolen session cannot use it as an unthrottled oracle.
  */
 export async function reauthenticate(
-  rt: Runtime,
+  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'stores' | 'throttle' | 'users'>,
   cfg: CompiledConfig,
   a: { app: CompiledApp; ip: string; user: string; password: string },
 ): Promise<'ok' | 'fail' | 'throttled' | 'busy' | 'network'> {
@@ -353,7 +353,7 @@ export async function reauthenticate(
 }
 
 /** Remove one's own authenticator (and its recovery codes): only from `enrol.networks`. */
-export async function removeTotp(rt: Runtime, cfg: CompiledConfig, a: { ip: string; user: string; app: string }): Promise<'ok' | 'none' | 'network'> {
+export async function removeTotp(rt: Pick<Runtime, 'audit' | 'stores'>, cfg: CompiledConfig, a: { ip: string; user: string; app: string }): Promise<'ok' | 'none' | 'network'> {
   const base = { ip: a.ip, user: a.user, app: a.app };
   if (!cfg.totp.enrolNetworks.contains(a.ip)) {
     rt.audit.record({ ...base, event: 'network_denied', outcome: 'denied', reason: 'authenticator removal outside enrol networks' });
@@ -374,7 +374,7 @@ export async function removeTotp(rt: Runtime, cfg: CompiledConfig, a: { ip: stri
  * `on_weak: change` path to an attacker's network).
  */
 export async function completeSignIn(
-  rt: Runtime,
+  rt: Pick<Runtime, 'audit' | 'directory' | 'lockdown' | 'stores' | 'users'>,
   cfg: CompiledConfig,
   a: { ip: string; user: string; app: string; amr: readonly Factor[] },
 ): Promise<void> {
@@ -401,6 +401,6 @@ export async function completeSignIn(
   rt.audit.record({ ip: a.ip, user: a.user, app: a.app, event: 'session_started', outcome: 'success' });
 }
 
-export function assertStoreUp(rt: Runtime): void {
+export function assertStoreUp(rt: Pick<Runtime, 'stores'>): void {
   if (!rt.stores.healthy()) throw new PortcullisError('PC_STORE_UNAVAILABLE');
 }
