@@ -20,9 +20,9 @@ export interface ForwardContext {
   /** Observed upstream latency (seconds) per app, for metrics. */
   observe?: (app: string, status: number, seconds: number) => void;
   /** Told when the app could not be reached or timed out (the client gets the code's 502/504 page). */
-  onUpstreamError?: (code: ErrorCode, err: unknown) => void;
+  onUpstreamError?: (code: ErrorCode, err: unknown, app: string) => void;
   /** Filled with the time to the app's response headers (ms), for the access log. */
-  timing?: { upstreamMs: number | null };
+  timing?: { upstreamMs: number | null } | null;
 }
 
 export function sendPage(res: ServerResponse, status: number, extra?: Record<string, string>, message?: string): void {
@@ -133,7 +133,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
     }
     const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError;
     const code = timeout ? 'PC_UPSTREAM_TIMEOUT' : 'PC_UPSTREAM_UNREACHABLE';
-    ctx.onUpstreamError?.(code, err);
+    ctx.onUpstreamError?.(code, err, ctx.app.name);
     sendPage(res, ERRORS[code].status);
   }
 }

@@ -4,7 +4,7 @@
  * hot path); the reserved routes are served by the fastify app.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ERRORS, isPortcullisError } from '../errors.js';
+import { ERRORS, isPortcullisError, type ErrorCode } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { clientInfo, gateRequestOf } from '../http/request-context.js';
 import { gate, hostOnly, loginLocation, type GateResult } from '../access/gate.js';
@@ -62,6 +62,9 @@ export type ProxyHandler = (req: IncomingMessage, res: ServerResponse, requestId
 
 export function createProxyHandler(deps: ProxyHandlerDeps): ProxyHandler {
   const { rt } = deps;
+  // one function for every request: the app comes with the call
+  const onUpstreamError = (code: ErrorCode, err: unknown, app: string) =>
+    rt.logger.warn({ code, app, err: err instanceof Error ? err.message : String(err) }, 'upstream request failed');
   return (req, res, requestId) => {
     const cfg = rt.config;
     const info = clientInfo(req, cfg);
@@ -69,7 +72,10 @@ export function createProxyHandler(deps: ProxyHandlerDeps): ProxyHandler {
     const entry: AccessEntry | null = log
       ? { requestId: requestId ?? '', ip: info.ip, host: info.host, method: req.method ?? '', target: req.url ?? '/', mode: 'proxy', app: null, decision: null, policy: null, rule: null, status: 0, started: performance.now(), upstreamMs: null }
       : null;
-    if (entry) res.once('close', () => log!.write({ ...entry, status: res.writableFinished ? res.statusCode : 499 }));
+    if (entry) res.once('close', () => {
+      entry.status = res.writableFinished ? res.statusCode : 499;
+      log!.write(entry);
+    });
     if (portalOnly(cfg, req.headers.host)) return portalHome(req, res);
     gate(rt, cfg, gateRequestOf(req, info, requestId))
       .then((r) => {
@@ -90,8 +96,8 @@ export function createProxyHandler(deps: ProxyHandlerDeps): ProxyHandler {
           pools: deps.pools,
           sessionCookie: info.cookieName,
           observe: deps.observe,
-          ...(entry ? { timing: entry } : {}),
-          onUpstreamError: (code, err) => rt.logger.warn({ code, app: r.app.name, err: err instanceof Error ? err.message : String(err) }, 'upstream request failed'),
+          timing: entry,
+          onUpstreamError,
         };
         const viaAppPassword = !!r.identity && !r.identity.session;
         const go = (identity: IdentityHeaders | null) =>

@@ -136,8 +136,7 @@ export class SessionManager {
         const grace = this.deps.graceMs?.() ?? 0;
         if (!cached || grace <= 0 || now - cached.at >= grace || !isPortcullisError(err, 'PC_STORE_UNAVAILABLE')) throw err;
         // grace never stretches a session past its own idle or absolute timeout
-        const t = this.deps.timeouts();
-        if (now - cached.rec.createdAt >= t.absoluteMs || now - cached.rec.lastSeenAt >= t.idleMs) throw err;
+        if (now >= this.expiresAt(cached.rec)) throw err;
         return { id, idHash, rec: cached.rec };
       }
       // a revocation broadcast while the read was in flight may concern this session: the record
@@ -145,8 +144,7 @@ export class SessionManager {
       if (rec && this.cache && seen === this.revocations) this.cache.set(idHash, { rec, at: now });
     }
     if (!rec) return null;
-    const t = this.deps.timeouts();
-    if (now - rec.createdAt >= t.absoluteMs || now - rec.lastSeenAt >= t.idleMs) {
+    if (now >= this.expiresAt(rec)) {
       await this.destroyHash(idHash);
       return null;
     }
@@ -246,8 +244,7 @@ export class SessionManager {
   }
 
   private ttl(rec: SessionRecord, now: number): number {
-    const t = this.deps.timeouts();
-    return Math.max(1, Math.min(rec.createdAt + t.absoluteMs, rec.lastSeenAt + t.idleMs) - now);
+    return Math.max(1, this.expiresAt(rec) - now);
   }
 }
 
