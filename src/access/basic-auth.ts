@@ -25,7 +25,7 @@ export function parseBasic(header: string): { user: string; pass: string } | nul
   return { user: text.slice(0, colon), pass: text.slice(colon + 1) };
 }
 
-export async function checkBasicAuth(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, req: GateRequest, app: CompiledApp): Promise<BasicResult> {
+export async function checkBasicAuth(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'random' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, req: GateRequest, app: CompiledApp): Promise<BasicResult> {
   const creds = parseBasic(req.authorization ?? '');
   const challenge: BasicResult = { kind: 'fail', result: { kind: 'signin', app, basic: true, rd: req.target } };
   if (!creds) return challenge;

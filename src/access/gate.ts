@@ -56,7 +56,7 @@ function audit(rt: Pick<Runtime, 'audit'>, event: AuditEventName, req: GateReque
   rt.audit.record({ event, ip: req.ip, app: app?.name, user, outcome: 'denied', reason, ...(req.requestId ? { request_id: req.requestId } : {}) });
 }
 
-export async function gate(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'sessions' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, req: GateRequest): Promise<GateResult> {
+export async function gate(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'random' | 'sessions' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, req: GateRequest): Promise<GateResult> {
   if (REFUSED_METHODS.has(req.method)) return { kind: 'error', code: 'PC_METHOD_REFUSED', app: null, reason: `method ${req.method}` };
   const app = appForHost(cfg, req.host);
   if (!app) return { kind: 'error', code: 'PC_HOST_UNKNOWN', app: null, reason: 'unknown host' };

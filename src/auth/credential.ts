@@ -114,7 +114,7 @@ export function samePasswordFingerprint(rt: Pick<Runtime, 'box'>, secret: string
   return Buffer.from(rt.box.hmac(SAME_PASSWORD_PURPOSE, secret), 'base64url').subarray(0, SAME_PASSWORD_BYTES).toString('base64url');
 }
 
-export async function checkCredential(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, a: CredentialRequest): Promise<CredentialResult> {
+export async function checkCredential(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'random' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, a: CredentialRequest): Promise<CredentialResult> {
   const name = a.via === 'basic' ? a.username : a.username.trim();
   const base = { ip: a.ip, app: a.app.name, user: name };
   const what = a.via === 'basic' ? 'app password' : a.via === 'password-change' ? 'current password on password change' : a.via === 'reauth' ? 'password re-entered' : 'password';
@@ -275,7 +275,7 @@ interface Verified {
  *   failures made elsewhere (a Windows logon) are respected too;
  * - a locked, disabled or expired account is never bound.
  */
-async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores' | 'users'>, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
+async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'random' | 'stores' | 'users'>, dir: LdapDirectory, a: CredentialRequest, name: string, familiar: boolean): Promise<Verified> {
   // a signed-in user's own password (change, re-entry) names the account by its key; a name typed
   // at the form or over Basic is always searched as a name (escaped), never as a key
   const entry = isDirectoryKey(name) && (a.via === 'password-change' || a.via === 'reauth') ? await dir.findByKey(name) : await dir.find(name);
@@ -300,15 +300,26 @@ async function verifyDirectory(rt: Pick<Runtime, 'box' | 'clock' | 'stores' | 'u
   const max = limit - entry.directoryFailures;
   const r = await rt.stores.rates.reserve({ blocks: [], counters: [{ key, windowMs: BIND_BUDGET_WINDOW_MS, member, max }], seen: { key, member } }, now);
   if (!r.ok) {
-    if (r.seen) return { ok: false, user, reason: 'directory: the same wrong password for this account again (no bind)' };
+    // the same password for this account is in the budget: answered wrong before, or its bind is
+    // in flight. Either way not bound again, and not counted or remembered as a new failure (a
+    // right password submitted twice at once must not become a "known wrong" one)
+    if (r.seen) return { ok: false, user, suspended: 'directory: the same password for this account again while it is in the bind budget (no bind)' };
     return { ok: false, user, reason: `directory: bind budget spent (${limit} failed binds${familiar ? '' : ' from unfamiliar networks'}, ${entry.directoryFailures} counted by the directory); no bind (lockout at ${threshold})` };
   }
   let out;
   try {
     out = await dir.bind(entry.dn, a.secret);
   } catch (e) {
-    // a bind sent and not answered may have been counted by the directory: it stays in the budget
     if (!bindUnanswered(e)) await rt.stores.rates.unhit(key, now, member).catch(() => undefined);
+    else {
+      // a bind sent and not answered may have been counted by the directory: it stays in the
+      // budget, but under a member of its own, so the same (perhaps right) password can be tried
+      // again once the directory answers, instead of being taken for a repeat for 24 h. Added
+      // before the original is taken back: the count never drops in between.
+      const stand = `${member}:unanswered:${rt.box.hmac('ldap-bind-unanswered', `${member}\u0000${now}\u0000${rt.random.bytes(8).toString('hex')}`).slice(0, 8)}`;
+      await rt.stores.rates.hit(key, BIND_BUDGET_WINDOW_MS, now, stand).catch(() => undefined);
+      await rt.stores.rates.unhit(key, now, member).catch(() => undefined);
+    }
     throw e;
   }
   if (out.kind === 'wrong') return { ok: false, user, reason: 'wrong' };

@@ -63,7 +63,7 @@ function targetPath(rd: string | null): string {
  * hash): it leads to a password change, as a weak one under `on_weak: change` does.
  */
 export async function firstFactor(
-  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'guidance' | 'hashBudget' | 'hasher' | 'lockdown' | 'stores' | 'throttle' | 'users'>,
+  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'guidance' | 'hashBudget' | 'hasher' | 'lockdown' | 'random' | 'stores' | 'throttle' | 'users'>,
   cfg: CompiledConfig,
   a: { app: CompiledApp; ip: string; username: string; password: string; rd: string | null },
 ): Promise<FirstFactor> {
@@ -162,7 +162,7 @@ export type PasswordChange =
  * fresh one for this browser).
  */
 export async function changePassword(
-  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'guidance' | 'hashBudget' | 'hasher' | 'live' | 'lockdown' | 'reloadUsers' | 'stores' | 'throttle' | 'users'>,
+  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'guidance' | 'hashBudget' | 'hasher' | 'live' | 'lockdown' | 'random' | 'reloadUsers' | 'stores' | 'throttle' | 'users'>,
   cfg: CompiledConfig,
   a: { app: CompiledApp; ip: string; user: string; current: string; next: string; confirm: string },
 ): Promise<PasswordChange> {
@@ -342,7 +342,7 @@ export const REAUTH_MS = 5 * 60_000;
  * reservation, verification), so a stolen session cannot use it as an unthrottled oracle.
  */
 export async function reauthenticate(
-  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'stores' | 'throttle' | 'users'>,
+  rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'random' | 'stores' | 'throttle' | 'users'>,
   cfg: CompiledConfig,
   a: { app: CompiledApp; ip: string; user: string; password: string },
 ): Promise<'ok' | 'fail' | 'throttled' | 'busy' | 'network'> {

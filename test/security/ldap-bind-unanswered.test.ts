@@ -85,3 +85,51 @@ test('an unanswered bind stays in the bind budget', { skip: missing ?? false }, 
     await slapd.start();
   }
 });
+
+test('after an unanswered bind the same (right) password is bound again once the directory answers, not taken for a repeat', { skip: missing ?? false }, async () => {
+  // review note: the unanswered bind's budget entry was keyed by the password, so a retry of the
+  // right password was answered "the same wrong password again" (and remembered as wrong) for 24 h
+  const wide = await startCoreRuntime(`
+networks:
+  office: ["127.0.0.1/32"]
+login_limits: { hash_concurrency: 16 }
+ldap:
+  implementation: openldap
+  url: "${slapd.url}"
+  insecure: true
+  bind_dn: "${SERVICE_DN}"
+  bind_password: "${SERVICE_PW}"
+  base_dn: "${BASE_DN}"
+  lockout_threshold: 10
+  timeout: 500ms
+apps:
+  - name: mail
+    hosts: ["mail.test"]
+    upstream: "http://127.0.0.1:9"
+    rules:
+      - { policy: password }
+`, { users: [] });
+  try {
+    const rt = wide.rt;
+    const dir = rt.directory!;
+    const app = wide.app('mail');
+    const bind = dir.bind.bind(dir);
+    dir.bind = async (dn, pw) => {
+      slapd.freeze();
+      try {
+        return await bind(dn, pw);
+      } finally {
+        slapd.thaw();
+      }
+    };
+    const attempt = (ip: string) => firstFactor(rt, rt.config, { app, ip, username: 'bob', password: 'Can-We-Fix-It-2024', rd: null });
+    const e = await attempt('10.7.0.1').then(() => null, (err: unknown) => err);
+    assert.ok(isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE') && bindUnanswered(e), String(e));
+    dir.bind = bind;
+    const again = await attempt('10.7.0.1');
+    assert.notEqual(again.kind, 'fail', 'the right password, bound again once the directory answers, signs in');
+  } finally {
+    await wide.rt.directory?.close();
+    await wide.close();
+  }
+});

@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -31,10 +31,14 @@ before(async () => {
 
 after(async () => dir?.cleanup());
 
-function yamlBlocks(): Array<{ line: number; text: string }> {
-  const out: Array<{ line: number; text: string }> = [];
+function yamlBlocks(doc = README): Array<{ line: number; text: string; fragment: boolean }> {
+  const out: Array<{ line: number; text: string; fragment: boolean }> = [];
   const re = /```yaml\n([\s\S]*?)```/g;
-  for (let m = re.exec(README); m; m = re.exec(README)) out.push({ line: README.slice(0, m.index).split('\n').length, text: m[1]! });
+  for (let m = re.exec(doc); m; m = re.exec(doc)) {
+    const before = doc.slice(0, m.index);
+    // a block marked `<!-- fragment ... -->` completes another block and is not a config alone
+    out.push({ line: before.split('\n').length, text: m[1]!, fragment: /<!-- fragment[^>]*-->\n$/.test(before) });
+  }
   return out;
 }
 
@@ -47,4 +51,27 @@ test('every YAML block in the README is a configuration the gateway accepts', ()
     const r = loadConfigText(text, `README.md (block at line ${b.line})`);
     assert.ok(r.ok, `README.md line ${b.line}: ${r.ok ? '' : r.issues.map((i) => `${i.line}:${i.col} ${i.path}: ${i.message}`).join('; ')}`);
   }
+});
+
+test('every YAML block in docs/ is a configuration the gateway accepts as printed', () => {
+  // secrets named as files under /run/secrets/ (a container's secret mount) are made here; an
+  // { env: NAME } secret reads a placeholder; the files a config names are not opened
+  mkdirSync(join(dir.dir, 'secrets'), { recursive: true });
+  const env = new Proxy({}, { get: () => 'placeholder-secret-value', has: () => true }) as NodeJS.ProcessEnv;
+  let n = 0;
+  for (const f of readdirSync(join(ROOT, 'docs')).filter((x) => x.endsWith('.md'))) {
+    for (const b of yamlBlocks(readFileSync(join(ROOT, 'docs', f), 'utf8'))) {
+      if (b.fragment) continue;
+      let text = b.text;
+      for (const m of text.matchAll(/\/run\/secrets\/([\w.-]+)/g)) {
+        writeFileSync(join(dir.dir, 'secrets', m[1]!), /redis/.test(m[1]!) ? 'redis://127.0.0.1:6379/0' : 'placeholder-secret-value');
+      }
+      text = text.replaceAll('/run/secrets/', `${dir.dir}/secrets/`);
+      if (!/^apps:/m.test(text)) text += MINIMAL_APP;
+      const r = loadConfigText(text, `docs/${f} (block at line ${b.line})`, { checkFiles: false, env });
+      assert.ok(r.ok, `docs/${f} line ${b.line}: ${r.ok ? '' : r.issues.map((i) => `${i.line}:${i.col} ${i.path}: ${i.message}`).join('; ')}`);
+      n++;
+    }
+  }
+  assert.ok(n >= 6, `found ${n} YAML blocks in docs/`);
 });
