@@ -317,6 +317,32 @@ export async function finishAuthentication(
   }
 }
 
+/**
+ * The user removes one of their own passkeys. The last second factor goes only where a first one
+ * could be set up again (`enrol.networks`), as TOTP removal. The check and the removal run under
+ * one per-user slot in the rate store, so two removals at once (on any instance) cannot each see
+ * the other key still there and together remove the last factor from outside those networks.
+ */
+export async function removeOwnPasskey(
+  rt: Pick<Runtime, 'audit' | 'clock' | 'stores'>,
+  cfg: CompiledConfig,
+  a: { user: string; id: string; ip: string; app: string },
+): Promise<'ok' | 'gone' | 'last' | 'busy'> {
+  const slot = `factor-change:${a.user}`;
+  if (!(await rt.stores.rates.acquire(slot, 1, 30_000, rt.clock.now()))) return 'busy';
+  try {
+    const [keys, totp] = await Promise.all([rt.stores.state.listPasskeys(a.user), rt.stores.state.getTotp(a.user)]);
+    const last = totp === null && keys.length === 1 && keys[0]!.id === a.id;
+    if (last && !cfg.totp.enrolNetworks.contains(a.ip)) {
+      rt.audit.record({ ip: a.ip, user: a.user, app: a.app, event: 'network_denied', outcome: 'denied', reason: 'removal of the last second factor outside enrol networks' });
+      return 'last';
+    }
+    return (await removePasskey(rt, { ...a, by: 'by the user' })) ? 'ok' : 'gone';
+  } finally {
+    await rt.stores.rates.releaseSlot(slot).catch(() => undefined);
+  }
+}
+
 /** Remove one of the user's passkeys (the caller checked who may). */
 export async function removePasskey(rt: Pick<Runtime, 'audit' | 'stores'>, a: { user: string; id: string; ip: string; app?: string | undefined; by: string }): Promise<boolean> {
   const ok = await rt.stores.state.removePasskey(a.user, a.id);

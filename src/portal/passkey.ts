@@ -21,7 +21,7 @@ import {
   MAX_PASSKEYS_PER_USER,
   registrationGate,
   registrationOptions,
-  removePasskey,
+  removeOwnPasskey,
 } from '../auth/passkey.js';
 import { completeSignIn, reauthenticate, secondFactor } from '../auth/login.js';
 import { CSP, withPasskeyScript } from '../http/html.js';
@@ -210,15 +210,10 @@ export function passkeyRoutes(portal: PortalContext) {
           const ok = await rt.stores.state.renamePasskey(user, id, cleanName(f.name, 'Passkey'));
           return ok ? reply.code(303).header('location', `${MANAGE}&done=renamed`).send() : manage(reply, c, s, { error: 'No such passkey.', status: 404 });
         }
-        // the last second factor goes only where a first one could be set up again (as TOTP removal)
-        const [keys, totp] = await Promise.all([rt.stores.state.listPasskeys(user), rt.stores.state.getTotp(user)]);
-        const last = totp === null && keys.length === 1 && keys[0]!.id === id;
-        if (last && !c.cfg.totp.enrolNetworks.contains(c.info.ip)) {
-          rt.audit.record({ ip: c.info.ip, user, app: c.app.name, event: 'network_denied', outcome: 'denied', reason: 'removal of the last second factor outside enrol networks' });
-          return manage(reply, c, s, { error: 'This is your only second factor: it can be removed only from your organisation\'s network. Add another first.', status: 403 });
-        }
-        const ok = await removePasskey(rt, { user, id, ip: c.info.ip, app: c.app.name, by: 'by the user' });
-        if (!ok) return manage(reply, c, s, { error: 'No such passkey.', status: 404 });
+        const r = await removeOwnPasskey(rt, c.cfg, { user, id, ip: c.info.ip, app: c.app.name });
+        if (r === 'busy') return fail(reply, 409, 'Another change to your passkeys is in progress; try again.');
+        if (r === 'last') return manage(reply, c, s, { error: 'This is your only second factor: it can be removed only from your organisation\'s network. Add another first.', status: 403 });
+        if (r === 'gone') return manage(reply, c, s, { error: 'No such passkey.', status: 404 });
         return reply.code(303).header('location', `${MANAGE}&done=removed`).send();
       }
       return fail(reply, 400);
