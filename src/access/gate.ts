@@ -12,7 +12,8 @@ import type { Runtime } from '../runtime.js';
 import type { UserRecord } from '../auth/users.js';
 import { checkBasicAuth } from './basic-auth.js';
 import type { GateRequest, GateResult, Identity } from './types.js';
-import { lookupUser } from '../directory/source.js';
+import { lookupUserNow } from '../directory/source.js';
+import type { OpenSession } from '../session/sessions.js';
 import { isPortcullisError } from '../errors.js';
 
 export type { GateRequest, GateResult, Identity } from './types.js';
@@ -56,7 +57,15 @@ function audit(rt: Pick<Runtime, 'audit'>, event: AuditEventName, req: GateReque
   rt.audit.record({ event, ip: req.ip, app: app?.name, user, outcome: 'denied', reason, ...(req.requestId ? { request_id: req.requestId } : {}) });
 }
 
-export async function gate(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'random' | 'sessions' | 'stores' | 'throttle' | 'users'>, cfg: CompiledConfig, req: GateRequest): Promise<GateResult> {
+type GateDeps = Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock' | 'directory' | 'hashBudget' | 'hasher' | 'lockdown' | 'random' | 'sessions' | 'stores' | 'throttle' | 'users'>;
+
+/**
+ * The decision for one request. Answered at once (no promise) when nothing has to wait: a
+ * signed-in request whose session is cached here or held by the memory store, of a users-file
+ * user, which is every request of the hot path; a promise when the session, the directory or an
+ * app password has to be asked. Either way the same steps, in the same order.
+ */
+export function gate(rt: GateDeps, cfg: CompiledConfig, req: GateRequest): GateResult | Promise<GateResult> {
   if (REFUSED_METHODS.has(req.method)) return { kind: 'error', code: 'PC_METHOD_REFUSED', app: null, reason: `method ${req.method}` };
   const app = appForHost(cfg, req.host);
   if (!app) return { kind: 'error', code: 'PC_HOST_UNKNOWN', app: null, reason: 'unknown host' };
@@ -75,36 +84,59 @@ export async function gate(rt: Pick<Runtime, 'attack' | 'audit' | 'box' | 'clock
   if (anon.policy === 'deny') return denied(rt, req, app, anon);
 
   // password or mfa (or a groups rule that needs to know the user): find out who this is
-  const basic = app.basicAuthPaths.length > 0 && app.basicAuthPaths.some((m) => m.test(p.path));
-  let identity: Identity | null = null;
-  if (basic && req.authorization && /^basic /i.test(req.authorization)) {
-    const r = await checkBasicAuth(rt, cfg, req, app);
-    if (r.kind !== 'ok') return r.result;
-    identity = { user: r.user, amr: ['pwd'], session: null };
-  } else {
-    const s = await rt.sessions.lookup(req.sessionId, req.sessionScope);
-    if (s) {
-      // the users file, else the directory (its record at most `ldap.cache` old; while it is
-      // unreachable an established session keeps the last record it had)
-      let user;
-      try {
-        user = await lookupUser(rt, s.rec.user);
-      } catch (e) {
-        // a directory user never seen by this process while the directory is down: fail closed
-        if (isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE')) return { kind: 'error', code: 'PC_DIRECTORY_UNAVAILABLE', app, reason: 'directory unavailable' };
-        throw e;
-      }
-      if (!user || user.disabled) {
-        await rt.sessions.destroy(s);
-      } else if (s.rec.pending !== 'none') {
-        return { kind: 'step', app, location: `${portalFor(cfg, req.host, req.proto) ?? ''}${stepLocation(s.rec.pending)}`, decision: anon };
-      } else identity = { user, amr: s.rec.amr, session: s };
-    }
+  const asked: Asked = { cfg, req, app, path: p.path, anon, basic: app.basicAuthPaths.length > 0 && app.basicAuthPaths.some((m) => m.test(p.path)) };
+  if (asked.basic && req.authorization && /^basic /i.test(req.authorization)) {
+    return checkBasicAuth(rt, cfg, req, app).then((r) => (r.kind !== 'ok' ? r.result : admit(rt, asked, { user: r.user, amr: ['pwd'], session: null })));
   }
-  if (!identity) return { kind: 'signin', app, basic, rd: req.target, decision: anon };
+  const s = rt.sessions.lookupNow(req.sessionId, req.sessionScope);
+  return s instanceof Promise ? s.then((x) => withSession(rt, asked, x)) : withSession(rt, asked, s);
+}
+
+/** What `gate` has worked out before it knows who is asking. */
+interface Asked {
+  cfg: CompiledConfig;
+  req: GateRequest;
+  app: CompiledApp;
+  /** The normalised path. */
+  path: string;
+  /** The decision for nobody in particular. */
+  anon: Decision;
+  /** Whether Basic (app passwords) is accepted on this path. */
+  basic: boolean;
+}
+
+/** The session's user: the users file, else the directory (see `lookupUserNow`). */
+function withSession(rt: GateDeps, a: Asked, s: OpenSession | null): GateResult | Promise<GateResult> {
+  if (!s) return admit(rt, a, null);
+  // the users file, else the directory (its record at most `ldap.cache` old; while it is
+  // unreachable an established session keeps the last record it had)
+  const user = lookupUserNow(rt, s.rec.user);
+  if (!(user instanceof Promise)) return withUser(rt, a, s, user);
+  return user.then(
+    (u) => withUser(rt, a, s, u),
+    (e: unknown) => {
+      // a directory user never seen by this process while the directory is down: fail closed
+      if (isPortcullisError(e, 'PC_DIRECTORY_UNAVAILABLE')) return { kind: 'error', code: 'PC_DIRECTORY_UNAVAILABLE', app: a.app, reason: 'directory unavailable' } as const;
+      throw e;
+    },
+  );
+}
+
+function withUser(rt: GateDeps, a: Asked, s: OpenSession, user: UserRecord | undefined): GateResult | Promise<GateResult> {
+  if (!user || user.disabled) return rt.sessions.destroy(s).then(() => admit(rt, a, null));
+  if (s.rec.pending !== 'none') {
+    return { kind: 'step', app: a.app, location: `${portalFor(a.cfg, a.req.host, a.req.proto) ?? ''}${stepLocation(s.rec.pending)}`, decision: a.anon };
+  }
+  return admit(rt, a, { user, amr: s.rec.amr, session: s });
+}
+
+/** The rules again with the user known: proxy, step up, or refuse. */
+function admit(rt: Pick<Runtime, 'audit'>, a: Asked, identity: Identity | null): GateResult {
+  const { cfg, req, app, anon } = a;
+  if (!identity) return { kind: 'signin', app, basic: a.basic, rd: req.target, decision: anon };
 
   const d = anon.needsSubject
-    ? decide(app, { method: req.method, path: p.path, ip: req.ip, subject: subjectOf(identity.user) })
+    ? decide(app, { method: req.method, path: a.path, ip: req.ip, subject: subjectOf(identity.user) })
     : anon;
   if (d.policy === 'deny') return denied(rt, req, app, d, identity.user.name);
   if ((d.policy === 'mfa' || d.policy === 'passkey') && !factorsMeet(d.policy, identity.amr)) {

@@ -49,8 +49,13 @@ export function knownUser(d: UserSourceDeps, name: string): UserRecord | undefin
  * PC_DIRECTORY_UNAVAILABLE when the directory cannot answer and has never described this user.
  */
 export async function lookupUser(d: UserSourceDeps, name: string): Promise<UserRecord | undefined> {
+  return lookupUserNow(d, name);
+}
+
+/** `lookupUser`, answered at once for a users-file user (and without a directory); a promise for a directory user. */
+export function lookupUserNow(d: UserSourceDeps, name: string): UserRecord | undefined | Promise<UserRecord | undefined> {
   const f = d.users.get(name);
   if (f) return f;
   if (!d.directory) return undefined;
-  return (await d.directory.lookup(name)) ?? undefined;
+  return d.directory.lookup(name).then((u) => u ?? undefined);
 }

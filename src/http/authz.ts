@@ -18,6 +18,7 @@ import type { Runtime } from '../runtime.js';
 import { gate, hostOnly, loginLocation } from '../access/gate.js';
 import type { GateResult } from '../access/types.js';
 import { identityHeaders } from '../access/identity.js';
+import type { IdentityHeaders } from '../access/types.js';
 import { wantsHtml, wantsJson } from '../proxy/handler.js';
 import { sendPage } from '../proxy/forward.js';
 import { sessionCookieFor } from '../session/sessions.js';
@@ -86,12 +87,17 @@ export interface AuthzAnswer {
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
-const NO_STORE = ['cache-control', 'no-store'];
+/** Shared by every answer: spread it, never hand it out (sendAuthz appends to an answer's own list). */
+const NO_STORE: readonly string[] = Object.freeze(['cache-control', 'no-store']);
 
 /** Every identity header present and empty: what a request without an identity (a bypass path) answers. */
-const EMPTY_IDENTITY = ['remote-user', '', 'remote-groups', '', 'remote-email', '', 'remote-name', '', 'x-portcullis-assertion', ''];
+const EMPTY_IDENTITY: readonly string[] = Object.freeze(['remote-user', '', 'remote-groups', '', 'remote-email', '', 'remote-name', '', 'x-portcullis-assertion', '']);
 
-export async function authzAnswer(rt: Runtime, req: IncomingMessage, mode: AuthzMode, requestId?: string): Promise<AuthzAnswer> {
+/**
+ * The answer to one subrequest: at once (no promise) when the gate answered at once and the
+ * assertion was cached, which is every subrequest of a signed-in user on the hot path.
+ */
+export function authzAnswer(rt: Runtime, req: IncomingMessage, mode: AuthzMode, requestId?: string): AuthzAnswer | Promise<AuthzAnswer> {
   const cfg = rt.config;
   const peer = peerAddress(req.socket);
   if (!cfg.trustedProxies.contains(peer)) {
@@ -101,35 +107,53 @@ export async function authzAnswer(rt: Runtime, req: IncomingMessage, mode: Authz
   const o = originalOf(req, mode);
   if (!o) return { status: 400, headers: [...NO_STORE, 'content-type', JSON_TYPE], body: JSON.stringify({ error: 'missing or malformed original request' }), result: null, original: null, ip: peer };
   // only the client's address is needed here (the subrequest's own Host and scheme are not)
-  const info = { ip: resolveClient(peer, req.headers, cfg.trustedProxies, (req.socket as TLSSocket).encrypted ? 'https' : 'http').ip };
+  const ip = resolveClient(peer, req.headers, cfg.trustedProxies, (req.socket as TLSSocket).encrypted ? 'https' : 'http').ip;
   // the cookie of the host the client asked for (the portal's Domain cookie under session.domain)
   const cookie = sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
-  const r = await gate(rt, cfg, {
+  const r = gate(rt, cfg, {
     method: o.method,
     target: o.target,
     host: o.host,
-    ip: info.ip,
+    ip,
     proto: o.proto,
     sessionId: readSessionCookie(req.headers.cookie, cookie.name),
     sessionScope: cfg.session.domain === null ? undefined : cookie.domain,
     authorization: req.headers.authorization,
     requestId,
   });
-  const answer = (status: number, headers: string[], body = ''): AuthzAnswer => ({ status, headers, body, result: r, original: o, ip: info.ip });
+  const sub: Subrequest = { rt, req, mode, requestId, o, ip };
+  return r instanceof Promise ? r.then((x) => answerFor(sub, x)) : answerFor(sub, r);
+}
+
+/** One subrequest, as `answerFor` needs it. */
+interface Subrequest {
+  rt: Runtime;
+  req: IncomingMessage;
+  mode: AuthzMode;
+  requestId: string | undefined;
+  o: Original;
+  /** The client's address. */
+  ip: string;
+}
+
+function answerFor(sub: Subrequest, r: GateResult): AuthzAnswer | Promise<AuthzAnswer> {
+  const { rt, req, mode, requestId, o, ip } = sub;
+  const cfg = rt.config;
+  const answer = (status: number, headers: string[], body = ''): AuthzAnswer => ({ status, headers, body, result: r, original: o, ip });
   if (r.kind === 'proxy') {
     // Every identity header is always present, empty when there is no identity (a bypass
     // path) or no value: a proxy that copies them (Caddy's copy_headers, Traefik's
     // authResponseHeaders, nginx auth_request_set) then overwrites whatever the client sent,
     // and never forwards a literal placeholder for a missing one.
-    const h = ['cache-control', 'no-store'];
-    if (r.identity) {
-      const got = identityHeaders(rt, r.app, r.identity, info.ip);
-      const id = got instanceof Promise ? await got : got;
+    if (!r.identity) return answer(200, requestId ? [...NO_STORE, ...EMPTY_IDENTITY, 'x-request-id', requestId] : [...NO_STORE, ...EMPTY_IDENTITY]);
+    const withIdentity = (id: IdentityHeaders): AuthzAnswer => {
       const p = id.prepared!;
-      h.push('remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', id.assertion ?? '');
-    } else h.push(...EMPTY_IDENTITY);
-    if (requestId) h.push('x-request-id', requestId);
-    return answer(200, h);
+      const h = ['cache-control', 'no-store', 'remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', id.assertion ?? ''];
+      if (requestId) h.push('x-request-id', requestId);
+      return answer(200, h);
+    };
+    const got = identityHeaders(rt, r.app, r.identity, ip);
+    return got instanceof Promise ? got.then(withIdentity) : withIdentity(got);
   }
   const origin = `${o.proto}://${o.host}`;
   if (r.kind === 'signin' || r.kind === 'step') {
@@ -145,8 +169,8 @@ export async function authzAnswer(rt: Runtime, req: IncomingMessage, mode: Authz
     return answer(401, [...NO_STORE, 'www-authenticate', 'Portcullis realm="portcullis"']);
   }
   const status = ERRORS[r.code].status;
-  if (mode === 'auth-request') return answer(status === 429 ? 429 : status === 400 ? 400 : 403, NO_STORE);
-  return answer(status, NO_STORE);
+  if (mode === 'auth-request') return answer(status === 429 ? 429 : status === 400 ? 400 : 403, [...NO_STORE]);
+  return answer(status, [...NO_STORE]);
 }
 
 /** Which authz endpoint a request is for, when the plain path can serve it (GET or HEAD, no body); else null. */
@@ -166,23 +190,31 @@ export function plainAuthzMode(req: IncomingMessage, url: string): AuthzMode | n
  * header list), then the body if any. `done` learns the answer (access log, metrics).
  */
 export function serveAuthz(rt: Runtime, req: IncomingMessage, res: ServerResponse, mode: AuthzMode, requestId: string | undefined, done?: (a: AuthzAnswer | null, status: number) => void): void {
-  authzAnswer(rt, req, mode, requestId).then(
-    (a) => {
-      const len = a.body === '' ? 0 : Buffer.byteLength(a.body);
-      a.headers.push('content-length', String(len));
-      res.writeHead(a.status, a.headers);
-      if (len === 0) res.end();
-      else res.end(a.body);
-      done?.(a, a.status);
-    },
-    (err: unknown) => {
-      // as the fastify app's error handler: a store outage keeps its 503, anything else is a 500
-      const status = isPortcullisError(err) ? err.status : 500;
-      if (status >= 500) rt.logger.error({ err: (err as Error).message, url: mode }, 'forward-auth request failed');
-      sendPage(res, status, status === 503 ? { 'retry-after': '5' } : undefined);
-      done?.(null, status);
-    },
-  );
+  let a: AuthzAnswer | Promise<AuthzAnswer>;
+  try {
+    a = authzAnswer(rt, req, mode, requestId);
+  } catch (err) {
+    return authzFailed(rt, res, mode, err, done);
+  }
+  if (a instanceof Promise) a.then((x) => sendAuthz(res, x, done), (err: unknown) => authzFailed(rt, res, mode, err, done));
+  else sendAuthz(res, a, done);
+}
+
+function sendAuthz(res: ServerResponse, a: AuthzAnswer, done?: (a: AuthzAnswer | null, status: number) => void): void {
+  const len = a.body === '' ? 0 : Buffer.byteLength(a.body);
+  a.headers.push('content-length', String(len));
+  res.writeHead(a.status, a.headers);
+  if (len === 0) res.end();
+  else res.end(a.body);
+  done?.(a, a.status);
+}
+
+function authzFailed(rt: Runtime, res: ServerResponse, mode: AuthzMode, err: unknown, done?: (a: AuthzAnswer | null, status: number) => void): void {
+  // as the fastify app's error handler: a store outage keeps its 503, anything else is a 500
+  const status = isPortcullisError(err) ? err.status : 500;
+  if (status >= 500) rt.logger.error({ err: (err as Error).message, url: mode }, 'forward-auth request failed');
+  sendPage(res, status, status === 503 ? { 'retry-after': '5' } : undefined);
+  done?.(null, status);
 }
 
 export function authzRoutes(rt: Runtime) {

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERRORS, isPortcullisError, type ErrorCode } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { clientInfo, gateRequestOf } from '../http/request-context.js';
+import { clientInfo, gateRequestOf, type ClientInfo } from '../http/request-context.js';
 import { gate, hostOnly, loginLocation, type GateResult } from '../access/gate.js';
 import type { CompiledConfig } from '../config/types.js';
 
@@ -77,40 +77,73 @@ export function createProxyHandler(deps: ProxyHandlerDeps): ProxyHandler {
       log!.write(entry);
     });
     if (portalOnly(cfg, req.headers.host)) return portalHome(req, res);
-    gate(rt, cfg, gateRequestOf(req, info, requestId))
-      .then((r) => {
-        if (deps.decision || entry) {
-          const o = outcomeOf(r);
-          deps.decision?.(o.app ?? '-', o.policy ?? '-', o.outcome);
-          if (entry) {
-            entry.app = o.app;
-            entry.decision = o.outcome;
-            entry.policy = o.policy;
-            entry.rule = o.rule;
-          }
-        }
-        if (r.kind !== 'proxy') return render(req, res, r, cfg, info.proto);
-        const ctx: ForwardContext = {
-          cfg,
-          app: r.app,
-          pools: deps.pools,
-          sessionCookie: info.cookieName,
-          observe: deps.observe,
-          timing: entry,
-          onUpstreamError,
-        };
-        const viaAppPassword = !!r.identity && !r.identity.session;
-        const go = (identity: IdentityHeaders | null) =>
-          forward(req, res, r.rawTarget, appRequestHeaders(req, info, identity, { viaAppPassword, requestId }), ctx);
-        const identity = r.identity ? identityHeaders(rt, r.app, r.identity, info.ip) : null;
-        return identity instanceof Promise ? identity.then(go) : go(identity);
-      })
-      .catch((err: unknown) => {
-        deps.onError?.(err);
-        // a store outage or a spent budget keeps its own status (503); anything else is a 500
-        sendPage(res, isPortcullisError(err) ? err.status : 500);
-      });
+    const call: Call = { deps, onUpstreamError, req, res, info, entry, requestId };
+    // the gate answers at once on the hot path (no promise); a promise when it had to wait
+    let r: GateResult | Promise<GateResult>;
+    try {
+      r = gate(rt, cfg, gateRequestOf(req, info, requestId));
+    } catch (err) {
+      return failed(call, err);
+    }
+    if (r instanceof Promise) {
+      r.then((x) => decided(call, x)).catch((err: unknown) => failed(call, err));
+      return;
+    }
+    try {
+      const p = decided(call, r);
+      if (p) p.catch((err: unknown) => failed(call, err));
+    } catch (err) {
+      failed(call, err);
+    }
   };
+}
+
+/** One proxied request, as the handler passes it on. */
+interface Call {
+  deps: ProxyHandlerDeps;
+  onUpstreamError: ForwardContext['onUpstreamError'];
+  req: IncomingMessage;
+  res: ServerResponse;
+  info: ClientInfo;
+  entry: AccessEntry | null;
+  requestId: string | undefined;
+}
+
+/** The gate has decided: forward, or answer the client (sign-in, step-up, refusal). */
+function decided(c: Call, r: GateResult): Promise<void> | void {
+  const { deps, req, res, info, entry, requestId } = c;
+  const cfg = deps.rt.config;
+  if (deps.decision || entry) {
+    const o = outcomeOf(r);
+    deps.decision?.(o.app ?? '-', o.policy ?? '-', o.outcome);
+    if (entry) {
+      entry.app = o.app;
+      entry.decision = o.outcome;
+      entry.policy = o.policy;
+      entry.rule = o.rule;
+    }
+  }
+  if (r.kind !== 'proxy') return render(req, res, r, cfg, info.proto);
+  const ctx: ForwardContext = {
+    cfg,
+    app: r.app,
+    pools: deps.pools,
+    sessionCookie: info.cookieName,
+    observe: deps.observe,
+    timing: entry,
+    onUpstreamError: c.onUpstreamError,
+  };
+  const viaAppPassword = !!r.identity && !r.identity.session;
+  const go = (identity: IdentityHeaders | null) =>
+    forward(req, res, r.rawTarget, appRequestHeaders(req, info, identity, { viaAppPassword, requestId }), ctx);
+  const identity = r.identity ? identityHeaders(deps.rt, r.app, r.identity, info.ip) : null;
+  return identity instanceof Promise ? identity.then(go) : go(identity);
+}
+
+function failed(c: Call, err: unknown): void {
+  c.deps.onError?.(err);
+  // a store outage or a spent budget keeps its own status (503); anything else is a 500
+  sendPage(c.res, isPortcullisError(err) ? err.status : 500);
 }
 
 /** Whether `host` is the `session.portal` host and no app's: it serves sign-in pages and nothing else. */

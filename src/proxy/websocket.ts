@@ -60,7 +60,8 @@ export function createUpgradeHandler(rt: Runtime, requestIdOf?: (req: IncomingMe
     // the gate decides on this request, and the app receives this request: same method and target
     const requestId = requestIdOf?.(req);
     const asked = gateRequestOf(req, info, requestId);
-    gate(rt, cfg, asked)
+    // a promise whether the gate answered at once or not (and a throw in it becomes a rejection)
+    (async () => gate(rt, cfg, asked))()
       .then(async (r) => {
         if (r.kind === 'error') return refuse(socket, ERRORS[r.code].status);
         if (r.kind === 'signin' || r.kind === 'step') return refuse(socket, 401);

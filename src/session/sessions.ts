@@ -22,6 +22,13 @@ const ID_BYTES = 32; // 256 bits
 const ID_RE = /^[A-Za-z0-9_-]{43}$/;
 /** lastSeenAt is written back at most this often, so a signed-in request costs no store write. */
 const TOUCH_EVERY_MS = 60_000;
+/** Bound of the id -> hash memo (see `SessionManager.hashes`): about 2 MB when full. */
+const HASHES_MAX = 20_000;
+
+/** Whether a record is no session for a cookie of `scope` (undefined: any scope will do). */
+function outOfScope(rec: SessionRecord, scope: string | null | undefined): boolean {
+  return scope !== undefined && (rec.scope ?? null) !== scope;
+}
 
 /** SHA-256 of the id: the only form in which an id is stored or indexed. */
 /** node:crypto's one-shot `hash` (Node >= 20.12): no Hash object per request on the hot path. */
@@ -47,6 +54,12 @@ export class SessionManager {
   private readonly reading = new Map<string, Promise<SessionRecord | null>>();
   /** Revocations seen (any session): a read that a revocation overtook is not cached. */
   private revocations = 0;
+  /**
+   * Cookie value -> its SHA-256, for ids that named a live session when last seen: a pure
+   * function memoised, so nothing here can be stale (a revoked id's hash finds no record).
+   * Emptied when full (HASHES_MAX), so an attacker's ids cannot grow it: they never get in.
+   */
+  private readonly hashes = new Map<string, string>();
 
   constructor(
     private readonly deps: {
@@ -116,49 +129,80 @@ export class SessionManager {
    * domain, whatever cookie carries it there, and a per-host one none under the domain.
    */
   async lookup(id: string | undefined | null, scope?: string | null): Promise<OpenSession | null> {
-    const s = await this.lookupAny(id);
-    if (s && scope !== undefined && (s.rec.scope ?? null) !== scope) return null;
-    return s;
+    return this.lookupNow(id, scope);
   }
 
-  private async lookupAny(id: string | undefined | null): Promise<OpenSession | null> {
-    if (!id || !ID_RE.test(id)) return null;
-    const idHash = hashSessionId(id);
+  /**
+   * `lookup`, answered at once when it can be (a record cached here or held by an in-process
+   * store, nothing to write): the signed-in request path then makes no promise. A promise
+   * otherwise (a store read, an expiry to delete, a touch to write).
+   */
+  lookupNow(id: string | undefined | null, scope?: string | null): OpenSession | null | Promise<OpenSession | null> {
+    return this.lookupAny(id, scope);
+  }
+
+  private lookupAny(id: string | undefined | null, scope: string | null | undefined): OpenSession | null | Promise<OpenSession | null> {
+    if (!id) return null;
+    let idHash = this.hashes.get(id);
+    const known = idHash !== undefined;
+    if (idHash === undefined) {
+      if (!ID_RE.test(id)) return null;
+      idHash = hashSessionId(id);
+    }
     const now = this.deps.clock.now();
-    let rec: SessionRecord | null = null;
     const cached = this.cache?.get(idHash);
-    if (cached && now - cached.at < (this.deps.cacheMs ?? 0)) rec = cached.rec;
-    else {
-      const seen = this.revocations;
-      try {
-        rec = await this.read(idHash);
-      } catch (err) {
-        const grace = this.deps.graceMs?.() ?? 0;
-        if (!cached || grace <= 0 || now - cached.at >= grace || !isPortcullisError(err, 'PC_STORE_UNAVAILABLE')) throw err;
-        // grace never stretches a session past its own idle or absolute timeout
-        if (now >= this.expiresAt(cached.rec)) throw err;
-        return { id, idHash, rec: cached.rec };
-      }
-      // a revocation broadcast while the read was in flight may concern this session: the record
-      // read before it is not kept (the next request reads again)
-      if (rec && this.cache && seen === this.revocations) this.cache.set(idHash, { rec, at: now });
+    if (cached && now - cached.at < (this.deps.cacheMs ?? 0)) return this.settle(id, idHash, cached.rec, now, scope, known);
+    const getNow = this.deps.store.getNow;
+    if (!this.cache && getNow) return this.settle(id, idHash, getNow.call(this.deps.store, idHash), now, scope, known);
+    return this.readThenSettle(id, idHash, now, cached, scope);
+  }
+
+  private async readThenSettle(id: string, idHash: string, now: number, cached: { rec: SessionRecord; at: number } | undefined, scope: string | null | undefined): Promise<OpenSession | null> {
+    const seen = this.revocations;
+    let rec: SessionRecord | null;
+    try {
+      rec = await this.read(idHash);
+    } catch (err) {
+      const grace = this.deps.graceMs?.() ?? 0;
+      if (!cached || grace <= 0 || now - cached.at >= grace || !isPortcullisError(err, 'PC_STORE_UNAVAILABLE')) throw err;
+      // grace never stretches a session past its own idle or absolute timeout
+      if (now >= this.expiresAt(cached.rec)) throw err;
+      return outOfScope(cached.rec, scope) ? null : { id, idHash, rec: cached.rec };
     }
-    if (!rec) return null;
-    if (now >= this.expiresAt(rec)) {
-      await this.destroyHash(idHash);
-      return null;
-    }
-    if (now - rec.lastSeenAt >= TOUCH_EVERY_MS) {
-      rec = { ...rec, lastSeenAt: now };
-      // only while the session still exists: a revocation (here or on another instance) between
-      // the read above and this write must not be undone by the touch
-      if (!(await this.deps.store.replace(idHash, rec, this.ttl(rec, now)))) {
-        this.cache?.delete(idHash);
-        return null;
-      }
-      this.cache?.set(idHash, { rec, at: now });
+    // a revocation broadcast while the read was in flight may concern this session: the record
+    // read before it is not kept (the next request reads again)
+    if (rec && this.cache && seen === this.revocations) this.cache.set(idHash, { rec, at: now });
+    return this.settle(id, idHash, rec, now, scope, false);
+  }
+
+  /**
+   * A record read (or cached): one made for another scope is no session here (and is left as it
+   * is: not touched, not deleted); expired ones are deleted, one due for a touch is touched, else
+   * it is the session.
+   */
+  private settle(id: string, idHash: string, rec: SessionRecord | null, now: number, scope: string | null | undefined, known: boolean): OpenSession | null | Promise<OpenSession | null> {
+    if (!rec || outOfScope(rec, scope)) return null;
+    if (now >= this.expiresAt(rec)) return this.destroyHash(idHash).then(() => null);
+    if (now - rec.lastSeenAt >= TOUCH_EVERY_MS) return this.touch(id, idHash, rec, now);
+    // the id's hash is kept for the next request of this live session (SHA-256 once, not per
+    // request); the table is bounded and only ever holds ids that named a live session
+    if (!known) {
+      if (this.hashes.size >= HASHES_MAX) this.hashes.clear();
+      this.hashes.set(id, idHash);
     }
     return { id, idHash, rec };
+  }
+
+  private async touch(id: string, idHash: string, rec: SessionRecord, now: number): Promise<OpenSession | null> {
+    const touched = { ...rec, lastSeenAt: now };
+    // only while the session still exists: a revocation (here or on another instance) between
+    // the read above and this write must not be undone by the touch
+    if (!(await this.deps.store.replace(idHash, touched, this.ttl(touched, now)))) {
+      this.cache?.delete(idHash);
+      return null;
+    }
+    this.cache?.set(idHash, { rec: touched, at: now });
+    return { id, idHash, rec: touched };
   }
 
   /** One store read per id hash at a time when records are cached (see `reading`). */

@@ -88,6 +88,10 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async get(idHash: string): Promise<SessionRecord | null> {
+    return this.getNow(idHash);
+  }
+
+  getNow(idHash: string): SessionRecord | null {
     const e = this.table.get(idHash);
     if (!e) return null;
     if (e.expiresAt <= this.clock.now()) {
@@ -108,8 +112,13 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async replace(idHash: string, rec: SessionRecord, ttlMs: number): Promise<boolean> {
-    if (!(await this.get(idHash))) return false;
-    await this.set(idHash, rec, ttlMs);
+    // the check and the write in one step: nothing (a revocation) can land between them
+    if (!this.getNow(idHash)) return false;
+    if (!(ttlMs > 0)) {
+      this.table.delete(idHash);
+      return true;
+    }
+    this.table.set(idHash, { rec: frozenCopy(rec), expiresAt: this.clock.now() + ttlMs });
     return true;
   }
 

@@ -47,6 +47,11 @@ export interface SessionRecord {
 
 export interface SessionStore {
   get(idHash: string): Promise<SessionRecord | null>;
+  /**
+   * The same answer as `get`, given at once: only a store that holds its records in this process
+   * has it (the memory store). The signed-in request path then makes no promise for the session.
+   */
+  getNow?(idHash: string): SessionRecord | null;
   /** Create or replace; `ttlMs` is the time until the record may be dropped. */
   set(idHash: string, rec: SessionRecord, ttlMs: number): Promise<void>;
   delete(idHash: string): Promise<boolean>;

@@ -99,7 +99,7 @@ beforeEach(() => {
 
 const basic = (user: string, pw: string) => `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}`;
 
-function gateBasic(target: string, ip: string, authorization: string) {
+async function gateBasic(target: string, ip: string, authorization: string) {
   return gate(pa.rt, pa.rt.config, { method: 'GET', target, host: 'mail.test', ip, proto: 'http', sessionId: undefined, authorization });
 }
 
@@ -221,17 +221,31 @@ describe('a revoked session stays revoked', () => {
     const s = await pa.rt.sessions.create({ user: 'bob', amr: ['pwd'], pending: 'none', ip: OFFICE });
     pa.clock.advance(2 * 60_000); // the next lookup writes lastSeenAt back
     const store = pa.rt.stores.sessions;
-    // the revocation lands between the lookup's read and its touch
+    // the revocation lands between the lookup's read and its touch (the memory store is read
+    // through getNow, at once; a remote one through get)
     const realGet = store.get.bind(store);
+    const realGetNow = store.getNow?.bind(store);
+    let reads = 0;
     store.get = async (h: string) => {
+      reads++;
       const rec = await realGet(h);
       await store.delete(h);
       return rec;
     };
+    if (realGetNow) {
+      store.getNow = (h: string) => {
+        reads++;
+        const rec = realGetNow(h);
+        void store.delete(h);
+        return rec;
+      };
+    }
     try {
       assert.equal(await pa.rt.sessions.lookup(s.id), null, 'the lookup sees the session gone');
+      assert.ok(reads >= 1, 'the lookup read the record before the revocation');
     } finally {
       store.get = realGet;
+      if (realGetNow) store.getNow = realGetNow;
     }
     assert.equal(await store.get(s.idHash), null, 'and it is not written back');
   });

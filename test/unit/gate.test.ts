@@ -57,7 +57,7 @@ beforeEach(async () => {
   await core.rt.stores.sessions.deleteAll();
 });
 
-function ask(target: string, ip: string, o: Partial<GateRequest> = {}): Promise<GateResult> {
+async function ask(target: string, ip: string, o: Partial<GateRequest> = {}): Promise<GateResult> {
   return gate(core.rt, core.rt.config, {
     method: 'GET',
     target,
