@@ -117,18 +117,74 @@ export function guardHttpServer(server: http.Server | https.Server, l: Connectio
   server.headersTimeout = l.headersMs;
   server.requestTimeout = opts.wholeRequest ? Math.max(l.requestMs, l.headersMs) : 0;
   server.keepAliveTimeout = l.keepAliveMs;
-  // socket.setTimeout on every connection; with a 'timeout' listener node leaves the decision to
-  // it, including for keep-alive connections between requests
-  server.timeout = l.idleMs;
-  server.on('timeout', (socket: net.Socket) => onIdle(socket));
+  watchIdle(server, l.idleMs);
 }
 
+/**
+ * How often connections are looked at for idleness: a tenth of `idleMs` (10 ms to 1 s), so a
+ * connection is closed at most that much after `idleMs` without a byte.
+ */
+export function idleSweepMs(idleMs: number): number {
+  return Math.max(10, Math.min(1000, Math.floor(idleMs / 10)));
+}
+
+/**
+ * Idle connections found by a sweep, not by a timer per socket. Node's socket timeout
+ * (`server.timeout`) re-arms a timer on every request and refreshes it on every read and write:
+ * a cost every request pays. The sweep compares each connection's byte counts with the last
+ * sweep's, so a request pays nothing and a connection idle for `idleMs` is found at most one
+ * sweep later. Only connections with a request in hand are judged (see `onIdle`); between
+ * requests node's keep-alive timeout applies, before the headers its headers timeout, and an
+ * upgraded connection (WebSocket) belongs to its tunnel.
+ */
+function watchIdle(server: http.Server | https.Server, idleMs: number): void {
+  const every = idleSweepMs(idleMs);
+  const conns = new Map<net.Socket, { read: number; written: number; since: number }>();
+  let timer: NodeJS.Timeout | null = null;
+  const sweep = () => {
+    const now = Date.now();
+    for (const [socket, seen] of conns) {
+      if (socket.destroyed || !(socket as { parser?: unknown }).parser) {
+        // closed, or upgraded: no longer an HTTP connection of this server
+        conns.delete(socket);
+        continue;
+      }
+      const read = socket.bytesRead;
+      const written = socket.bytesWritten;
+      if (read !== seen.read || written !== seen.written) {
+        seen.read = read;
+        seen.written = written;
+        seen.since = now;
+      } else if (now - seen.since >= idleMs) {
+        seen.since = now;
+        onIdle(socket);
+      }
+    }
+    if (conns.size === 0 && timer) {
+      clearInterval(timer);
+      timer = null;
+    }
+  };
+  // the TLS server's HTTP connections are its TLS sockets ('secureConnection'), not the TCP ones
+  server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+    conns.set(socket, { read: -1, written: -1, since: Date.now() });
+    socket.once('close', () => conns.delete(socket));
+    timer ??= setInterval(sweep, every).unref();
+  });
+  server.once('close', () => {
+    if (timer) clearInterval(timer);
+    timer = null;
+  });
+}
+
+/** A connection without a byte either way for `idleMs`: closed if the client owes us one. */
 function onIdle(socket: net.Socket): void {
   const res = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage ?? null;
   const req = res?.req;
   if (!res || !req || res.writableEnded) {
-    // between requests (keep-alive), or a request whose headers have not arrived
-    socket.destroy();
+    // answered (or between requests): only a client that is not reading what was sent is idle;
+    // an idle keep-alive connection is left to keepAliveMs, a request's headers to headersMs
+    if (socket.writableLength > 0) socket.destroy();
     return;
   }
   if (!req.complete) {
