@@ -141,8 +141,10 @@ function watchIdle(server: http.Server | https.Server, idleMs: number): void {
   const every = idleSweepMs(idleMs);
   const conns = new Map<net.Socket, { read: number; written: number; since: number }>();
   let timer: NodeJS.Timeout | null = null;
+  // a monotonic clock: a step of the wall clock (NTP, a resumed VM) must not make every
+  // connection look idle at once, nor give a stalled one the length of the step
   const sweep = () => {
-    const now = Date.now();
+    const now = performance.now();
     for (const [socket, seen] of conns) {
       if (socket.destroyed || !(socket as { parser?: unknown }).parser) {
         // closed, or upgraded: no longer an HTTP connection of this server
@@ -167,7 +169,7 @@ function watchIdle(server: http.Server | https.Server, idleMs: number): void {
   };
   // the TLS server's HTTP connections are its TLS sockets ('secureConnection'), not the TCP ones
   server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: net.Socket) => {
-    conns.set(socket, { read: -1, written: -1, since: Date.now() });
+    conns.set(socket, { read: -1, written: -1, since: performance.now() });
     socket.once('close', () => conns.delete(socket));
     timer ??= setInterval(sweep, every).unref();
   });

@@ -22,7 +22,7 @@ const ID_BYTES = 32; // 256 bits
 const ID_RE = /^[A-Za-z0-9_-]{43}$/;
 /** lastSeenAt is written back at most this often, so a signed-in request costs no store write. */
 const TOUCH_EVERY_MS = 60_000;
-/** Bound of the id -> hash memo (see `SessionManager.hashes`): about 2 MB when full. */
+/** Bound of the id -> hash memo (see `SessionManager.hashes`): about 4 MB when full (ids copied, never slices). */
 const HASHES_MAX = 20_000;
 
 /** Whether a record is no session for a cookie of `scope` (undefined: any scope will do). */
@@ -188,7 +188,9 @@ export class SessionManager {
     // request); the table is bounded and only ever holds ids that named a live session
     if (!known) {
       if (this.hashes.size >= HASHES_MAX) this.hashes.clear();
-      this.hashes.set(id, idHash);
+      // a copy of the id, not the id itself: the id is usually a slice of the request's Cookie
+      // header, and V8 keeps the whole header alive behind a slice (up to 16 KB an entry)
+      this.hashes.set(Buffer.from(id, 'latin1').toString('latin1'), idHash);
     }
     return { id, idHash, rec };
   }
