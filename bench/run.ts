@@ -72,6 +72,12 @@ function signedInLoad(c: Ctx, base: string, cookie: string, seconds: number) {
   return runLoad(c.tool, { url: `${base}/inbox`, headers: { host: HOST, cookie: `${SESSION_COOKIE}=${cookie}` }, connections: c.s.connections, seconds }, c.work);
 }
 
+/** Forward-auth subrequests straight to a gateway, as nginx's auth_request sends them (from the trusted loopback). */
+function authzLoad(c: Ctx, base: string, cookie: string, seconds: number) {
+  const headers = { host: HOST, 'x-original-url': `http://${HOST}/inbox`, 'x-original-method': 'GET', 'x-forwarded-for': '127.0.0.1', cookie: `${SESSION_COOKIE}=${cookie}` };
+  return runLoad(c.tool, { url: `${base}/.portcullis/authz/auth-request`, headers, connections: c.s.connections, seconds }, c.work);
+}
+
 function describeLoad(r: LoadResult): string {
   return `${int(r.rps)} req/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`;
 }
@@ -322,6 +328,36 @@ async function sections12(c: Ctx): Promise<void> {
             result: cpuRatio === null ? 'INFO' : bad ? 'ERROR' : verdict(cpuRatio <= 1.2),
           });
           c.details['forwardAuth'] = { gateway: p.a, stub: p.b, cpuPerRequestUs: { gateway: p.cpuA, stub: p.cpuB } };
+
+          // 2c: the same with `assertion: false` (an app that does not verify the assertion): the
+          // answer then carries the identity headers only, as the stub's does
+          log('2c: forward auth with assertion: false, gateway vs the same stub');
+          const plain = await startGateway(gatewaySpec(c, 'proxy-modes-no-assertion', { appExtra: ['assertion: false'] }));
+          let ngPlain: Nginx | null = null;
+          try {
+            const plainCookie = await signIn(plain.url);
+            ngPlain = await startNginx({ config: (port) => nginxConf(port, plain.url, c.upstream) });
+            await assertSignedInGet(ngPlain.url, plainCookie, 'nginx + gateway (assertion: false)');
+            const urlP = ngPlain.url;
+            const q = await measurePair(
+              c,
+              { run: (sec) => signedInLoad(c, urlP, plainCookie, sec), pids: [plain.child.pid] },
+              { run: (sec) => signedInLoad(c, urlS, cookie, sec), pids: [stub.pid] },
+            );
+            const badQ = invalid(q.a) ?? invalid(q.b);
+            c.rows.push({
+              id: '2c',
+              what: 'Forward auth, app with assertion: false: throughput and CPU per subrequest, gateway / trivial stub',
+              measured: `${fmt(q.a.rps / q.b.rps)} (${int(q.a.rps)} / ${int(q.b.rps)} req/s); CPU ${q.cpuA[0] && q.cpuB[0] ? `${fmt(q.cpuA[0] / q.cpuB[0])} (${us(q.cpuA[0])} / ${us(q.cpuB[0])})` : 'not available'}`,
+              target: '-',
+              result: badQ ? 'ERROR' : 'INFO',
+              notes: badQ ? [badQ] : [],
+            });
+            c.details['forwardAuthNoAssertion'] = { gateway: q.a, stub: q.b, cpuPerRequestUs: { gateway: q.cpuA, stub: q.cpuB } };
+          } finally {
+            await ngPlain?.stop();
+            await stopGateway(c, plain, 'proxy-modes-no-assertion');
+          }
         } finally {
           await ngGw?.stop();
           await ngStub?.stop();
@@ -704,6 +740,33 @@ async function section7(c: Ctx): Promise<void> {
       ],
     });
     c.details['stores'] = { redis: p.a, memory: p.b, cpuPerRequestUs: { redis: p.cpuA, memory: p.cpuB }, redisCalls: calls, redisPerRequest: perReq, hitRate: hit, privateRedis: !!own };
+
+    // 7c: forward-auth subrequests (as nginx sends them, from the trusted loopback address)
+    // straight to each gateway: CPU per subrequest and Redis round trips per subrequest
+    log('7c: forward-auth subrequests, store redis vs memory');
+    let authzCalls: Record<string, number> = {};
+    const redAuthz = async (sec: number) => {
+      const b0 = await commandCalls(stats);
+      const r = await authzLoad(c, red!.url, redCookie, sec);
+      const b1 = await commandCalls(stats);
+      for (const [k, v] of Object.entries(b1)) authzCalls[k] = (authzCalls[k] ?? 0) + v - (b0[k] ?? 0);
+      return r;
+    };
+    const fa = await measurePair(c, { run: redAuthz, pids: [red.child.pid] }, { run: (sec) => authzLoad(c, mem.url, memCookie, sec), pids: [mem.child.pid] });
+    authzCalls = {};
+    const faMeasured = await redAuthz(Math.max(1, c.s.seconds / c.s.rounds));
+    const faGw = Object.entries(authzCalls).filter(([k]) => k !== 'info' && !k.startsWith('client'));
+    const faTotal = faGw.reduce((sum, [, v]) => sum + v, 0);
+    const badFa = invalid(fa.a) ?? invalid(fa.b);
+    c.rows.push({
+      id: '7c',
+      what: 'Several instances, forward auth: subrequests/s and CPU per subrequest, store redis / memory; Redis round trips per subrequest',
+      measured: `${fmt(fa.a.rps / fa.b.rps)} (${int(fa.a.rps)} / ${int(fa.b.rps)} req/s); CPU ${us(fa.cpuA[0])} / ${us(fa.cpuB[0])}; ${fmt(faTotal / Math.max(1, faMeasured.requests), 4)} round trips per subrequest`,
+      target: '-',
+      result: badFa ? 'ERROR' : 'INFO',
+      notes: [`${int(faMeasured.requests)} subrequests in ${fmt(faMeasured.seconds, 1)} s: ${faGw.map(([k, v]) => `${k} ${int(v)}`).join(', ') || 'no commands'}`, ...(badFa ? [badFa] : [])],
+    });
+    c.details['storesForwardAuth'] = { redis: fa.a, memory: fa.b, cpuPerRequestUs: { redis: fa.cpuA, memory: fa.cpuB }, redisCalls: authzCalls, redisPerRequest: faTotal / Math.max(1, faMeasured.requests) };
   } finally {
     stats.disconnect();
     if (red) await stopGateway(c, red, 'store-redis');

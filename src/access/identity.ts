@@ -2,6 +2,7 @@ import type { CompiledApp } from '../config/types.js';
 import type { Runtime } from '../runtime.js';
 import type { UserRecord } from '../auth/users.js';
 import type { Identity, IdentityHeaders, PreparedIdentity } from './types.js';
+import { reusableUntil } from '../auth/assertion.js';
 
 /**
  * Header values must not carry CR/LF or other controls; user data is sanitised defensively. Text
@@ -30,6 +31,23 @@ export function preparedIdentity(u: UserRecord): PreparedIdentity {
 }
 
 /**
+ * The last identity headers made for a session record (its app, client address and user), kept
+ * while their assertion may be reused: a signed-in user's next request on the same app from the
+ * same address gets the same (frozen) object without building the cache key. Keyed by the record
+ * object itself: a new record (touch, step-up, rotation) or a new user or app record (reload)
+ * misses, and a record no longer held anywhere is dropped with it.
+ */
+interface LastIdentity {
+  app: CompiledApp;
+  ip: string;
+  user: UserRecord;
+  from: number;
+  until: number;
+  headers: IdentityHeaders;
+}
+const lastBySession = new WeakMap<object, LastIdentity>();
+
+/**
  * Identity headers for the app, with the signed assertion reused from the cache: signing costs
  * ~100 µs, so a token is signed at most once per session, app and client address per minute.
  * An app with `assertion: false` gets no assertion (null), and nothing is signed for it.
@@ -38,12 +56,25 @@ export function identityHeaders(rt: Pick<Runtime, 'assertions' | 'clock' | 'sign
   const u = id.user;
   const values = preparedIdentity(u);
   if (app.assertion === false) return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: null, prepared: values };
-  const key = `${id.session ? id.session.idHash : `basic:${u.name}`}|${app.name}|${ip}|${id.amr.join(',')}`;
   const now = rt.clock.now();
-  const token = rt.assertions.get(key, now);
+  const rec = id.session?.rec;
+  if (rec) {
+    const last = lastBySession.get(rec);
+    if (last && last.app === app && last.ip === ip && last.user === u && now >= last.from && now < last.until) return last.headers;
+  }
+  // every input of the claims: a reload that changes the user's groups, e-mail or name must not
+  // leave the old ones in a reused token (the rules already see the new ones)
+  const key = `${id.session ? id.session.idHash : `basic:${u.name}`}|${app.name}|${ip}|${id.amr.join(',')}|${values.groups}|${values.email}|${values.name}`;
+  const cached = rt.assertions.entry(key, now);
   // the common case, a cached token, stays synchronous (no promise on the hot path)
-  if (token) return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: token, prepared: values };
+  if (cached) return remember(rec, app, ip, u, cached.from, cached.until, { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: cached.token, prepared: values });
   return signFresh(rt, app, id, ip, key, now, values);
+}
+
+function remember(rec: object | undefined, app: CompiledApp, ip: string, user: UserRecord, from: number, until: number, headers: IdentityHeaders): IdentityHeaders {
+  Object.freeze(headers);
+  if (rec) lastBySession.set(rec, { app, ip, user, from, until, headers });
+  return headers;
 }
 
 async function signFresh(rt: Pick<Runtime, 'assertions' | 'signer'>, app: CompiledApp, id: Identity, ip: string, key: string, now: number, values: PreparedIdentity): Promise<IdentityHeaders> {
@@ -58,5 +89,5 @@ async function signFresh(rt: Pick<Runtime, 'assertions' | 'signer'>, app: Compil
       ip,
     });
   rt.assertions.set(key, signed.token, signed.exp, now);
-  return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: signed.token, prepared: values };
+  return remember(id.session?.rec, app, ip, u, now, reusableUntil(now, signed.exp), { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: signed.token, prepared: values });
 }

@@ -357,6 +357,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * more than a minute left, so each session signs at most once per app per minute and an app
  * never receives a token about to expire. Bounded (LRU), so sessions cannot grow it without limit.
  */
+/** Until when a token signed at `signedAt` (ms) expiring at `exp` (s) may be reused: a minute, and never in its last minute. */
+export function reusableUntil(signedAt: number, exp: number): number {
+  return Math.min(signedAt + REUSE_MS, exp * 1000 - REUSE_MS);
+}
+
 export class AssertionCache {
   private readonly lru: LRUCache<string, { token: string; exp: number; signedAt: number }>;
 
@@ -365,9 +370,18 @@ export class AssertionCache {
   }
 
   get(key: string, now: number): string | null {
+    return this.entry(key, now)?.token ?? null;
+  }
+
+  /**
+   * The reusable token for `key` and the window in which it stays reusable ([from, until) in ms),
+   * or null. A caller may keep the token for that window without asking again.
+   */
+  entry(key: string, now: number): { token: string; from: number; until: number } | null {
     const e = this.lru.get(key);
     if (!e) return null;
-    if (now - e.signedAt < REUSE_MS && e.exp * 1000 - now > REUSE_MS && now >= e.signedAt) return e.token;
+    const until = reusableUntil(e.signedAt, e.exp);
+    if (now >= e.signedAt && now < until) return { token: e.token, from: e.signedAt, until };
     this.lru.delete(key);
     return null;
   }
