@@ -72,6 +72,26 @@ function signedInLoad(c: Ctx, base: string, cookie: string, seconds: number) {
   return runLoad(c.tool, { url: `${base}/inbox`, headers: { host: HOST, cookie: `${SESSION_COOKIE}=${cookie}` }, connections: c.s.connections, seconds }, c.work);
 }
 
+/**
+ * The headers the gateway answers a signed-in forward-auth subrequest with (as nginx sends it),
+ * as a flat [name, value, ...] list without content-length and date: what the same-headers stub
+ * is told to answer.
+ */
+async function authzAnswerHeaders(base: string, cookie: string): Promise<string[]> {
+  const r = await request(`${base}/.portcullis/authz/auth-request`, {
+    headers: { host: HOST, 'x-original-url': `http://${HOST}/inbox`, 'x-original-method': 'GET', 'x-forwarded-for': '127.0.0.1', cookie: `${SESSION_COOKIE}=${cookie}` },
+  });
+  await r.body.dump();
+  if (r.statusCode !== 200) throw new Error(`the gateway answered ${r.statusCode} to a signed-in subrequest`);
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(r.headers)) {
+    if (k === 'content-length' || k === 'date' || k === 'connection' || k === 'keep-alive') continue;
+    out.push(k, Array.isArray(v) ? v.join(', ') : String(v ?? ''));
+  }
+  if (!out.includes('x-portcullis-assertion')) throw new Error('the gateway answered without an assertion');
+  return out;
+}
+
 /** Forward-auth subrequests straight to a gateway, as nginx's auth_request sends them (from the trusted loopback). */
 function authzLoad(c: Ctx, base: string, cookie: string, seconds: number) {
   const headers = { host: HOST, 'x-original-url': `http://${HOST}/inbox`, 'x-original-method': 'GET', 'x-forwarded-for': '127.0.0.1', cookie: `${SESSION_COOKIE}=${cookie}` };
@@ -284,84 +304,100 @@ async function sections12(c: Ctx): Promise<void> {
       if (!haveNginx()) {
         c.rows.push({ id: '2', what: 'Forward auth: nginx auth_request, gateway / trivial cookie check', measured: 'nginx is not installed', target: '>= 0.95', result: 'SKIP', notes: ['bench/setup.sh installs nginx and wrk'] });
       } else {
-        const stub = await startChild<{ port: number }>(script('./servers/authz-stub.js'));
-        let ngGw: Nginx | null = null;
-        let ngStub: Nginx | null = null;
+        // the gateway's own answer to a signed-in subrequest: the same-headers stub sends exactly it
+        const answered = await authzAnswerHeaders(gw.url, cookie);
+        const same = await startChild<{ port: number }>(script('./servers/authz-stub.js'), { args: [JSON.stringify(answered)] });
+        const light = await startChild<{ port: number }>(script('./servers/authz-stub.js'));
+        const started: Nginx[] = [];
+        const nginxFor = async (origin: string) => {
+          const n = await startNginx({ config: (port) => nginxConf(port, origin, c.upstream) });
+          started.push(n);
+          return n;
+        };
         try {
-          const stubUrl = `http://127.0.0.1:${stub.info.port}`;
-          ngGw = await startNginx({ config: (port) => nginxConf(port, gw.url, c.upstream) });
-          ngStub = await startNginx({ config: (port) => nginxConf(port, stubUrl, c.upstream) });
+          const ngGw = await nginxFor(gw.url);
+          const ngSame = await nginxFor(`http://127.0.0.1:${same.info.port}`);
+          const ngLight = await nginxFor(`http://127.0.0.1:${light.info.port}`);
           await assertSignedInGet(ngGw.url, cookie, 'nginx + gateway');
-          await assertSignedInGet(ngStub.url, cookie, 'nginx + stub');
+          await assertSignedInGet(ngSame.url, cookie, 'nginx + stub (same headers)');
+          await assertSignedInGet(ngLight.url, cookie, 'nginx + stub (Remote-User only)');
           const anon = await request(`${ngGw.url}/inbox`, { headers: { host: HOST, accept: 'text/html' } });
           await anon.body.dump();
           if (anon.statusCode !== 302 || !String(anon.headers.location ?? '').includes('/.portcullis/login')) {
             throw new Error(`nginx + gateway answered ${anon.statusCode} (location ${String(anon.headers.location)}) to a request without a session`);
           }
-          log(`2: forward auth, nginx auth_request to the gateway vs to a trivial node:http stub`);
-          const urlG = ngGw.url;
-          const urlS = ngStub.url;
-          const p = await measurePair(
-            c,
-            { run: (sec) => signedInLoad(c, urlG, cookie, sec), pids: [gw.child.pid] },
-            { run: (sec) => signedInLoad(c, urlS, cookie, sec), pids: [stub.pid] },
-          );
+          log(`2: forward auth, nginx auth_request to the gateway vs to a trivial node:http stub answering the same headers`);
+          const gwSide = { run: (sec: number) => signedInLoad(c, ngGw.url, cookie, sec), pids: [gw.child.pid] };
+          const p = await measurePair(c, gwSide, { run: (sec) => signedInLoad(c, ngSame.url, cookie, sec), pids: [same.pid] });
           const thr = p.a.rps / p.b.rps;
           const bad = invalid(p.a) ?? invalid(p.b);
           c.rows.push({
             id: '2',
-            what: 'Forward auth: nginx auth_request throughput, gateway / trivial node:http cookie check',
+            what: 'Forward auth: nginx auth_request throughput, gateway / trivial node:http cookie check answering the same headers',
             measured: `${fmt(thr)} (${int(p.a.rps)} / ${int(p.b.rps)} req/s)`,
             target: '>= 0.95',
             result: bad ? 'ERROR' : verdict(thr >= 0.95),
             notes: [
               `p99 ${fmt(p.a.p99)} ms vs ${fmt(p.b.p99)} ms (ratio ${fmt(p.a.p99 / p.b.p99)}); nginx 1 worker, keep-alive to both`,
+              `both answer ${answered.length / 2} headers (${answered.filter((_, i) => i % 2 === 0).join(', ')}; ${answered.reduce((n, x) => n + x.length, 0)} bytes of names and values)`,
               ...(bad ? [bad] : []),
             ],
           });
           const cpuRatio = p.cpuA[0] && p.cpuB[0] ? p.cpuA[0] / p.cpuB[0] : null;
           c.rows.push({
             id: '2b',
-            what: 'Forward auth: CPU per subrequest (from /proc), gateway / trivial stub',
+            what: 'Forward auth: CPU per subrequest (from /proc), gateway / that stub',
             measured: cpuRatio === null ? 'not available' : `${fmt(cpuRatio)} (${us(p.cpuA[0])} / ${us(p.cpuB[0])})`,
             target: '<= 1.20',
             result: cpuRatio === null ? 'INFO' : bad ? 'ERROR' : verdict(cpuRatio <= 1.2),
           });
-          c.details['forwardAuth'] = { gateway: p.a, stub: p.b, cpuPerRequestUs: { gateway: p.cpuA, stub: p.cpuB } };
+          c.details['forwardAuth'] = { gateway: p.a, stub: p.b, cpuPerRequestUs: { gateway: p.cpuA, stub: p.cpuB }, stubHeaders: answered.filter((_, i) => i % 2 === 0) };
 
-          // 2c: the same with `assertion: false` (an app that does not verify the assertion): the
-          // answer then carries the identity headers only, as the stub's does
-          log('2c: forward auth with assertion: false, gateway vs the same stub');
+          // 2c: against the stub of earlier runs, which answers Remote-User alone: nginx and the
+          // app then carry no groups, e-mail or assertion, so this also counts what those cost them
+          log('2c: the same gateway vs a stub answering Remote-User alone');
+          const q = await measurePair(c, gwSide, { run: (sec) => signedInLoad(c, ngLight.url, cookie, sec), pids: [light.pid] });
+          const badQ = invalid(q.a) ?? invalid(q.b);
+          c.rows.push({
+            id: '2c',
+            what: 'Forward auth against a stub answering Remote-User alone: throughput and CPU per subrequest, gateway / stub',
+            measured: `${fmt(q.a.rps / q.b.rps)} (${int(q.a.rps)} / ${int(q.b.rps)} req/s); CPU ${q.cpuA[0] && q.cpuB[0] ? `${fmt(q.cpuA[0] / q.cpuB[0])} (${us(q.cpuA[0])} / ${us(q.cpuB[0])})` : 'not available'}`,
+            target: '-',
+            result: badQ ? 'ERROR' : 'INFO',
+            notes: badQ ? [badQ] : [],
+          });
+          c.details['forwardAuthLightStub'] = { gateway: q.a, stub: q.b, cpuPerRequestUs: { gateway: q.cpuA, stub: q.cpuB } };
+
+          // 2d: an app with `assertion: false` (it does not verify the assertion): what the
+          // gateway's answer costs without the signed token, against the same light stub
+          log('2d: forward auth with assertion: false, gateway vs the stub answering Remote-User alone');
           const plain = await startGateway(gatewaySpec(c, 'proxy-modes-no-assertion', { appExtra: ['assertion: false'] }));
-          let ngPlain: Nginx | null = null;
           try {
             const plainCookie = await signIn(plain.url);
-            ngPlain = await startNginx({ config: (port) => nginxConf(port, plain.url, c.upstream) });
+            const ngPlain = await nginxFor(plain.url);
             await assertSignedInGet(ngPlain.url, plainCookie, 'nginx + gateway (assertion: false)');
-            const urlP = ngPlain.url;
-            const q = await measurePair(
+            const r = await measurePair(
               c,
-              { run: (sec) => signedInLoad(c, urlP, plainCookie, sec), pids: [plain.child.pid] },
-              { run: (sec) => signedInLoad(c, urlS, cookie, sec), pids: [stub.pid] },
+              { run: (sec) => signedInLoad(c, ngPlain.url, plainCookie, sec), pids: [plain.child.pid] },
+              { run: (sec) => signedInLoad(c, ngLight.url, cookie, sec), pids: [light.pid] },
             );
-            const badQ = invalid(q.a) ?? invalid(q.b);
+            const badR = invalid(r.a) ?? invalid(r.b);
             c.rows.push({
-              id: '2c',
-              what: 'Forward auth, app with assertion: false: throughput and CPU per subrequest, gateway / trivial stub',
-              measured: `${fmt(q.a.rps / q.b.rps)} (${int(q.a.rps)} / ${int(q.b.rps)} req/s); CPU ${q.cpuA[0] && q.cpuB[0] ? `${fmt(q.cpuA[0] / q.cpuB[0])} (${us(q.cpuA[0])} / ${us(q.cpuB[0])})` : 'not available'}`,
+              id: '2d',
+              what: 'Forward auth, app with assertion: false, against the Remote-User stub: throughput and CPU per subrequest',
+              measured: `${fmt(r.a.rps / r.b.rps)} (${int(r.a.rps)} / ${int(r.b.rps)} req/s); CPU ${r.cpuA[0] && r.cpuB[0] ? `${fmt(r.cpuA[0] / r.cpuB[0])} (${us(r.cpuA[0])} / ${us(r.cpuB[0])})` : 'not available'}`,
               target: '-',
-              result: badQ ? 'ERROR' : 'INFO',
-              notes: badQ ? [badQ] : [],
+              result: badR ? 'ERROR' : 'INFO',
+              notes: badR ? [badR] : [],
             });
-            c.details['forwardAuthNoAssertion'] = { gateway: q.a, stub: q.b, cpuPerRequestUs: { gateway: q.cpuA, stub: q.cpuB } };
+            c.details['forwardAuthNoAssertion'] = { gateway: r.a, stub: r.b, cpuPerRequestUs: { gateway: r.cpuA, stub: r.cpuB } };
           } finally {
-            await ngPlain?.stop();
             await stopGateway(c, plain, 'proxy-modes-no-assertion');
           }
         } finally {
-          await ngGw?.stop();
-          await ngStub?.stop();
-          await stub.stop();
+          for (const n of started) await n.stop();
+          await same.stop();
+          await light.stop();
         }
       }
     }
@@ -711,7 +747,7 @@ async function section7(c: Ctx): Promise<void> {
     const bad = invalid(p.a) ?? invalid(p.b);
     const thr = p.a.rps / p.b.rps;
     // the INFO and CLIENT commands are ours (the counting itself)
-    const gwCalls = Object.entries(calls).filter(([k]) => k !== 'info' && !k.startsWith('client'));
+    const gwCalls = Object.entries(calls).filter(([k, v]) => v > 0 && k !== 'info' && !k.startsWith('client'));
     const total = gwCalls.reduce((sum, [, v]) => sum + v, 0);
     const sessionReads = calls['hmget'] ?? 0;
     const perReq = total / Math.max(1, measured.requests);
@@ -755,7 +791,7 @@ async function section7(c: Ctx): Promise<void> {
     const fa = await measurePair(c, { run: redAuthz, pids: [red.child.pid] }, { run: (sec) => authzLoad(c, mem.url, memCookie, sec), pids: [mem.child.pid] });
     authzCalls = {};
     const faMeasured = await redAuthz(Math.max(1, c.s.seconds / c.s.rounds));
-    const faGw = Object.entries(authzCalls).filter(([k]) => k !== 'info' && !k.startsWith('client'));
+    const faGw = Object.entries(authzCalls).filter(([k, v]) => v > 0 && k !== 'info' && !k.startsWith('client'));
     const faTotal = faGw.reduce((sum, [, v]) => sum + v, 0);
     const badFa = invalid(fa.a) ?? invalid(fa.b);
     c.rows.push({

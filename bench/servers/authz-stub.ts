@@ -4,8 +4,9 @@
  * 401). nginx in front of it is configured exactly as in front of the gateway.
  *
  * `authz-stub.js` alone: a plain node:http server (the target's "trivial stub": what answering a
- * subrequest costs in Node before any decision). `authz-stub.js fastify`: the same on Fastify (the
- * baseline of earlier runs).
+ * subrequest costs in Node before any decision). `authz-stub.js '["remote-user","alice",...]'`:
+ * the same, answering 200 with exactly those headers (the gateway's own answer, so both sides send
+ * the same bytes). `authz-stub.js fastify`: the same on Fastify (the baseline of earlier runs).
  */
 import { createServer } from 'node:http';
 import Fastify from 'fastify';
@@ -32,7 +33,11 @@ if (kind === 'fastify') {
     stop: () => app.close(),
   });
 } else {
-  const OK = ['cache-control', 'no-store', 'remote-user', 'benchuser', 'content-length', '0'];
+  // the 200 answer's headers: a fixed Remote-User, or (argv[2], a JSON list [name, value, ...])
+  // the very headers the gateway answers with, so nginx and the app behind it do the same work
+  // on both sides and the comparison is of the gate alone
+  const given = kind === 'plain' && process.argv[2] ? (JSON.parse(process.argv[2]) as string[]) : null;
+  const OK = given ? [...given, 'content-length', '0'] : ['cache-control', 'no-store', 'remote-user', 'benchuser', 'content-length', '0'];
   const server = createServer((req, res) => {
     req.resume();
     const cookie = req.headers.cookie;
