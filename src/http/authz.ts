@@ -21,7 +21,7 @@ import { identityHeaders } from '../access/identity.js';
 import type { IdentityHeaders } from '../access/types.js';
 import { wantsHtml, wantsJson } from '../proxy/handler.js';
 import { sendPage } from '../proxy/forward.js';
-import { sessionCookieFor } from '../session/sessions.js';
+import { sessionCookieFor, sessionCookieName } from '../session/sessions.js';
 import { checkedHost, readSessionCookie } from './request-context.js';
 import type { TLSSocket } from 'node:tls';
 
@@ -73,11 +73,13 @@ function originalOf(req: IncomingMessage, mode: AuthzMode): Original | null {
   return proto && host && uri ? checked(proto.toLowerCase(), host, uri, one(h['x-forwarded-method'])) : null;
 }
 
-/** The answer to one subrequest. `headers` is a flat [name, value, ...] list without content-length. */
+/** The answer to one subrequest. `headers` is a flat [name, value, ...] list, without content-length unless `sized`. */
 export interface AuthzAnswer {
   status: number;
   headers: string[];
   body: string;
+  /** `headers` already ends with the content-length (of an empty body). */
+  sized?: boolean;
   /** What the gate decided (null: refused before it was asked). */
   result: GateResult | null;
   /** The original request, as the proxy described it (null: missing or malformed). */
@@ -109,20 +111,30 @@ export function authzAnswer(rt: Runtime, req: IncomingMessage, mode: AuthzMode, 
   // only the client's address is needed here (the subrequest's own Host and scheme are not)
   const ip = resolveClient(peer, req.headers, cfg.trustedProxies, (req.socket as TLSSocket).encrypted ? 'https' : 'http').ip;
   // the cookie of the host the client asked for (the portal's Domain cookie under session.domain)
-  const cookie = sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
+  const cookie = cfg.session.domain === null ? null : sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
   const r = gate(rt, cfg, {
     method: o.method,
     target: o.target,
     host: o.host,
     ip,
     proto: o.proto,
-    sessionId: readSessionCookie(req.headers.cookie, cookie.name),
-    sessionScope: cfg.session.domain === null ? undefined : cookie.domain,
+    sessionId: readSessionCookie(req.headers.cookie, cookie ? cookie.name : sessionCookieName(o.proto === 'https')),
+    sessionScope: cookie ? cookie.domain : undefined,
     authorization: req.headers.authorization,
     requestId,
   });
   const sub: Subrequest = { rt, req, mode, requestId, o, ip };
   return r instanceof Promise ? r.then((x) => answerFor(sub, x)) : answerFor(sub, r);
+}
+
+/** 200 with the identity headers: the signed-in subrequest, written as one list (content-length included). */
+function identityAnswer(sub: Subrequest, r: GateResult, id: IdentityHeaders): AuthzAnswer {
+  const p = id.prepared!;
+  const a = id.assertion ?? '';
+  const headers = sub.requestId
+    ? ['cache-control', 'no-store', 'remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', a, 'x-request-id', sub.requestId, 'content-length', '0']
+    : ['cache-control', 'no-store', 'remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', a, 'content-length', '0'];
+  return { status: 200, headers, body: '', sized: true, result: r, original: sub.o, ip: sub.ip };
 }
 
 /** One subrequest, as `answerFor` needs it. */
@@ -146,14 +158,8 @@ function answerFor(sub: Subrequest, r: GateResult): AuthzAnswer | Promise<AuthzA
     // authResponseHeaders, nginx auth_request_set) then overwrites whatever the client sent,
     // and never forwards a literal placeholder for a missing one.
     if (!r.identity) return answer(200, requestId ? [...NO_STORE, ...EMPTY_IDENTITY, 'x-request-id', requestId] : [...NO_STORE, ...EMPTY_IDENTITY]);
-    const withIdentity = (id: IdentityHeaders): AuthzAnswer => {
-      const p = id.prepared!;
-      const h = ['cache-control', 'no-store', 'remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', id.assertion ?? ''];
-      if (requestId) h.push('x-request-id', requestId);
-      return answer(200, h);
-    };
     const got = identityHeaders(rt, r.app, r.identity, ip);
-    return got instanceof Promise ? got.then(withIdentity) : withIdentity(got);
+    return got instanceof Promise ? got.then((id) => identityAnswer(sub, r, id)) : identityAnswer(sub, r, got);
   }
   const origin = `${o.proto}://${o.host}`;
   if (r.kind === 'signin' || r.kind === 'step') {
@@ -202,7 +208,7 @@ export function serveAuthz(rt: Runtime, req: IncomingMessage, res: ServerRespons
 
 function sendAuthz(res: ServerResponse, a: AuthzAnswer, done?: (a: AuthzAnswer | null, status: number) => void): void {
   const len = a.body === '' ? 0 : Buffer.byteLength(a.body);
-  a.headers.push('content-length', String(len));
+  if (!a.sized) a.headers.push('content-length', String(len));
   res.writeHead(a.status, a.headers);
   if (len === 0) res.end();
   else res.end(a.body);
