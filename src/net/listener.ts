@@ -109,8 +109,9 @@ export function checkingIntervalMs(l: ConnectionLimits): number {
  *   request instead (see http/server.ts), so proxied uploads are not cut;
  * - between requests, `keepAliveMs`;
  * - idle: no byte either way for `idleMs` while a request is being received or its response is
- *   waiting for the client to read closes the connection (408 when nothing was answered yet).
- *   While the response waits for the app (nothing unsent), the connection is left alone.
+ *   waiting for the client to read closes the connection (408 when nothing was answered yet),
+ *   found by a sweep at most `idleSweepMs(idleMs)` late (see `watchIdle`). While the response
+ *   waits for the app (nothing unsent), the connection is left alone.
  * The server must have been created with `connectionsCheckingInterval: checkingIntervalMs(l)`.
  */
 export function guardHttpServer(server: http.Server | https.Server, l: ConnectionLimits, opts: { wholeRequest: boolean }): void {
