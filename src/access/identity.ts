@@ -31,13 +31,15 @@ export function preparedIdentity(u: UserRecord): PreparedIdentity {
 }
 
 /**
- * The last identity headers made for a session record (its app, client address and user), kept
- * while their assertion may be reused: a signed-in user's next request on the same app from the
- * same address gets the same (frozen) object without building the cache key. Keyed by the record
- * object itself: a new record (touch, step-up, rotation) or a new user or app record (reload)
- * misses, and a record no longer held anywhere is dropped with it.
+ * The last identity headers made for a session (by its id hash), with the record, app, client
+ * address and user they were made for and the window in which their assertion may be reused: a
+ * signed-in user's next request on the same app from the same address gets the same (frozen)
+ * object without building the cache key. A new record (touch, step-up, rotation) or a new user
+ * or app record (reload) misses. At most IDENTITIES_REMEMBERED sessions, forgotten all at once
+ * when full (the assertion cache below still answers), so the table is bounded as that cache is.
  */
 interface LastIdentity {
+  rec: object;
   app: CompiledApp;
   ip: string;
   user: UserRecord;
@@ -45,7 +47,13 @@ interface LastIdentity {
   until: number;
   headers: IdentityHeaders;
 }
-const lastBySession = new WeakMap<object, LastIdentity>();
+export const IDENTITIES_REMEMBERED = 10_000;
+const lastBySession = new Map<string, LastIdentity>();
+
+/** How many sessions' identity headers are remembered now (tests). */
+export function rememberedIdentities(): number {
+  return lastBySession.size;
+}
 
 /**
  * Identity headers for the app, with the signed assertion reused from the cache: signing costs
@@ -57,23 +65,28 @@ export function identityHeaders(rt: Pick<Runtime, 'assertions' | 'clock' | 'sign
   const values = preparedIdentity(u);
   if (app.assertion === false) return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: null, prepared: values };
   const now = rt.clock.now();
-  const rec = id.session?.rec;
-  if (rec) {
-    const last = lastBySession.get(rec);
-    if (last && last.app === app && last.ip === ip && last.user === u && now >= last.from && now < last.until) return last.headers;
+  const session = id.session;
+  if (session) {
+    const last = lastBySession.get(session.idHash);
+    if (last && last.rec === session.rec && last.app === app && last.ip === ip && last.user === u && now >= last.from && now < last.until) return last.headers;
   }
   // every input of the claims: a reload that changes the user's groups, e-mail or name must not
   // leave the old ones in a reused token (the rules already see the new ones)
-  const key = `${id.session ? id.session.idHash : `basic:${u.name}`}|${app.name}|${ip}|${id.amr.join(',')}|${values.groups}|${values.email}|${values.name}`;
+  // joined with newlines: no part can hold one (safe() strips control characters from the
+  // prepared values; ids, names, addresses and factors never have them), so no two differ in key
+  const key = `${session ? session.idHash : `basic:${u.name}`}\n${app.name}\n${ip}\n${id.amr.join(',')}\n${values.groups}\n${values.email}\n${values.name}`;
   const cached = rt.assertions.entry(key, now);
   // the common case, a cached token, stays synchronous (no promise on the hot path)
-  if (cached) return remember(rec, app, ip, u, cached.from, cached.until, { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: cached.token, prepared: values });
+  if (cached) return remember(session, app, ip, u, cached.from, cached.until, { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: cached.token, prepared: values });
   return signFresh(rt, app, id, ip, key, now, values);
 }
 
-function remember(rec: object | undefined, app: CompiledApp, ip: string, user: UserRecord, from: number, until: number, headers: IdentityHeaders): IdentityHeaders {
+function remember(session: Identity['session'], app: CompiledApp, ip: string, user: UserRecord, from: number, until: number, headers: IdentityHeaders): IdentityHeaders {
   Object.freeze(headers);
-  if (rec) lastBySession.set(rec, { app, ip, user, from, until, headers });
+  if (session) {
+    if (lastBySession.size >= IDENTITIES_REMEMBERED && !lastBySession.has(session.idHash)) lastBySession.clear();
+    lastBySession.set(session.idHash, { rec: session.rec, app, ip, user, from, until, headers });
+  }
   return headers;
 }
 
@@ -89,5 +102,5 @@ async function signFresh(rt: Pick<Runtime, 'assertions' | 'signer'>, app: Compil
       ip,
     });
   rt.assertions.set(key, signed.token, signed.exp, now);
-  return remember(id.session?.rec, app, ip, u, now, reusableUntil(now, signed.exp), { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: signed.token, prepared: values });
+  return remember(id.session, app, ip, u, now, reusableUntil(now, signed.exp), { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: signed.token, prepared: values });
 }

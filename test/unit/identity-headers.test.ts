@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { ManualClock } from '../../src/clock.js';
 import { AssertionCache, AssertionSigner } from '../../src/auth/assertion.js';
-import { identityHeaders } from '../../src/access/identity.js';
+import { IDENTITIES_REMEMBERED, identityHeaders, rememberedIdentities } from '../../src/access/identity.js';
 import type { CompiledApp } from '../../src/config/types.js';
 import type { UserRecord } from '../../src/auth/users.js';
 import type { Identity, IdentityHeaders } from '../../src/access/types.js';
@@ -78,5 +78,26 @@ describe('identity headers', () => {
     const next = await claims(identityHeaders(rt, mail, s, '192.0.2.10'));
     assert.notEqual(next.token, first.token, 'a minute on: signed again');
     assert.ok((next.c['exp'] as number) * 1000 - clock.now() > 60_000, 'with more than a minute to live');
+  });
+
+  it('a reload that moves text between e-mail and name is a new token too', async () => {
+    const { rt } = await setup();
+    const mail = app('mail');
+    const before = { name: 'carol', groups: [], email: '', displayName: 'x@d.e|N' } as unknown as UserRecord;
+    const after = { name: 'carol', groups: [], email: '|x@d.e', displayName: 'N' } as unknown as UserRecord;
+    const s = session(before, ['pwd'], 'h4');
+    await claims(identityHeaders(rt, mail, s, '192.0.2.10'));
+    const next = await claims(identityHeaders(rt, mail, { ...s, user: after }, '192.0.2.10'));
+    assert.equal(next.c['email'], '|x@d.e', 'the new e-mail, not the old token');
+  });
+
+  it('remembers a bounded number of sessions', async () => {
+    const { rt } = await setup();
+    const mail = app('mail');
+    const dave = user('dave', ['staff']);
+    for (let i = 0; i < IDENTITIES_REMEMBERED + 50; i++) {
+      await identityHeaders(rt, mail, session(dave, ['pwd'], `bound-${i}`), '192.0.2.10');
+      assert.ok(rememberedIdentities() <= IDENTITIES_REMEMBERED, `${rememberedIdentities()} remembered after ${i + 1} sessions`);
+    }
   });
 });
