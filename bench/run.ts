@@ -98,6 +98,14 @@ function authzLoad(c: Ctx, base: string, cookie: string, seconds: number) {
   return runLoad(c.tool, { url: `${base}/.portcullis/authz/auth-request`, headers, connections: c.s.connections, seconds }, c.work);
 }
 
+/** An information row for a gateway / stub pair: throughput ratio and CPU per subrequest of each. */
+function infoPairRow(c: Ctx, id: string, what: string, p: Pair, detail: string): void {
+  const bad = invalid(p.a) ?? invalid(p.b);
+  const cpu = p.cpuA[0] && p.cpuB[0] ? `${fmt(p.cpuA[0] / p.cpuB[0])} (${us(p.cpuA[0])} / ${us(p.cpuB[0])})` : 'not available';
+  c.rows.push({ id, what, measured: `${fmt(p.a.rps / p.b.rps)} (${int(p.a.rps)} / ${int(p.b.rps)} req/s); CPU ${cpu}`, target: '-', result: bad ? 'ERROR' : 'INFO', notes: bad ? [bad] : [] });
+  c.details[detail] = { gateway: p.a, stub: p.b, cpuPerRequestUs: { gateway: p.cpuA, stub: p.cpuB } };
+}
+
 function describeLoad(r: LoadResult): string {
   return `${int(r.rps)} req/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`;
 }
@@ -357,16 +365,7 @@ async function sections12(c: Ctx): Promise<void> {
           // app then carry no groups, e-mail or assertion, so this also counts what those cost them
           log('2c: the same gateway vs a stub answering Remote-User alone');
           const q = await measurePair(c, gwSide, { run: (sec) => signedInLoad(c, ngLight.url, cookie, sec), pids: [light.pid] });
-          const badQ = invalid(q.a) ?? invalid(q.b);
-          c.rows.push({
-            id: '2c',
-            what: 'Forward auth against a stub answering Remote-User alone: throughput and CPU per subrequest, gateway / stub',
-            measured: `${fmt(q.a.rps / q.b.rps)} (${int(q.a.rps)} / ${int(q.b.rps)} req/s); CPU ${q.cpuA[0] && q.cpuB[0] ? `${fmt(q.cpuA[0] / q.cpuB[0])} (${us(q.cpuA[0])} / ${us(q.cpuB[0])})` : 'not available'}`,
-            target: '-',
-            result: badQ ? 'ERROR' : 'INFO',
-            notes: badQ ? [badQ] : [],
-          });
-          c.details['forwardAuthLightStub'] = { gateway: q.a, stub: q.b, cpuPerRequestUs: { gateway: q.cpuA, stub: q.cpuB } };
+          infoPairRow(c, '2c', 'Forward auth against a stub answering Remote-User alone: throughput and CPU per subrequest, gateway / stub', q, 'forwardAuthLightStub');
 
           // 2d: an app with `assertion: false` (it does not verify the assertion): what the
           // gateway's answer costs without the signed token, against the same light stub
@@ -381,16 +380,7 @@ async function sections12(c: Ctx): Promise<void> {
               { run: (sec) => signedInLoad(c, ngPlain.url, plainCookie, sec), pids: [plain.child.pid] },
               { run: (sec) => signedInLoad(c, ngLight.url, cookie, sec), pids: [light.pid] },
             );
-            const badR = invalid(r.a) ?? invalid(r.b);
-            c.rows.push({
-              id: '2d',
-              what: 'Forward auth, app with assertion: false, against the Remote-User stub: throughput and CPU per subrequest',
-              measured: `${fmt(r.a.rps / r.b.rps)} (${int(r.a.rps)} / ${int(r.b.rps)} req/s); CPU ${r.cpuA[0] && r.cpuB[0] ? `${fmt(r.cpuA[0] / r.cpuB[0])} (${us(r.cpuA[0])} / ${us(r.cpuB[0])})` : 'not available'}`,
-              target: '-',
-              result: badR ? 'ERROR' : 'INFO',
-              notes: badR ? [badR] : [],
-            });
-            c.details['forwardAuthNoAssertion'] = { gateway: r.a, stub: r.b, cpuPerRequestUs: { gateway: r.cpuA, stub: r.cpuB } };
+            infoPairRow(c, '2d', 'Forward auth, app with assertion: false, against the Remote-User stub: throughput and CPU per subrequest', r, 'forwardAuthNoAssertion');
           } finally {
             await stopGateway(c, plain, 'proxy-modes-no-assertion');
           }

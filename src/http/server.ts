@@ -118,32 +118,38 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
       fastifyHandler!(req, res);
     } else proxy(req, res, requestIdOf(req));
   };
+  // without the access log, one function counts every subrequest's decision (no closure per subrequest)
+  const count = opts.decision;
+  const countOnly = count
+    ? (a: AuthzAnswer | null) => {
+        const o = a?.result ? outcomeOf(a.result) : null;
+        if (o) count(o.app ?? '-', o.policy ?? '-', o.outcome);
+      }
+    : undefined;
   const authz = (req: IncomingMessage, res: ServerResponse, url: string, mode: AuthzMode) => {
     const requestId = requestIdOf(req);
     const log = accessLog?.on ? accessLog : null;
-    const started = log ? performance.now() : 0;
-    const count = opts.decision;
-    const done = log || count
-      ? (a: AuthzAnswer | null, status: number) => {
-          const o = a?.result ? outcomeOf(a.result) : null;
-          if (o) count?.(o.app ?? '-', o.policy ?? '-', o.outcome);
-          log?.write({
-            requestId,
-            ip: a?.ip ?? peerAddress(req.socket),
-            host: a?.original?.host ?? req.headers.host ?? '',
-            method: a?.original?.method ?? req.method ?? '',
-            target: a?.original?.target ?? url,
-            mode,
-            app: o?.app ?? null,
-            decision: o?.outcome ?? (status === 400 ? 'refused' : null),
-            policy: o?.policy ?? null,
-            rule: o?.rule ?? null,
-            status,
-            started,
-            upstreamMs: null,
-          });
-        }
-      : undefined;
+    if (!log) return serveAuthz(rt, req, res, mode, requestId, countOnly);
+    const started = performance.now();
+    const done = (a: AuthzAnswer | null, status: number) => {
+      const o = a?.result ? outcomeOf(a.result) : null;
+      if (o) count?.(o.app ?? '-', o.policy ?? '-', o.outcome);
+      log.write({
+        requestId,
+        ip: a?.ip ?? peerAddress(req.socket),
+        host: a?.original?.host ?? req.headers.host ?? '',
+        method: a?.original?.method ?? req.method ?? '',
+        target: a?.original?.target ?? url,
+        mode,
+        app: o?.app ?? null,
+        decision: o?.outcome ?? (status === 400 ? 'refused' : null),
+        policy: o?.policy ?? null,
+        rule: o?.rule ?? null,
+        status,
+        started,
+        upstreamMs: null,
+      });
+    };
     serveAuthz(rt, req, res, mode, requestId, done);
   };
   const logPortal = (req: IncomingMessage, res: ServerResponse, url: string) => {
