@@ -310,3 +310,35 @@ describe('HTTP Basic (app passwords) on basic_auth paths', () => {
     assert.equal(core.audited('password_refused_correct').length, 1);
   });
 });
+
+describe('the signed-in hot path makes no promise', () => {
+  // the gate answered through five async functions before issue 17; in the running server that
+  // cost a quarter of a forward-auth subrequest's CPU. These guard the synchronous path.
+  const plain = (target: string, o: Partial<GateRequest>) =>
+    gate(core.rt, core.rt.config, { method: 'GET', target, host: 'mail.test', ip: OFFICE, proto: 'https', sessionId: undefined, authorization: undefined, ...o });
+
+  it('a live session of a users-file user is answered at once, the same as through a promise', async () => {
+    const id = await session('alice');
+    const first = plain('/inbox', { sessionId: id });
+    const r = plain('/inbox', { sessionId: id });
+    assert.ok(!(r instanceof Promise), 'answered without a promise');
+    assert.equal(r.kind, 'proxy');
+    assert.equal(r.kind === 'proxy' && r.identity?.user.name, 'alice');
+    assert.deepEqual({ ...(await first), decision: undefined }, { ...r, decision: undefined });
+    const none = plain('/inbox', {});
+    assert.ok(!(none instanceof Promise));
+    assert.equal(none.kind, 'signin');
+  });
+
+  it('what has to wait still waits: a touch due, a session of a disabled user', async () => {
+    const id = await session('alice');
+    core.clock.advance(2 * 60_000); // the lookup now writes lastSeenAt back
+    const touched = plain('/inbox', { sessionId: id });
+    assert.ok(touched instanceof Promise, 'a touch is a store write');
+    assert.equal((await touched).kind, 'proxy');
+    const dora = await session('dora');
+    const gone = plain('/inbox', { sessionId: dora });
+    assert.ok(gone instanceof Promise, 'the session of a disabled user is deleted');
+    assert.equal((await gone).kind, 'signin');
+  });
+});
