@@ -63,7 +63,7 @@ export function rememberedIdentities(): number {
 export function identityHeaders(rt: Pick<Runtime, 'assertions' | 'clock' | 'signer'>, app: CompiledApp, id: Identity, ip: string): IdentityHeaders | Promise<IdentityHeaders> {
   const u = id.user;
   const values = preparedIdentity(u);
-  if (app.assertion === false) return { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: null, prepared: values };
+  if (app.assertion === false) return { prepared: values, assertion: null };
   const now = rt.clock.now();
   const session = id.session;
   if (session) {
@@ -77,7 +77,7 @@ export function identityHeaders(rt: Pick<Runtime, 'assertions' | 'clock' | 'sign
   const key = `${session ? session.idHash : `basic:${u.name}`}\n${app.name}\n${ip}\n${id.amr.join(',')}\n${values.groups}\n${values.email}\n${values.name}`;
   const cached = rt.assertions.entry(key, now);
   // the common case, a cached token, stays synchronous (no promise on the hot path)
-  if (cached) return remember(session, app, ip, u, cached.from, cached.until, { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: cached.token, prepared: values });
+  if (cached) return remember(session, app, ip, u, cached.from, cached.until, { prepared: values, assertion: cached.token });
   return signFresh(rt, app, id, ip, key, now, values);
 }
 
@@ -102,5 +102,5 @@ async function signFresh(rt: Pick<Runtime, 'assertions' | 'signer'>, app: Compil
       ip,
     });
   rt.assertions.set(key, signed.token, signed.exp, now);
-  return remember(id.session, app, ip, u, now, reusableUntil(now, signed.exp), { user: u.name, groups: u.groups, email: u.email, name: u.displayName, assertion: signed.token, prepared: values });
+  return remember(id.session, app, ip, u, now, reusableUntil(now, signed.exp), { prepared: values, assertion: signed.token });
 }

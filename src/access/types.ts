@@ -46,16 +46,15 @@ export type GateResult =
   | { kind: 'step'; app: CompiledApp; location: string; decision?: Decision };
 
 /** What the app is told about the signed-in user (headers and the signed assertion). */
-/** Frozen once made: the same object may serve many requests of a session (access/identity.ts). */
+/**
+ * What is forwarded about an identity: the header values (sanitised once per user record) and
+ * the signed assertion. Frozen once made: the same object may serve many requests of a session
+ * (access/identity.ts).
+ */
 export interface IdentityHeaders {
-  readonly user: string;
-  readonly groups: readonly string[];
-  readonly email: string | null;
-  readonly name: string | null;
+  readonly prepared: PreparedIdentity;
   /** The signed assertion; null for an app with `assertion: false`. */
   readonly assertion: string | null;
-  /** The header values, sanitised once per user record (see access/identity.ts). */
-  readonly prepared?: PreparedIdentity;
 }
 
 /** Identity header values ready to send: sanitised, groups joined, '' where there is no value. */

@@ -69,6 +69,13 @@ export function outcomeOf(r: GateResult): { app: string | null; policy: string |
   }
 }
 
+/** A decision's outcome, counted (metrics: `-` for no app or policy) when `count` is given. */
+export function countOutcome(r: GateResult, count: ((app: string, policy: string, outcome: string) => void) | undefined): ReturnType<typeof outcomeOf> {
+  const o = outcomeOf(r);
+  count?.(o.app ?? '-', o.policy ?? '-', o.outcome);
+  return o;
+}
+
 export function pathOnly(target: string): string {
   const q = target.indexOf('?');
   const p = q < 0 ? target : target.slice(0, q);

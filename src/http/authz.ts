@@ -12,23 +12,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ERRORS, isPortcullisError } from '../errors.js';
-import { resolveClient } from '../net/client-ip.js';
+import { resolveClient, validHost } from '../net/client-ip.js';
 import { peerAddress } from '../net/listener.js';
 import type { Runtime } from '../runtime.js';
 import { gate, hostOnly, loginLocation } from '../access/gate.js';
 import type { GateResult } from '../access/types.js';
 import { identityHeaders } from '../access/identity.js';
-import type { IdentityHeaders } from '../access/types.js';
+import type { PreparedIdentity } from '../access/types.js';
 import { wantsHtml, wantsJson } from '../proxy/handler.js';
 import { sendPage } from '../proxy/forward.js';
-import { sessionCookieFor, sessionCookieName } from '../session/sessions.js';
-import { checkedHost, readSessionCookie } from './request-context.js';
+import { sessionCookieFor } from '../session/sessions.js';
+import { readSessionCookie } from './request-context.js';
+import { one } from './request-id.js';
 import type { TLSSocket } from 'node:tls';
-
-function one(v: string | string[] | undefined): string | undefined {
-  if (Array.isArray(v)) return v.length === 1 ? v[0] : undefined;
-  return v;
-}
 
 const METHOD_RE = /^[A-Z]{1,20}$/;
 
@@ -56,7 +52,7 @@ export function parseOriginalUrl(raw: string | undefined, method: string | undef
 function checked(proto: string, host: string, target: string, method: string | undefined): Original | null {
   if (proto !== 'http' && proto !== 'https') return null;
   // a DNS name, IPv4 or [IPv6], with a port of at most 65535: the same rule as for X-Forwarded-Host
-  const h = checkedHost(host);
+  const h = validHost(host);
   if (h === null) return null;
   if (!target.startsWith('/') || /[\s#]/.test(target)) return null;
   const mth = method ?? 'GET';
@@ -73,13 +69,11 @@ function originalOf(req: IncomingMessage, mode: AuthzMode): Original | null {
   return proto && host && uri ? checked(proto.toLowerCase(), host, uri, one(h['x-forwarded-method'])) : null;
 }
 
-/** The answer to one subrequest. `headers` is a flat [name, value, ...] list, without content-length unless `sized`. */
+/** The answer to one subrequest. `headers` is the whole flat [name, value, ...] list, content-length included. */
 export interface AuthzAnswer {
   status: number;
-  headers: string[];
+  headers: readonly string[];
   body: string;
-  /** `headers` already ends with the content-length (of an empty body). */
-  sized?: boolean;
   /** What the gate decided (null: refused before it was asked). */
   result: GateResult | null;
   /** The original request, as the proxy described it (null: missing or malformed). */
@@ -89,11 +83,19 @@ export interface AuthzAnswer {
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
-/** Shared by every answer: spread it, never hand it out (sendAuthz appends to an answer's own list). */
-const NO_STORE: readonly string[] = Object.freeze(['cache-control', 'no-store']);
-
 /** Every identity header present and empty: what a request without an identity (a bypass path) answers. */
-const EMPTY_IDENTITY: readonly string[] = Object.freeze(['remote-user', '', 'remote-groups', '', 'remote-email', '', 'remote-name', '', 'x-portcullis-assertion', '']);
+const NO_IDENTITY: PreparedIdentity = Object.freeze({ user: '', groups: '', email: '', name: '' });
+
+/** An answer's headers: no-store, `extra`, and the body's content-length. */
+function headersFor(extra: readonly string[], body: string): string[] {
+  return ['cache-control', 'no-store', ...extra, 'content-length', body === '' ? '0' : String(Buffer.byteLength(body))];
+}
+
+/** A 400 before the gate is asked. */
+function refused(error: string, ip: string): AuthzAnswer {
+  const body = JSON.stringify({ error });
+  return { status: 400, headers: headersFor(['content-type', JSON_TYPE], body), body, result: null, original: null, ip };
+}
 
 /**
  * The answer to one subrequest: at once (no promise) when the gate answered at once and the
@@ -101,25 +103,25 @@ const EMPTY_IDENTITY: readonly string[] = Object.freeze(['remote-user', '', 'rem
  */
 export function authzAnswer(rt: Runtime, req: IncomingMessage, mode: AuthzMode, requestId?: string): AuthzAnswer | Promise<AuthzAnswer> {
   const cfg = rt.config;
-  const peer = peerAddress(req.socket);
-  if (!cfg.trustedProxies.contains(peer)) {
-    rt.logger.warn({ peer, mode }, 'forward-auth request from a peer not in trusted_proxies');
-    return { status: 400, headers: [...NO_STORE, 'content-type', JSON_TYPE], body: JSON.stringify({ error: 'forwarded headers are only accepted from trusted_proxies' }), result: null, original: null, ip: peer };
-  }
-  const o = originalOf(req, mode);
-  if (!o) return { status: 400, headers: [...NO_STORE, 'content-type', JSON_TYPE], body: JSON.stringify({ error: 'missing or malformed original request' }), result: null, original: null, ip: peer };
   // only the client's address is needed here (the subrequest's own Host and scheme are not)
-  const ip = resolveClient(peer, req.headers, cfg.trustedProxies, (req.socket as TLSSocket).encrypted ? 'https' : 'http').ip;
+  const f = resolveClient(peerAddress(req.socket), req.headers, cfg.trustedProxies, (req.socket as TLSSocket).encrypted ? 'https' : 'http');
+  if (!f.viaTrustedProxy) {
+    rt.logger.warn({ peer: f.ip, mode }, 'forward-auth request from a peer not in trusted_proxies');
+    return refused('forwarded headers are only accepted from trusted_proxies', f.ip);
+  }
+  const ip = f.ip;
+  const o = originalOf(req, mode);
+  if (!o) return refused('missing or malformed original request', peerAddress(req.socket));
   // the cookie of the host the client asked for (the portal's Domain cookie under session.domain)
-  const cookie = cfg.session.domain === null ? null : sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
+  const cookie = sessionCookieFor(cfg.session, hostOnly(o.host) ?? '', o.proto === 'https');
   const r = gate(rt, cfg, {
     method: o.method,
     target: o.target,
     host: o.host,
     ip,
     proto: o.proto,
-    sessionId: readSessionCookie(req.headers.cookie, cookie ? cookie.name : sessionCookieName(o.proto === 'https')),
-    sessionScope: cookie ? cookie.domain : undefined,
+    sessionId: readSessionCookie(req.headers.cookie, cookie.name),
+    sessionScope: cfg.session.domain === null ? undefined : cookie.domain,
     authorization: req.headers.authorization,
     requestId,
   });
@@ -127,14 +129,17 @@ export function authzAnswer(rt: Runtime, req: IncomingMessage, mode: AuthzMode, 
   return r instanceof Promise ? r.then((x) => answerFor(sub, x)) : answerFor(sub, r);
 }
 
-/** 200 with the identity headers: the signed-in subrequest, written as one list (content-length included). */
-function identityAnswer(sub: Subrequest, r: GateResult, id: IdentityHeaders): AuthzAnswer {
-  const p = id.prepared!;
-  const a = id.assertion ?? '';
-  const headers = sub.requestId
-    ? ['cache-control', 'no-store', 'remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', a, 'x-request-id', sub.requestId, 'content-length', '0']
-    : ['cache-control', 'no-store', 'remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', a, 'content-length', '0'];
-  return { status: 200, headers, body: '', sized: true, result: r, original: sub.o, ip: sub.ip };
+/**
+ * 200 with the identity headers. Every one is always present, empty when there is no identity
+ * (a bypass path) or no value: a proxy that copies them (Caddy's copy_headers, Traefik's
+ * authResponseHeaders, nginx auth_request_set) then overwrites whatever the client sent, and
+ * never forwards a literal placeholder for a missing one.
+ */
+function admitted(sub: Subrequest, r: GateResult, p: PreparedIdentity, assertion: string): AuthzAnswer {
+  const headers = ['cache-control', 'no-store', 'remote-user', p.user, 'remote-groups', p.groups, 'remote-email', p.email, 'remote-name', p.name, 'x-portcullis-assertion', assertion];
+  if (sub.requestId) headers.push('x-request-id', sub.requestId);
+  headers.push('content-length', '0');
+  return { status: 200, headers, body: '', result: r, original: sub.o, ip: sub.ip };
 }
 
 /** One subrequest, as `answerFor` needs it. */
@@ -149,34 +154,30 @@ interface Subrequest {
 }
 
 function answerFor(sub: Subrequest, r: GateResult): AuthzAnswer | Promise<AuthzAnswer> {
-  const { rt, req, mode, requestId, o, ip } = sub;
+  const { rt, req, mode, o, ip } = sub;
   const cfg = rt.config;
-  const answer = (status: number, headers: string[], body = ''): AuthzAnswer => ({ status, headers, body, result: r, original: o, ip });
+  const answer = (status: number, extra: readonly string[], body = ''): AuthzAnswer => ({ status, headers: headersFor(extra, body), body, result: r, original: o, ip });
   if (r.kind === 'proxy') {
-    // Every identity header is always present, empty when there is no identity (a bypass
-    // path) or no value: a proxy that copies them (Caddy's copy_headers, Traefik's
-    // authResponseHeaders, nginx auth_request_set) then overwrites whatever the client sent,
-    // and never forwards a literal placeholder for a missing one.
-    if (!r.identity) return answer(200, requestId ? [...NO_STORE, ...EMPTY_IDENTITY, 'x-request-id', requestId] : [...NO_STORE, ...EMPTY_IDENTITY]);
+    if (!r.identity) return admitted(sub, r, NO_IDENTITY, '');
     const got = identityHeaders(rt, r.app, r.identity, ip);
-    return got instanceof Promise ? got.then((id) => identityAnswer(sub, r, id)) : identityAnswer(sub, r, got);
+    return got instanceof Promise ? got.then((id) => admitted(sub, r, id.prepared, id.assertion ?? '')) : admitted(sub, r, got.prepared, got.assertion ?? '');
   }
   const origin = `${o.proto}://${o.host}`;
   if (r.kind === 'signin' || r.kind === 'step') {
-    if (r.kind === 'signin' && r.basic) return answer(401, [...NO_STORE, 'www-authenticate', `Basic realm="${r.app.name}", charset="UTF-8"`]);
+    if (r.kind === 'signin' && r.basic) return answer(401, ['www-authenticate', `Basic realm="${r.app.name}", charset="UTF-8"`]);
     // under session.domain both lead to the portal (absolute already); else to this host's own pages
     const location = r.kind === 'step' ? (r.location.startsWith('/') ? `${origin}${r.location}` : r.location) : loginLocation(cfg, o, true);
     // nginx auth_request understands only 2xx/401/403: 401 + Location, and nginx redirects browsers
-    if (mode === 'auth-request') return answer(401, [...NO_STORE, 'location', location]);
+    if (mode === 'auth-request') return answer(401, ['location', location]);
     if (wantsJson(req)) {
-      return answer(401, [...NO_STORE, 'location', location, 'www-authenticate', 'Portcullis realm="portcullis"', 'content-type', JSON_TYPE], JSON.stringify({ error: r.kind === 'step' ? 'step_up' : 'signed_out', login: location }));
+      return answer(401, ['location', location, 'www-authenticate', 'Portcullis realm="portcullis"', 'content-type', JSON_TYPE], JSON.stringify({ error: r.kind === 'step' ? 'step_up' : 'signed_out', login: location }));
     }
-    if (wantsHtml(req) && (o.method === 'GET' || o.method === 'HEAD')) return answer(302, [...NO_STORE, 'location', location]);
-    return answer(401, [...NO_STORE, 'www-authenticate', 'Portcullis realm="portcullis"']);
+    if (wantsHtml(req) && (o.method === 'GET' || o.method === 'HEAD')) return answer(302, ['location', location]);
+    return answer(401, ['www-authenticate', 'Portcullis realm="portcullis"']);
   }
   const status = ERRORS[r.code].status;
-  if (mode === 'auth-request') return answer(status === 429 ? 429 : status === 400 ? 400 : 403, [...NO_STORE]);
-  return answer(status, [...NO_STORE]);
+  if (mode === 'auth-request') return answer(status === 429 ? 429 : status === 400 ? 400 : 403, []);
+  return answer(status, []);
 }
 
 /** Which authz endpoint a request is for, when the plain path can serve it (GET or HEAD, no body); else null. */
@@ -207,10 +208,8 @@ export function serveAuthz(rt: Runtime, req: IncomingMessage, res: ServerRespons
 }
 
 function sendAuthz(res: ServerResponse, a: AuthzAnswer, done?: (a: AuthzAnswer | null, status: number) => void): void {
-  const len = a.body === '' ? 0 : Buffer.byteLength(a.body);
-  if (!a.sized) a.headers.push('content-length', String(len));
-  res.writeHead(a.status, a.headers);
-  if (len === 0) res.end();
+  res.writeHead(a.status, a.headers as string[]);
+  if (a.body === '') res.end();
   else res.end(a.body);
   done?.(a, a.status);
 }

@@ -22,6 +22,11 @@ export interface ClientInfo {
   cookieDomain: string | null;
 }
 
+/** The client's address alone (forwarded headers believed only from trusted_proxies). */
+export function clientAddress(req: IncomingMessage, cfg: CompiledConfig): string {
+  return resolveClient(peerAddress(req.socket), req.headers, cfg.trustedProxies, (req.socket as TLSSocket).encrypted ? 'https' : 'http').ip;
+}
+
 export function clientInfo(req: IncomingMessage, cfg: CompiledConfig): ClientInfo {
   const ownProto = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
   const f = resolveClient(peerAddress(req.socket), req.headers, cfg.trustedProxies, ownProto);
@@ -64,25 +69,7 @@ export function sessionScopeOf(info: Pick<ClientInfo, 'cfg' | 'cookieDomain'>): 
 /** The Host header as routed (see ClientInfo.host); '' when there is none usable. */
 export function routedHost(host: string | undefined): string {
   if (!host) return '';
-  return checkedHost(host) ?? hostOnly(host) ?? '';
-}
-
-/**
- * `validHost`, remembered for the last few distinct values: a gateway sees the same handful of
- * Host headers on nearly every request. At most HOSTS_REMEMBERED entries, forgotten all at once
- * when full, so a client sending a new Host on every request only makes the cache useless.
- */
-const HOSTS_REMEMBERED = 64;
-const hostMemo = new Map<string, string | null>();
-
-export function checkedHost(host: string): string | null {
-  if (host.length > 261) return null; // validHost's own bound: nothing that long is kept
-  const hit = hostMemo.get(host);
-  if (hit !== undefined) return hit;
-  const v = validHost(host);
-  if (hostMemo.size >= HOSTS_REMEMBERED) hostMemo.clear();
-  hostMemo.set(host, v);
-  return v;
+  return validHost(host) ?? hostOnly(host) ?? '';
 }
 
 /**

@@ -16,7 +16,8 @@ const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}$/;
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}(?:-|$)/;
 const ZERO_TRACE = '0'.repeat(32);
 
-function one(v: string | string[] | undefined): string | undefined {
+/** A header's one value; undefined when absent or sent more than once. */
+export function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
 }
 
@@ -32,10 +33,6 @@ export function requestIdFrom(headers: IncomingHttpHeaders): string | null {
   return null;
 }
 
-/** Whether a request carries anything `requestIdFrom` would read (the common case: no). */
-export function carriesRequestId(headers: IncomingHttpHeaders): boolean {
-  return headers['x-request-id'] !== undefined || headers['traceparent'] !== undefined;
-}
 
 /** Made ids: 16 random bytes each (32 hex digits), drawn from `random` 1,024 ids at a time. */
 export class RequestIds {

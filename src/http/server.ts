@@ -31,12 +31,12 @@ import { createProxyHandler } from '../proxy/handler.js';
 import { createUpgradeHandler } from '../proxy/websocket.js';
 import { UpstreamPools } from '../proxy/upstreams.js';
 import { buildApp } from './app.js';
-import { clientInfo, hasDuplicateHost } from './request-context.js';
+import { clientAddress, hasDuplicateHost } from './request-context.js';
 import { sendPage } from '../proxy/forward.js';
 import { peerAddress } from '../net/listener.js';
 import { plainAuthzMode, serveAuthz, type AuthzAnswer, type AuthzMode } from './authz.js';
-import { outcomeOf, type AccessLog } from './access-log.js';
-import { carriesRequestId, RequestIds, requestIdFrom } from './request-id.js';
+import { countOutcome, type AccessLog } from './access-log.js';
+import { RequestIds, requestIdFrom } from './request-id.js';
 
 const RESERVED = '/.portcullis/';
 
@@ -99,11 +99,8 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
   const ids = new RequestIds(rt.random);
   /** A trusted proxy's well-formed X-Request-Id or traceparent, else a new id. */
   const requestIdOf = (req: IncomingMessage): string => {
-    if (carriesRequestId(req.headers) && rt.config.trustedProxies.contains(peerAddress(req.socket))) {
-      const theirs = requestIdFrom(req.headers);
-      if (theirs) return theirs;
-    }
-    return ids.next();
+    const theirs = requestIdFrom(req.headers);
+    return theirs !== null && rt.config.trustedProxies.contains(peerAddress(req.socket)) ? theirs : ids.next();
   };
 
   const dispatch = (req: IncomingMessage, res: ServerResponse) => {
@@ -122,8 +119,7 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
   const count = opts.decision;
   const countOnly = count
     ? (a: AuthzAnswer | null) => {
-        const o = a?.result ? outcomeOf(a.result) : null;
-        if (o) count(o.app ?? '-', o.policy ?? '-', o.outcome);
+        if (a?.result) countOutcome(a.result, count);
       }
     : undefined;
   const authz = (req: IncomingMessage, res: ServerResponse, url: string, mode: AuthzMode) => {
@@ -132,8 +128,7 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
     if (!log) return serveAuthz(rt, req, res, mode, requestId, countOnly);
     const started = performance.now();
     const done = (a: AuthzAnswer | null, status: number) => {
-      const o = a?.result ? outcomeOf(a.result) : null;
-      if (o) count?.(o.app ?? '-', o.policy ?? '-', o.outcome);
+      const o = a?.result ? countOutcome(a.result, count) : null;
       log.write({
         requestId,
         ip: a?.ip ?? peerAddress(req.socket),
@@ -158,7 +153,7 @@ export async function createGatewayServer(rt: Runtime, opts: GatewayServerOption
     res.once('close', () =>
       accessLog?.write({
         requestId,
-        ip: clientInfo(req, rt.config).ip,
+        ip: clientAddress(req, rt.config),
         host: req.headers.host ?? '',
         method: req.method ?? '',
         target: url,

@@ -167,12 +167,30 @@ function parseProto(s: string): 'http' | 'https' | null {
 const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 
 /**
+ * Answers of `validHost`, remembered for the last few distinct values: a gateway sees the same
+ * handful of hosts (Host, X-Forwarded-Host, X-Original-URL) on nearly every request. At most
+ * HOSTS_REMEMBERED entries, forgotten all at once when full, so a client sending a new host on
+ * every request only makes the memo useless.
+ */
+const HOSTS_REMEMBERED = 64;
+const hostMemo = new Map<string, string | null>();
+
+/**
  * A host as in a Host header: a DNS name, an IPv4 address or a bracketed IPv6 address, with an
  * optional port; lower-cased. Null when there is anything else (user info, paths, spaces,
  * trailing dots, several values).
  */
 export function validHost(input: string): string | null {
   if (typeof input !== 'string' || input.length === 0 || input.length > 261) return null;
+  const hit = hostMemo.get(input);
+  if (hit !== undefined) return hit;
+  const v = parseHost(input);
+  if (hostMemo.size >= HOSTS_REMEMBERED) hostMemo.clear();
+  hostMemo.set(input, v);
+  return v;
+}
+
+function parseHost(input: string): string | null {
   const s = input.toLowerCase();
   let name = s;
   if (s.charCodeAt(0) === 0x5b) {

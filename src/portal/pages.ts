@@ -132,19 +132,13 @@ ${o.passkeyAdd ? html`<p><a href="/.portcullis/passkey?manage=1" id="passkeys-li
 
 /** Re-enter the password before changing one's own authenticator. */
 export function reauthPage(o: { csrf: string; error?: string | null; hasTotp: boolean }): string {
-  return page(
-    'Confirm your password',
-    html`<h1>${o.hasTotp ? 'Change your authenticator' : 'Set up an authenticator'}</h1>${error(o.error)}
-<p class="note">${o.hasTotp ? 'Enter your password and a code from your current authenticator (or a recovery code) to continue.' : 'Enter your password to continue.'}</p>
-<form method="post" action="/.portcullis/enrol">
-${hidden('csrf', o.csrf)}<input type="hidden" name="action" value="reauth">
-<label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password" required autofocus>
-${o.hasTotp ? html`<label for="code">Code</label>
-<input type="text" id="code" name="code" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" pattern="[0-9a-zA-Z \\-]{6,24}" required>` : raw('')}
-<button type="submit">Continue</button>
-</form>`,
-  );
+  return passwordAgainPage({
+    ...o,
+    title: 'Confirm your password',
+    heading: o.hasTotp ? 'Change your authenticator' : 'Set up an authenticator',
+    withCode: 'Enter your password and a code from your current authenticator (or a recovery code) to continue.',
+    action: '/.portcullis/enrol',
+  });
 }
 
 /** Right after a password sign-in from an enrolment network (`totp.enrol.prompt`). */
@@ -247,11 +241,22 @@ ${o.canRegister ? html`<p><a href="/.portcullis/passkey?manage=1" id="register-l
 
 /** Before managing passkeys: the password again (and a code, when the user has an authenticator app). */
 export function passkeyReauthPage(o: { csrf: string; hasTotp: boolean; error?: string | null }): string {
+  return passwordAgainPage({
+    ...o,
+    title: 'Confirm it is you',
+    heading: 'Manage passkeys',
+    withCode: 'Enter your password and a code from your authenticator app (or a recovery code) to continue.',
+    action: '/.portcullis/passkey',
+  });
+}
+
+/** The password again, and a code when the user has an authenticator app, posted as `action=reauth`. */
+function passwordAgainPage(o: { csrf: string; hasTotp: boolean; error?: string | null; title: string; heading: string; withCode: string; action: string }): string {
   return page(
-    'Confirm it is you',
-    html`<h1>Manage passkeys</h1>${error(o.error)}
-<p class="note">${o.hasTotp ? 'Enter your password and a code from your authenticator app (or a recovery code) to continue.' : 'Enter your password to continue.'}</p>
-<form method="post" action="/.portcullis/passkey">
+    o.title,
+    html`<h1>${o.heading}</h1>${error(o.error)}
+<p class="note">${o.hasTotp ? o.withCode : 'Enter your password to continue.'}</p>
+<form method="post" action="${o.action}">
 ${hidden('csrf', o.csrf)}<input type="hidden" name="action" value="reauth">
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required autofocus>

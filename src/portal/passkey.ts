@@ -28,7 +28,7 @@ import { CSP, withPasskeyScript } from '../http/html.js';
 import { ERRORS } from '../errors.js';
 import type { OpenSession } from '../session/sessions.js';
 import { GENERIC_CODE_ERROR, formOf, type Ctx, type Form, type PortalContext } from './context.js';
-import { passwordlessRoutes } from './passwordless.js';
+import { parseResponse, passwordlessRoutes } from './passwordless.js';
 import { enrolRefuser } from './enrol.js';
 import { passkeyConfirmPage, passkeyManagePage, passkeyMissingPage, passkeyReauthPage, passkeySignInPage } from './pages.js';
 import { domainCsp } from './portal-host.js';
@@ -231,13 +231,3 @@ export function passkeyRoutes(portal: PortalContext) {
   }
 }
 
-/** The credential JSON the script posts; anything unparsable becomes null (and fails verification). */
-function parseResponse(raw: string | undefined): unknown {
-  if (!raw || raw.length > 12_000) return null;
-  try {
-    const v: unknown = JSON.parse(raw);
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : null;
-  } catch {
-    return null;
-  }
-}

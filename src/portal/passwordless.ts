@@ -85,8 +85,8 @@ export function passwordlessRoutes(portal: PortalContext) {
   };
 }
 
-/** The credential JSON the script posts; anything unparsable becomes null (and fails). */
-function parseResponse(raw: string | undefined): unknown {
+/** The credential JSON the script posts; anything unparsable becomes null (and fails verification). */
+export function parseResponse(raw: string | undefined): unknown {
   if (!raw || raw.length > 12_000) return null;
   try {
     const v: unknown = JSON.parse(raw);

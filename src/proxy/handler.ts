@@ -14,7 +14,7 @@ import { forward, sendPage, type ForwardContext } from './forward.js';
 import { identityHeaders } from '../access/identity.js';
 import { appRequestHeaders, type IdentityHeaders } from './headers.js';
 import type { UpstreamPools } from './upstreams.js';
-import { outcomeOf, type AccessEntry, type AccessLog } from '../http/access-log.js';
+import { countOutcome, type AccessEntry, type AccessLog } from '../http/access-log.js';
 
 /**
  * Whether the request comes from an app's own script (XHR / fetch): it cannot follow a redirect
@@ -112,10 +112,10 @@ interface Call {
 /** The gate has decided: forward, or answer the client (sign-in, step-up, refusal). */
 function decided(c: Call, r: GateResult): Promise<void> | void {
   const { deps, req, res, info, entry, requestId } = c;
-  const cfg = deps.rt.config;
+  // the config the request was judged with (a reload while the gate waited does not change it)
+  const cfg = info.cfg;
   if (deps.decision || entry) {
-    const o = outcomeOf(r);
-    deps.decision?.(o.app ?? '-', o.policy ?? '-', o.outcome);
+    const o = countOutcome(r, deps.decision);
     if (entry) {
       entry.app = o.app;
       entry.decision = o.outcome;

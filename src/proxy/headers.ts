@@ -2,7 +2,6 @@
  * Header hygiene between client, gateway and app. Pure functions, run once per request.
  */
 import type { IdentityHeaders } from '../access/types.js';
-import { safe } from '../access/identity.js';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { ClientInfo } from '../http/request-context.js';
 
@@ -68,7 +67,6 @@ export function connectionNamed(value: string | string[] | undefined): Set<strin
 }
 
 
-export { safe } from '../access/identity.js';
 
 /** The request headers for the app, from what the gateway resolved about the client (proxy and WebSocket paths). */
 export function appRequestHeaders(
@@ -135,19 +133,12 @@ export function upstreamRequestHeaders(
   if (opts.requestId) out['x-request-id'] = opts.requestId;
   const id = opts.identity;
   if (id) {
+    // sanitised once per user record (access/identity.ts)
     const p = id.prepared;
-    if (p) {
-      // sanitised once per user record (access/identity.ts)
-      out['remote-user'] = p.user;
-      out['remote-groups'] = p.groups;
-      if (p.email) out['remote-email'] = p.email;
-      if (p.name) out['remote-name'] = p.name;
-    } else {
-      out['remote-user'] = safe(id.user);
-      out['remote-groups'] = safe(id.groups.join(','));
-      if (id.email) out['remote-email'] = safe(id.email);
-      if (id.name) out['remote-name'] = safe(id.name);
-    }
+    out['remote-user'] = p.user;
+    out['remote-groups'] = p.groups;
+    if (p.email) out['remote-email'] = p.email;
+    if (p.name) out['remote-name'] = p.name;
     if (id.assertion !== null) out['x-portcullis-assertion'] = id.assertion;
   }
   return out;

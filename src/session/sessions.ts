@@ -138,10 +138,6 @@ export class SessionManager {
    * otherwise (a store read, an expiry to delete, a touch to write).
    */
   lookupNow(id: string | undefined | null, scope?: string | null): OpenSession | null | Promise<OpenSession | null> {
-    return this.lookupAny(id, scope);
-  }
-
-  private lookupAny(id: string | undefined | null, scope: string | null | undefined): OpenSession | null | Promise<OpenSession | null> {
     if (!id) return null;
     let idHash = this.hashes.get(id);
     const known = idHash !== undefined;
@@ -154,10 +150,10 @@ export class SessionManager {
     if (cached && now - cached.at < (this.deps.cacheMs ?? 0)) return this.settle(id, idHash, cached.rec, now, scope, known);
     const getNow = this.deps.store.getNow;
     if (!this.cache && getNow) return this.settle(id, idHash, getNow.call(this.deps.store, idHash), now, scope, known);
-    return this.readThenSettle(id, idHash, now, cached, scope);
+    return this.readThenSettle(id, idHash, now, cached, scope, known);
   }
 
-  private async readThenSettle(id: string, idHash: string, now: number, cached: { rec: SessionRecord; at: number } | undefined, scope: string | null | undefined): Promise<OpenSession | null> {
+  private async readThenSettle(id: string, idHash: string, now: number, cached: { rec: SessionRecord; at: number } | undefined, scope: string | null | undefined, known: boolean): Promise<OpenSession | null> {
     const seen = this.revocations;
     let rec: SessionRecord | null;
     try {
@@ -172,7 +168,7 @@ export class SessionManager {
     // a revocation broadcast while the read was in flight may concern this session: the record
     // read before it is not kept (the next request reads again)
     if (rec && this.cache && seen === this.revocations) this.cache.set(idHash, { rec, at: now });
-    return this.settle(id, idHash, rec, now, scope, false);
+    return this.settle(id, idHash, rec, now, scope, known);
   }
 
   /**

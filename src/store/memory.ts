@@ -104,21 +104,18 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async set(idHash: string, rec: SessionRecord, ttlMs: number): Promise<void> {
-    if (!(ttlMs > 0)) {
-      this.table.delete(idHash);
-      return;
-    }
-    this.table.set(idHash, { rec: frozenCopy(rec), expiresAt: this.clock.now() + ttlMs });
+    this.put(idHash, rec, ttlMs);
+  }
+
+  private put(idHash: string, rec: SessionRecord, ttlMs: number): void {
+    if (ttlMs > 0) this.table.set(idHash, { rec: frozenCopy(rec), expiresAt: this.clock.now() + ttlMs });
+    else this.table.delete(idHash);
   }
 
   async replace(idHash: string, rec: SessionRecord, ttlMs: number): Promise<boolean> {
     // the check and the write in one step: nothing (a revocation) can land between them
     if (!this.getNow(idHash)) return false;
-    if (!(ttlMs > 0)) {
-      this.table.delete(idHash);
-      return true;
-    }
-    this.table.set(idHash, { rec: frozenCopy(rec), expiresAt: this.clock.now() + ttlMs });
+    this.put(idHash, rec, ttlMs);
     return true;
   }
 

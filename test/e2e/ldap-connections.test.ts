@@ -13,7 +13,7 @@ import type { LdapConfig } from '../../src/config/types.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
-import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd, ldapYaml } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
 let one: Slapd;
@@ -29,14 +29,7 @@ before(async () => {
   gw = await startTestGateway(
     `
 login_limits: { per_ip: { max_failures: 1000 } }
-ldap:
-  implementation: openldap
-  url: ["${one.url}", "${two.url}"]
-  insecure: true
-  bind_dn: "${SERVICE_DN}"
-  bind_password: "${SERVICE_PW}"
-  base_dn: "${BASE_DN}"
-  timeout: 2s
+${ldapYaml([one.url, two.url], 'timeout: 2s')}
 apps:
   - name: mail
     hosts: ["mail.test"]

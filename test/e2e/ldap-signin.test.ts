@@ -23,7 +23,7 @@ import { PortalClient } from '../helpers/portal.js';
 import { generateCode } from '../../src/auth/totp.js';
 import { directoryKey } from '../../src/directory/ldap.js';
 import { addAppPassword, listAppPasswords } from '../../src/admin/operations.js';
-import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { BASE_DN, slapdMissing, startSlapd, type Slapd, ldapYaml } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
 const OFFICE = '127.0.0.1';
@@ -38,14 +38,7 @@ let gw: TestGateway;
 
 export function ldapConfig(urls: string[], extra = ''): string {
   return `
-ldap:
-  implementation: openldap
-  url: [${urls.map((u) => JSON.stringify(u)).join(', ')}]
-  insecure: true
-  bind_dn: "${SERVICE_DN}"
-  bind_password: "${SERVICE_PW}"
-  base_dn: "${BASE_DN}"
-  timeout: 2s
+${ldapYaml(urls, 'timeout: 2s')}
 ${extra}`;
 }
 

@@ -210,7 +210,7 @@ function noForgery(app: EchoBody, what: string): void {
  * The whole walk through a recipe: redirected to sign in, the login page, the POST on this port,
  * the app with the identity, a bypass path without one, an attachment and a WebSocket.
  */
-async function signInThrough(port: number, ca: Buffer, gw: TestGateway, opts: { forwardedFor: boolean }): Promise<void> {
+async function signInThrough(port: number, ca: Buffer, gw: TestGateway, opts: { forwardedFor: boolean; requestId?: boolean }): Promise<void> {
   const b = new Browser(port, ca);
   const before = up.requests.length;
 
@@ -263,6 +263,8 @@ async function signInThrough(port: number, ca: Buffer, gw: TestGateway, opts: { 
   assert.equal(app.headers['remote-email'], 'alice@example.org');
   assert.ok(!app.headers['remote-name'], `alice has no display name: ${String(app.headers['remote-name'])}`);
   if (opts.forwardedFor) assert.equal(app.headers['x-forwarded-for'], CLIENT);
+  // the gateway's own request id (made by it: the client sent none), passed on to the app
+  if (opts.requestId) assert.match(String(app.headers['x-request-id']), /^[0-9a-f]{32}$/, 'the app receives the gateway\'s X-Request-Id');
   noForgery(app, 'signed in');
   const jwks = await b.request('GET', '/.portcullis/jwks.json');
   assert.equal(jwks.status, 200);
@@ -334,7 +336,7 @@ for (const name of ['nginx-full-proxy', 'nginx-auth-request'] as const) {
       const ng = await startNginx({ port, config: conf });
       t.after(() => ng.stop());
       await nginxTest(ng.prefix);
-      await signInThrough(port, certPem, gw, { forwardedFor: true });
+      await signInThrough(port, certPem, gw, { forwardedFor: true, requestId: true });
     });
   });
 }

@@ -113,6 +113,19 @@ function waitPort(port: number, child: ChildProcess, log: () => string): Promise
   });
 }
 
+/** A `user_filter` that finds an entry by uid or by mail (`alice` and `alice@example.org`). */
+export const UID_OR_MAIL_FILTER = 'user_filter: "(&(objectClass=person)(|(uid={username})(mail={username})))"';
+
+/**
+ * The `ldap:` block of a gateway config for the fixture's directory: `url` (one or a failover
+ * list, plain ldap:// with `insecure: true`), the service account and the base DN, then `extra`
+ * keys as written, e.g. `lockout_threshold: 2`.
+ */
+export function ldapYaml(url: string | readonly string[], ...extra: string[]): string {
+  const urls = typeof url === 'string' ? JSON.stringify(url) : `[${url.map((u) => JSON.stringify(u)).join(', ')}]`;
+  return ['ldap:', '  implementation: openldap', `  url: ${urls}`, '  insecure: true', `  bind_dn: "${SERVICE_DN}"`, `  bind_password: "${SERVICE_PW}"`, `  base_dn: "${BASE_DN}"`, ...extra.map((l) => `  ${l}`)].join('\n');
+}
+
 /** Start a slapd with the fixture. `tls`: also serve LDAPS on a second port and allow StartTLS. */
 export async function startSlapd(opts: { tls?: boolean } = {}): Promise<Slapd> {
   const dir = mkdtempSync(join(tmpdir(), 'pc-slapd-'));

@@ -620,12 +620,13 @@ describe('the identity the app sees is the owner of the credential, as spelled i
   it('a user name typed with spaces, in another case or in compatibility form: alice or nobody, never another spelling', async () => {
     let signedIn = 0;
     for (const typed of [' alice ', 'alice\t', 'ALICE', 'Alice', '\uff41\uff4c\uff49\uff43\uff45', 'alice\u200b', 'al\u0131ce']) {
+      // each spelling on a clean throttle (the windows lapse): the per-user bucket folds some
+      // spellings into alice's (as a directory does: the zero-width space is dropped), and the
+      // failures of the spellings before would otherwise answer 429 before any credential check
+      await fresh();
       const c = new InjectClient(pa.app, 'mail.test', OFFICE);
       const r = await c.login(typed, PW.alice);
-      // 429 only where the per-user throttle folds the spelling into alice's bucket (as a directory
-      // does: the zero-width space is dropped) after the spellings before it failed there
-      const allowed = typed === 'alice\u200b' ? [303, 401, 429] : [303, 401];
-      assert.ok(allowed.includes(r.status), `${JSON.stringify(typed)}: ${r.status}`);
+      assert.ok([303, 401].includes(r.status), `${JSON.stringify(typed)}: ${r.status}`);
       if (r.status === 303) signedIn++;
       if (r.status !== 303) {
         assert.equal(c.cookie(COOKIE), undefined);
@@ -659,7 +660,7 @@ describe('the identity the app sees is the owner of the credential, as spelled i
     let n = 0;
     for (const r of RESERVED) for (const s of spellings(r)) inbound[s] = `forged-${n++}`;
     assert.ok(n > 50);
-    const identity = { user: 'alice', groups: ['staff'], email: 'alice@example.org', name: null, assertion: 'signed.jwt.here' };
+    const identity = { prepared: { user: 'alice', groups: 'staff', email: 'alice@example.org', name: '' }, assertion: 'signed.jwt.here' };
     for (const connection of [undefined, 'close', 'keep-alive, remote-user, remote-groups, x-forwarded-for, x-portcullis-assertion, x-forwarded-host, x-forwarded-proto']) {
       for (const id of [identity, null]) {
         const h = { ...inbound, ...(connection ? { connection } : {}) };

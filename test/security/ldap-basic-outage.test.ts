@@ -14,7 +14,7 @@ import { PortalClient } from '../helpers/portal.js';
 import { addAppPassword } from '../../src/admin/operations.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { BASE_DN, slapdMissing, startSlapd, type Slapd, ldapYaml } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
 let slapd: Slapd;
@@ -26,15 +26,7 @@ before(async () => {
   slapd = await startSlapd();
   up = await startUpstream();
   gw = await startTestGateway(`
-ldap:
-  implementation: openldap
-  url: "${slapd.url}"
-  insecure: true
-  bind_dn: "${SERVICE_DN}"
-  bind_password: "${SERVICE_PW}"
-  base_dn: "${BASE_DN}"
-  timeout: 1s
-  cache: 1s
+${ldapYaml(slapd.url, 'timeout: 1s', 'cache: 1s')}
 apps:
   - name: mail
     hosts: ["mail.test"]

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { echoOf, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
-import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { slapdMissing, startSlapd, type Slapd, ldapYaml, UID_OR_MAIL_FILTER } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
 const HOME = '127.0.1.2';
@@ -33,14 +33,7 @@ before(async () => {
   gw = await startTestGateway(`
 networks:
   home: ["${HOME}/32"]
-ldap:
-  implementation: openldap
-  url: "${slapd.url}"
-  insecure: true
-  bind_dn: "${SERVICE_DN}"
-  bind_password: "${SERVICE_PW}"
-  base_dn: "${BASE_DN}"
-  user_filter: "(&(objectClass=person)(|(uid={username})(mail={username})))"
+${ldapYaml(slapd.url, UID_OR_MAIL_FILTER)}
 apps:
   - name: mail
     hosts: ["mail.test"]

@@ -19,7 +19,7 @@ import { silentLogger } from '../../src/audit/logger.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
-import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { slapdMissing, startSlapd, type Slapd, ldapYaml } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
 const ALICE_PW = 'Wonderland-Rabbit-1865';
@@ -52,13 +52,7 @@ before(async () => {
   gw = await startTestGateway(
     `
 login_limits: { per_ip: { max_failures: 1000 }, spray: { distinct_users: 1000 }, hash_concurrency: 4 }
-ldap:
-  implementation: openldap
-  url: "${slapd.url}"
-  insecure: true
-  bind_dn: "${SERVICE_DN}"
-  bind_password: "${SERVICE_PW}"
-  base_dn: "${BASE_DN}"
+${ldapYaml(slapd.url)}
 apps:
   - name: mail
     hosts: ["mail.test"]

@@ -15,7 +15,7 @@ import { startUpstream } from '../helpers/upstream.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
 import { ownerReserve } from '../../src/auth/credential.js';
-import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd } from '../helpers/slapd.js';
+import { BASE_DN, slapdMissing, startSlapd, ldapYaml, UID_OR_MAIL_FILTER } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
 
@@ -31,15 +31,7 @@ async function burst(
 networks:
   office: ["127.0.0.1/32"]
 login_limits: ${o.limits}
-ldap:
-  implementation: openldap
-  url: "${slapd.url}"
-  insecure: true
-  bind_dn: "${SERVICE_DN}"
-  bind_password: "${SERVICE_PW}"
-  base_dn: "${BASE_DN}"
-  user_filter: "(&(objectClass=person)(|(uid={username})(mail={username})))"
-  lockout_threshold: ${o.threshold}
+${ldapYaml(slapd.url, UID_OR_MAIL_FILTER, `lockout_threshold: ${o.threshold}`)}
 apps:
   - name: mail
     hosts: ["mail.test"]

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCoreRuntime, type CoreRuntime } from '../helpers/core-runtime.js';
 import { firstFactor } from '../../src/auth/login.js';
-import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { slapdMissing, startSlapd, type Slapd, ldapYaml, UID_OR_MAIL_FILTER } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
 let slapd: Slapd;
@@ -21,15 +21,7 @@ before(async () => {
 networks:
   office: ["127.0.0.1/32"]
 login_limits: { hash_concurrency: 16 }
-ldap:
-  implementation: openldap
-  url: "${slapd.url}"
-  insecure: true
-  bind_dn: "${SERVICE_DN}"
-  bind_password: "${SERVICE_PW}"
-  base_dn: "${BASE_DN}"
-  user_filter: "(&(objectClass=person)(|(uid={username})(mail={username})))"
-  lockout_threshold: 10
+${ldapYaml(slapd.url, UID_OR_MAIL_FILTER, 'lockout_threshold: 10')}
 apps:
   - name: mail
     hosts: ["mail.test"]

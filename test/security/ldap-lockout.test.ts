@@ -26,7 +26,7 @@ import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { PortalClient } from '../helpers/portal.js';
 import { ownerReserve } from '../../src/auth/credential.js';
-import { BASE_DN, SERVICE_DN, SERVICE_PW, slapdMissing, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { slapdMissing, startSlapd, type Slapd, ldapYaml, UID_OR_MAIL_FILTER } from '../helpers/slapd.js';
 
 const missing = slapdMissing();
 const OFFICE = '127.0.0.1';
@@ -45,15 +45,7 @@ ${store}
 networks:
   office: ["${OFFICE}/32"]
 login_limits: { hash_concurrency: 8 }
-ldap:
-  implementation: openldap
-  url: "${slapd.url}"
-  insecure: true
-  bind_dn: "${SERVICE_DN}"
-  bind_password: "${SERVICE_PW}"
-  base_dn: "${BASE_DN}"
-  user_filter: "(&(objectClass=person)(|(uid={username})(mail={username})))"
-  lockout_threshold: ${THRESHOLD}
+${ldapYaml(slapd.url, UID_OR_MAIL_FILTER, `lockout_threshold: ${THRESHOLD}`)}
 apps:
   - name: mail
     hosts: ["mail.test"]

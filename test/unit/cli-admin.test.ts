@@ -269,6 +269,27 @@ test('app-password add prints it once, and it opens Basic paths through the gate
   assert.match(r.err, /no app password labelled "phone"/);
 });
 
+test('passkey list and remove, as docs/passkeys.md prints them: the key goes, and so do the sessions', async () => {
+  const rt = tg.gw.rt;
+  await rt.stores.state.addPasskey('bob', { id: 'lost-key-1', publicKey: 'x', counter: 0, transports: ['usb'], name: 'yubikey', createdAt: Date.UTC(2026, 0, 2) }, 10);
+  const s = await signIn('bob');
+  let r = await whole(['passkey', 'list', 'bob']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ID\s+NAME\s+ADDED\s+LAST USED$/m);
+  assert.match(r.out, /^lost-key-1\s+yubikey\s/m);
+  r = await whole(['passkey', 'list', 'bob', '--json']);
+  assert.deepEqual((JSON.parse(r.out) as Array<{ id: string }>).map((p) => p.id), ['lost-key-1']);
+  r = await whole(['passkey', 'remove', 'bob', 'lost-key-1']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^passkey lost-key-1 of "bob" removed; 1 session\(s\) ended$/m);
+  assert.deepEqual(await rt.stores.state.listPasskeys('bob'), []);
+  assert.equal(await rt.sessions.lookup(s.id), null, "bob's session ended");
+  r = await whole(['passkey', 'list', 'bob']);
+  assert.match(r.out, /"bob" has no passkeys/);
+  r = await whole(['passkey', 'remove', 'bob']);
+  assert.equal(r.code, 2, 'a missing id is a usage error');
+});
+
 test('reload through the admin API keeps the running config when the new one is invalid', async () => {
   const c = await AdminClient.connect(tg.configFile);
   try {
