@@ -62,7 +62,7 @@ test('failover: one of two servers stopped, sign-ins go on; both stopped, 503; o
 
 test('a server that accepts connections but never answers: the timeout moves on to the next', { skip: missing ?? false }, async () => {
   assert.equal((await login('alice', 'Wonderland-Rabbit-1865')).status, 303, 'pooled connections to the first server');
-  one.freeze();
+  await one.freeze();
   try {
     const t0 = Date.now();
     assert.equal((await login('bob', 'Can-We-Fix-It-2024')).status, 303);

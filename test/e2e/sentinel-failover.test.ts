@@ -97,7 +97,7 @@ test('writes that matter are confirmed by the replica (WAIT 1); with the replica
   const confirmed = (await waitCalls(rs.primary())) - before;
   assert.ok(confirmed >= 5, `each of the 5 counted failures waited for the replica (WAIT calls: ${confirmed})`);
 
-  rs.freeze(rs.replica());
+  await rs.freeze(rs.replica());
   try {
     let t1 = Date.now();
     await stores.rates.hit('user:alice', 60_000, Date.now());

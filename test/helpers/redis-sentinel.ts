@@ -12,6 +12,7 @@
  * Outside CI a missing binary skips (`sentinelSkip()`); with CI set it fails.
  */
 import { writeFile } from 'node:fs/promises';
+import { freezeProcess } from './freeze.js';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, waitForPort } from './ports.js';
@@ -54,8 +55,8 @@ export interface SentinelSet {
   waitForSwitch(timeoutMs?: number): Promise<number>;
   /** kill -9 Sentinel number `i` (0-based). */
   killSentinel(i: number): void;
-  /** SIGSTOP (`freeze`) or SIGCONT (`thaw`) the server on `port` (primary or replica). */
-  freeze(port: number): void;
+  /** SIGSTOP (`freeze`, resolved once it is really stopped) or SIGCONT (`thaw`) the server on `port` (primary or replica). */
+  freeze(port: number): Promise<void>;
   thaw(port: number): void;
   /** A plain client (lazy: call connect()) on a server port, for checks; the caller disconnects it. */
   client(port: number, db?: number): Redis;
@@ -225,7 +226,7 @@ export async function startSentinelSet(opts: { name?: string; downAfterMs?: numb
         return Date.now();
       },
       killSentinel: (i) => void daemons.find(({ label }) => label === `sentinel-${i}`)!.d.child.kill('SIGKILL'),
-      freeze: (p) => serverAt(p).child.kill('SIGSTOP'),
+      freeze: (p) => freezeProcess(serverAt(p).child),
       thaw: (p) => serverAt(p).child.kill('SIGCONT'),
       client: (p, db = 0) => plain(p, db),
       output,

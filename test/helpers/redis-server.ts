@@ -3,6 +3,7 @@
  * restart Redis (outage handling). No persistence: a restart starts empty.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { freezeProcess } from './freeze.js';
 import { createServer } from 'node:net';
 
 export interface RedisServer {
@@ -12,8 +13,8 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Start it again on the same port; resolves once it accepts connections. */
   start(): Promise<void>;
-  /** Suspend the process (SIGSTOP): connections stay open but nothing answers. */
-  freeze(): void;
+  /** Suspend the process (SIGSTOP; resolved once it is really stopped): connections stay open but nothing answers. */
+  freeze(): Promise<void>;
   /** Resume a frozen process (SIGCONT). */
   thaw(): void;
 }
@@ -103,7 +104,7 @@ export async function startRedis(): Promise<RedisServer> {
       child = await launch(port);
     },
     freeze() {
-      child?.kill('SIGSTOP');
+      return freezeProcess(child);
     },
     thaw() {
       child?.kill('SIGCONT');

@@ -7,6 +7,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { freezeProcess } from './freeze.js';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -47,7 +48,7 @@ export interface Slapd {
   /** Modify an entry as the root DN. */
   modify(dn: string, op: 'add' | 'replace' | 'delete', type: string, values: string[]): Promise<void>;
   /** Suspend the server (SIGSTOP): connections stay open, nothing answers. */
-  freeze(): void;
+  freeze(): Promise<void>;
   /** Resume a frozen server (SIGCONT). */
   thaw(): void;
   /** Rename an entry as the root DN (the old RDN value is removed). */
@@ -237,7 +238,7 @@ export async function startSlapd(opts: { tls?: boolean } = {}): Promise<Slapd> {
     failures: async (uid) => (await opAttr(uid, 'pwdFailureTime')).length,
     locked: async (uid) => (await opAttr(uid, 'pwdAccountLockedTime')).length > 0,
     modify: (dn, op, type, values) => asRoot((c) => c.modify(dn, new Change({ operation: op, modification: new Attribute({ type, values }) }))),
-    freeze: () => void (child as ChildProcess | null)?.kill('SIGSTOP'),
+    freeze: () => freezeProcess(child as ChildProcess | null),
     thaw: () => void (child as ChildProcess | null)?.kill('SIGCONT'),
     rename: (dn, newDn) => asRoot((c) => c.modifyDN(dn, newDn)),
     canBind: async (dn, password) => {

@@ -38,7 +38,7 @@ apps:
 function freezeDuringBinds(dir: NonNullable<CoreRuntime['rt']['directory']>): () => void {
   const bind = dir.bind.bind(dir);
   dir.bind = async (dn, pw) => {
-    slapd.freeze();
+    await slapd.freeze();
     try {
       return await bind(dn, pw);
     } finally {

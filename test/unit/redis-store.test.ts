@@ -433,7 +433,7 @@ describe('Redis stores: outages', () => {
   test('a Redis that stops answering fails calls after the command timeout, then recovers', async () => {
     const stores = await createRedisStores({ url: server.url, prefix, clock, box: testBox(), commandTimeoutMs: 300 });
     try {
-      server.freeze();
+      await server.freeze();
       try {
         await unavailableWithin(stores.rates.hit('ip:192.0.2.2', 60_000, clock.now()), 1000);
         await eventually(() => !stores.healthy(), 3000, 'healthy() to turn false');
